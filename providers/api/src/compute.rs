@@ -1,0 +1,1 @@
+//! Compute drivers: containers on machines (filled in by the apply work).

@@ -1,0 +1,1 @@
+//! Integrations: DNS, monitoring, puppet (filled in by the integrations work).

@@ -1,0 +1,16 @@
+//! The provider interface of kloud.
+//!
+//! Two families live here, each in its own module:
+//! - [`compute`]: drivers that create, resize, start, stop and destroy containers on a machine
+//!   and list what a machine really runs (for drift and orphan detection);
+//! - [`integration`]: DNS, monitoring and puppet, which receive the desired state of the hosts
+//!   they care about and converge it.
+//!
+//! Every call takes a request struct and returns a response that carries [`Diagnostic`]s, so
+//! that a provider can warn without failing and fail with something an operator can act on.
+
+pub mod compute;
+pub mod diag;
+pub mod integration;
+
+pub use diag::{Diagnostic, Severity};

@@ -1,0 +1,1 @@
+//! apply (work in progress).

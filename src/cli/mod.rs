@@ -1,0 +1,98 @@
+//! The command line: argument parsing and dispatch, one file per command.
+//!
+//! Commands only parse arguments, call the engine and render its results; diagnostics are
+//! rendered with miette here at the edge and nowhere else.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod apply;
+pub mod enc;
+pub mod fmt;
+pub mod hostdb;
+pub mod hosts;
+pub mod plan;
+pub mod show;
+pub mod sync;
+pub mod validate;
+
+/// Declarative plan/apply for a private container cloud.
+#[derive(Debug, Parser)]
+#[command(name = "kloud", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a config directory and report every problem in it
+    Validate(validate::Args),
+    /// Rewrite config files in the canonical layout
+    Fmt(fmt::Args),
+    /// Show what apply would change
+    Plan(plan::Args),
+    /// Show a saved plan
+    Show(show::Args),
+    /// Create, change and delete containers so that they match the config
+    Apply(apply::Args),
+    /// Plan and apply the deletion of every host the config manages
+    Destroy(apply::DestroyArgs),
+    /// Compare what every machine really runs with HostDB
+    Refresh(apply::RefreshArgs),
+    /// Adopt a container that no host record explains
+    Import(apply::ImportArgs),
+    /// Release the HostDB apply lock held by a crashed run
+    ForceUnlock(apply::ForceUnlockArgs),
+    /// List hosts recorded in HostDB
+    Hosts(hosts::HostsArgs),
+    /// List and manage tags in HostDB
+    Tags(hosts::TagsArgs),
+    /// Show the recorded history of a host or tag
+    History(hosts::HistoryArgs),
+    /// Serve HostDB over HTTP and manage its tokens
+    Hostdb(hostdb::Args),
+    /// Print the puppet External Node Classifier YAML for a host
+    Enc(enc::Args),
+    /// Converge one integration from HostDB, once or continuously
+    Sync(sync::Args),
+}
+
+/// Parse the command line, run the command and turn its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Validate(a) => validate::run(a),
+        Command::Fmt(a) => fmt::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Show(a) => show::run(a),
+        Command::Apply(a) => apply::run(a),
+        Command::Destroy(a) => apply::run_destroy(a),
+        Command::Refresh(a) => apply::run_refresh(a),
+        Command::Import(a) => apply::run_import(a),
+        Command::ForceUnlock(a) => apply::run_force_unlock(a),
+        Command::Hosts(a) => hosts::run_hosts(a),
+        Command::Tags(a) => hosts::run_tags(a),
+        Command::History(a) => hosts::run_history(a),
+        Command::Hostdb(a) => hostdb::run(a),
+        Command::Enc(a) => enc::run(a),
+        Command::Sync(a) => sync::run(a),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error for a command whose implementation has not landed yet.
+pub(crate) fn not_yet(what: &str) -> miette::Result<ExitCode> {
+    Err(miette::miette!(
+        code = "kloud::cli::not_implemented",
+        help = "see the open issues for the state of this command",
+        "`kloud {what}` is not implemented yet"
+    ))
+}

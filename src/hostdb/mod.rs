@@ -1,0 +1,1 @@
+//! hostdb (work in progress).

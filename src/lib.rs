@@ -1,0 +1,14 @@
+//! kloud: a declarative plan/apply tool for a private container cloud.
+//!
+//! The pipeline (see `design.md` §1): [`config`] loads `*.hcl` into a typed `Config`;
+//! [`hostdb`] is the source of truth it is diffed against; [`place`] puts new containers on
+//! machines; [`plan`] holds the changes and renders them; [`apply`] carries them out through
+//! providers. [`cli`] is the edge: it parses arguments, calls the engine and renders reports.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod hostdb;
+pub mod place;
+pub mod plan;
+pub mod size;

@@ -1,0 +1,1 @@
+//! Binary sizes: "512MiB", "8GiB", "2TiB".
