@@ -29,6 +29,8 @@ fn env_func(args: FuncArgs) -> Result<hcl::Value, String> {
 pub struct Evaluator {
     ctx: Context<'static>,
     variables: BTreeSet<String>,
+    /// Declared variables that have no value (already reported).
+    poisoned: BTreeSet<String>,
 }
 
 /// The result of evaluating one attribute.
@@ -44,13 +46,27 @@ impl Evaluator {
         Self::with_variables(BTreeMap::new())
     }
 
-    pub fn with_variables(vars: BTreeMap<String, hcl::Value>) -> Self {
+    /// A context with `var.NAME` for each variable; `None` marks a variable whose value could not
+    /// be determined (already reported), so expressions using it are skipped silently.
+    pub fn with_variables(vars: BTreeMap<String, Option<hcl::Value>>) -> Self {
         let mut ctx = Context::new();
         ctx.declare_func("env", FuncDef::new(env_func, [ParamType::String]));
         let variables = vars.keys().cloned().collect();
-        let object: hcl::Map<String, hcl::Value> = vars.into_iter().collect();
+        let poisoned = vars
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let object: hcl::Map<String, hcl::Value> = vars
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or(hcl::Value::Null)))
+            .collect();
         ctx.declare_var("var", hcl::Value::Object(object));
-        Self { ctx, variables }
+        Self {
+            ctx,
+            variables,
+            poisoned,
+        }
     }
 
     /// Check and evaluate `expr` from `file`. Problems are returned as diagnostics.
@@ -65,9 +81,10 @@ impl Evaluator {
             diags: Vec::new(),
             locals: BTreeSet::new(),
             uses_env: false,
+            poisoned: false,
         };
         check.visit_expr(expr);
-        if !check.diags.is_empty() {
+        if !check.diags.is_empty() || check.poisoned {
             return Err(check.diags);
         }
         let uses_env = check.uses_env;
@@ -97,6 +114,8 @@ struct Check<'a> {
     /// Names bound by enclosing `for` expressions.
     locals: BTreeSet<String>,
     uses_env: bool,
+    /// The expression uses a variable without a value.
+    poisoned: bool,
 }
 
 impl Check<'_> {
@@ -111,7 +130,9 @@ impl Visit for Check<'_> {
             if root.as_str() == "var" {
                 if let Some(op) = node.operators.first() {
                     if let TraversalOperator::GetAttr(name) = op.value() {
-                        if !self.evaluator.variables.contains(name.as_str()) {
+                        if self.evaluator.poisoned.contains(name.as_str()) {
+                            self.poisoned = true;
+                        } else if !self.evaluator.variables.contains(name.as_str()) {
                             let span = self.span_of(node.span());
                             self.diags.push(
                                 Diagnostic::new(

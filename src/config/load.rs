@@ -96,7 +96,7 @@ pub fn read_dir(dir: &Path, diags: &mut Diagnostics) -> Vec<Arc<SourceFile>> {
         diags.push(
             Diagnostic::new(
                 "kloud::config::no_config",
-                format!("no *.hcl files in `{}`", dir.display()),
+                format!("no *.hcl files in `{}`", display_path(dir)),
             )
             .help("run kloud in a config directory or pass it as an argument, e.g. `kloud validate examples/quickstart`"),
         );
@@ -161,7 +161,7 @@ pub fn load_sources(
                         format!("syntax error: {}", e.message()),
                     )
                     .at(file, start..end)
-                    .label(e.message().to_string())
+                    .label("here")
                     .help("check for a missing `}`, `]`, `\"` or `=` just before this point"),
                 );
             }
@@ -284,7 +284,13 @@ pub fn load_sources(
     let variables = decode_variables(&items("variable"), overrides, env_vars, diags);
     let eval = Evaluator::with_variables(variables.clone());
 
-    let settings = decode_settings(&items("kloud"), &eval, diags);
+    let had_syntax_errors = parsed.len() < files.len();
+    let settings = decode_settings(
+        &items("kloud"),
+        &eval,
+        diags,
+        files.is_empty() || had_syntax_errors,
+    );
     let mut machine_classes = BTreeMap::new();
     let mut mc_spans = BTreeMap::new();
     for item in first_of_each(&items("machine_class")) {
@@ -626,7 +632,12 @@ pub fn load_sources(
                             ),
                         )
                         .at(item.file, span)
-                        .label(format!("expected {}", a.ty.describe())),
+                        .label(format!("expected {}", a.ty.describe()))
+                        .help(format!(
+                            "write `{}` as {}",
+                            a.name,
+                            a.ty.describe()
+                        )),
                     );
                 }
                 None => ok = false,
@@ -909,13 +920,22 @@ pub fn load_sources(
                 Diagnostic::new(
                     "kloud::config::network_too_small",
                     format!(
-                        "network \"{nname}\" ({}) has {usable} usable addresses but {need} hosts use it",
-                        net.cidr
+                        "network \"{nname}\" ({}) has {} but {need} hosts use it",
+                        net.cidr,
+                        if usable == 1 {
+                            "1 usable address".to_string()
+                        } else {
+                            format!("{usable} usable addresses")
+                        }
                     ),
                 )
                 .at(item.file, item_attr_span(item, "cidr"))
                 .label("too small")
-                .help(format!("widen the cidr: a /{} holds {}", fitting_prefix(net, need), usable_for(net, fitting_prefix(net, need)))),
+                .help(format!(
+                    "widen the cidr: a /{} holds {}",
+                    fitting_prefix(net, need),
+                    usable_for(net, fitting_prefix(net, need))
+                )),
             );
         }
     }
@@ -1043,8 +1063,17 @@ fn rendered_name_error(
     .help(suggest_label(rendered))
 }
 
-fn decode_settings(items: &[Item], eval: &Evaluator, diags: &mut Diagnostics) -> Option<Settings> {
+fn decode_settings(
+    items: &[Item],
+    eval: &Evaluator,
+    diags: &mut Diagnostics,
+    incomplete: bool,
+) -> Option<Settings> {
     let Some(item) = items.first() else {
+        // With no files, or a file that did not parse, the block may well exist: don't guess.
+        if incomplete {
+            return None;
+        }
         diags.push(
             Diagnostic::new(
                 "kloud::config::missing_block",
@@ -1129,7 +1158,7 @@ fn decode_variables(
     overrides: &VarOverrides,
     env_vars: &BTreeMap<String, String>,
     diags: &mut Diagnostics,
-) -> BTreeMap<String, hcl::Value> {
+) -> BTreeMap<String, Option<hcl::Value>> {
     let bare = Evaluator::bare();
     let mut out = BTreeMap::new();
     let declared: BTreeSet<String> = items.iter().map(|i| i.label().to_string()).collect();
@@ -1191,8 +1220,9 @@ fn decode_variables(
                 None
             }
         };
-        // A variable without a value is still declared, so references to it are not reported twice.
-        out.insert(name, value.unwrap_or(hcl::Value::Null));
+        // A variable without a value is still declared; `None` marks it so that attributes using
+        // it are skipped rather than reported again.
+        out.insert(name, value);
     }
     out
 }
@@ -1281,7 +1311,7 @@ fn first_host(net: &ipnet::IpNet) -> String {
         .map_or_else(|| net.addr().to_string(), |a| a.to_string())
 }
 
-fn digest(files: &[Arc<SourceFile>], variables: &BTreeMap<String, hcl::Value>) -> String {
+fn digest(files: &[Arc<SourceFile>], variables: &BTreeMap<String, Option<hcl::Value>>) -> String {
     let mut h = Sha256::new();
     for f in files {
         h.update(f.name.as_bytes());
@@ -1292,11 +1322,8 @@ fn digest(files: &[Arc<SourceFile>], variables: &BTreeMap<String, hcl::Value>) -
     for (k, v) in variables {
         h.update(k.as_bytes());
         h.update(b"=");
-        h.update(
-            serde_json::to_string(&super::eval::to_json(v))
-                .unwrap_or_default()
-                .as_bytes(),
-        );
+        let v = v.as_ref().map(super::eval::to_json);
+        h.update(serde_json::to_string(&v).unwrap_or_default().as_bytes());
         h.update([0]);
     }
     let out = h.finalize();

@@ -240,7 +240,8 @@ impl<'a> Reader<'a> {
                         format!("`{name}` must be at least {min}, found {u}"),
                     )
                     .at(self.file, span)
-                    .label(format!("must be ≥ {min}")),
+                    .label(format!("must be ≥ {min}"))
+                    .help(format!("use {min} or more")),
                 );
                 return None;
             }
@@ -263,7 +264,8 @@ impl<'a> Reader<'a> {
                     format!("`{name}` must be a whole number, found {n}"),
                 )
                 .at(self.file, span)
-                .label("not a whole number"),
+                .label("not a whole number")
+                .help(format!("write `{name}` as a whole number")),
             );
         }
         None
