@@ -1,1 +1,12 @@
-//! hostdb (work in progress).
+//! HostDB (being merged from the HostDB work; this placeholder only exposes the model).
+
+pub mod error;
+pub mod model;
+pub mod store;
+
+pub use error::StoreError;
+pub use model::{
+    Actor, Change, Expect, Host, HostQuery, Kind, Lease, Members, ObjectKind, Page, Role,
+    Snapshot, State, Tag, TokenInfo, Write,
+};
+pub use store::Store;
