@@ -193,6 +193,10 @@ pub struct ContainerSpec {
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub network: NetworkSpec,
+    /// A driver id recorded for this host earlier (an OpenVZ CTID), reused when it is free on
+    /// the machine; `None` lets drivers that number containers pick the lowest free id.
+    #[serde(default)]
+    pub driver_id: Option<String>,
 }
 
 /// Answer to calls that only succeed or fail.
