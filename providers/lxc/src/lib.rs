@@ -1,0 +1,1 @@
+//! LXC driver (in progress).

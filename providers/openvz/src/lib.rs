@@ -1,0 +1,1 @@
+//! OpenVZ driver (in progress).
