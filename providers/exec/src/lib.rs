@@ -44,6 +44,11 @@ pub struct SshOptions {
     pub options: Vec<String>,
     /// Seconds to wait for the TCP connection.
     pub connect_timeout_s: u32,
+    /// When set, calls to one machine share one SSH connection (OpenSSH `ControlMaster`),
+    /// with its socket in this directory; the connection lingers `ControlPersist` seconds
+    /// after the last call. Saves the handshake on every one of a create's several calls.
+    pub control_dir: Option<PathBuf>,
+    pub control_persist_s: u32,
 }
 
 impl Default for SshOptions {
@@ -53,6 +58,8 @@ impl Default for SshOptions {
             config_file: None,
             options: Vec::new(),
             connect_timeout_s: 10,
+            control_dir: None,
+            control_persist_s: 60,
         }
     }
 }
@@ -161,35 +168,63 @@ impl Runner {
         self.run(m, &argv, stdin)
     }
 
+    /// Ends the shared SSH connection to a machine, if [`SshOptions::control_dir`] made one.
+    pub fn close(&self, m: &MachineRef) {
+        if self.ssh.control_dir.is_none() {
+            return;
+        }
+        if let Some((opts, host)) = self.ssh_args(&m.connect) {
+            let _ = Command::new(&self.ssh.program)
+                .args(opts)
+                .args(["-O", "exit", "--", &host])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
     fn ssh_command(&self, connect: &Connect, argv: &[&str]) -> Command {
         let mut c = Command::new(&self.ssh.program);
-        if let Connect::Ssh {
+        if let Some((opts, host)) = self.ssh_args(connect) {
+            c.args(opts).arg("--").arg(host).arg(quote_argv(argv));
+        }
+        c
+    }
+
+    /// ssh's options for a machine, and the host to put after them.
+    fn ssh_args(&self, connect: &Connect) -> Option<(Vec<String>, String)> {
+        let Connect::Ssh {
             user,
             host,
             port,
             identity,
         } = connect
-        {
-            if let Some(cfg) = &self.ssh.config_file {
-                c.arg("-F").arg(cfg);
-            }
-            // BatchMode: never stop for a password or a host-key question in the middle of
-            // an apply; fail and say so instead.
-            c.args(["-o", "BatchMode=yes"]);
-            c.arg("-o")
-                .arg(format!("ConnectTimeout={}", self.ssh.connect_timeout_s));
-            for o in &self.ssh.options {
-                c.arg("-o").arg(o);
-            }
-            if let Some(id) = identity {
-                c.arg("-i").arg(id);
-            }
-            c.arg("-p").arg(port.to_string());
-            c.arg("-l").arg(user);
-            c.arg("--").arg(host);
-            c.arg(quote_argv(argv));
+        else {
+            return None;
+        };
+        let mut a: Vec<String> = Vec::new();
+        let mut opt = |o: String| a.extend(["-o".to_string(), o]);
+        // BatchMode: never stop for a password or a host-key question in the middle of an
+        // apply; fail and say so instead.
+        opt("BatchMode=yes".into());
+        opt(format!("ConnectTimeout={}", self.ssh.connect_timeout_s));
+        if let Some(dir) = &self.ssh.control_dir {
+            opt("ControlMaster=auto".into());
+            opt(format!("ControlPath={}/%C", dir.display()));
+            opt(format!("ControlPersist={}", self.ssh.control_persist_s));
         }
-        c
+        for o in &self.ssh.options {
+            opt(o.clone());
+        }
+        if let Some(cfg) = &self.ssh.config_file {
+            a.extend(["-F".into(), cfg.display().to_string()]);
+        }
+        if let Some(id) = identity {
+            a.extend(["-i".into(), id.display().to_string()]);
+        }
+        a.extend(["-p".into(), port.to_string(), "-l".into(), user.clone()]);
+        Some((a, host.clone()))
     }
 
     fn display_program(&self, m: &MachineRef, prog: &str) -> String {
