@@ -1,0 +1,236 @@
+//! Benchmark: N busybox containers created through the LXC driver by W parallel workers, timed
+//! from the first create to the last container answering ping from the host (the talk's "60
+//! servers"). Each parallelism is run several times on a fresh machine directory and bridge,
+//! and the median is printed. Containers are destroyed (and timed) after each run.
+//!
+//! Run as root: `cargo bench -p kloud-provider-lxc --bench containers -- [COUNT] [W,W,...] [RUNS]`
+//! (defaults: 60, 5,10,15,20,30, 3). `scripts/bench-containers.sh` wraps it.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kloud_provider_api::compute::{ComputeDriver, Connect, ContainerSpec, MachineRef, NetworkSpec};
+use kloud_provider_lxc::{bridge_name, LxcConfig, LxcDriver};
+
+/// Removes the run's containers, machine directory and bridge, also when a run panics.
+struct Cleanup {
+    root: PathBuf,
+    bridge: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(machines) = std::fs::read_dir(&self.root) {
+            for m in machines.flatten() {
+                if let Ok(cs) = std::fs::read_dir(m.path()) {
+                    for c in cs.flatten() {
+                        if c.path().join("config").exists() {
+                            let _ = Command::new("lxc-destroy")
+                                .arg("-P")
+                                .arg(m.path())
+                                .arg("-n")
+                                .arg(c.file_name())
+                                .arg("-f")
+                                .output();
+                        }
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+fn pings(ip: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let ok = Command::new("ping")
+            .args(["-c1", "-W1", "-n", "-q", ip])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Figures {
+    up: Duration,
+    destroy: Duration,
+}
+
+fn run(count: usize, workers: usize, run_id: usize) -> Result<Figures, String> {
+    let tag = format!("{}-{workers}-{run_id}", std::process::id());
+    let net_name = format!("bench{}", run_id % 10);
+    let guard = Cleanup {
+        root: PathBuf::from(format!("/var/lib/kloud/bench-lxc/{tag}")),
+        bridge: bridge_name(&net_name),
+    };
+    let driver = LxcDriver::new(LxcConfig {
+        root: guard.root.clone(),
+        stop_timeout_s: 5,
+        ..LxcConfig::default()
+    });
+    let machine = MachineRef::new("hw-bench.test", Connect::Local);
+    let net = NetworkSpec {
+        name: net_name,
+        cidr: "10.232.0.0/22".into(),
+        gateway: IpAddr::V4(Ipv4Addr::new(10, 232, 0, 1)),
+        address: IpAddr::V4(Ipv4Addr::new(10, 232, 0, 1)),
+        prefix_len: 22,
+    };
+    let specs: Vec<ContainerSpec> = (0..count)
+        .map(|i| {
+            let name = format!("b{i}-{tag}.test");
+            ContainerSpec {
+                hostname: name.clone(),
+                name,
+                image: "busybox".into(),
+                cpu: 1,
+                memory_mib: 64,
+                disk_gib: 1,
+                network: NetworkSpec {
+                    address: IpAddr::V4(Ipv4Addr::new(
+                        10,
+                        232,
+                        1 + (i / 250) as u8,
+                        (i % 250) as u8 + 2,
+                    )),
+                    ..net.clone()
+                },
+                driver_id: None,
+            }
+        })
+        .collect();
+
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut errs = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(spec) = specs.get(i) else { break };
+                        match driver.create(&machine, spec) {
+                            Ok(_) => {
+                                let ip = spec.network.address.to_string();
+                                if !pings(&ip, Duration::from_secs(20)) {
+                                    errs.push(format!("{} does not answer on {ip}", spec.name));
+                                }
+                            }
+                            Err(e) => errs.push(e.to_string()),
+                        }
+                    }
+                    errs
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let up = started.elapsed();
+    if !failures.is_empty() {
+        return Err(failures.join("\n"));
+    }
+    let listed = driver.list(&machine).map_err(|e| e.to_string())?.containers;
+    if listed.len() != count {
+        return Err(format!(
+            "list shows {} containers, expected {count}",
+            listed.len()
+        ));
+    }
+
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(spec) = specs.get(i) else { break };
+                let _ = driver.destroy(&machine, &spec.name);
+            });
+        }
+    });
+    let destroy = started.elapsed();
+    drop(guard);
+    Ok(Figures { up, destroy })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let count: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(60);
+    let workers: Vec<usize> = args
+        .get(1)
+        .map(|a| a.split(',').filter_map(|w| w.parse().ok()).collect())
+        .unwrap_or_else(|| vec![5, 10, 15, 20, 30]);
+    let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
+
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let lxc = Command::new("lxc-create")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root || !lxc {
+        eprintln!("containers bench: needs root and LXC (source scripts/setup/lxc.sh); skipped");
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("LXC driver: {count} busybox containers created and answering ping, {cpus} CPUs, {runs} runs each");
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>12}",
+        "workers", "median s", "min s", "max s", "destroy s"
+    );
+    let mut run_id = 0;
+    for w in workers {
+        let mut ups = Vec::new();
+        let mut downs = Vec::new();
+        for _ in 0..runs {
+            run_id += 1;
+            match run(count, w, run_id) {
+                Ok(f) => {
+                    ups.push(f.up.as_secs_f64());
+                    downs.push(f.destroy.as_secs_f64());
+                }
+                Err(e) => {
+                    eprintln!("workers {w}: run failed:\n{e}");
+                }
+            }
+        }
+        if ups.is_empty() {
+            println!("{w:>8} {:>10}", "failed");
+            continue;
+        }
+        let min = ups.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ups.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{w:>8} {:>10.2} {min:>10.2} {max:>10.2} {:>12.2}",
+            median(ups),
+            median(downs)
+        );
+    }
+}

@@ -1,0 +1,593 @@
+//! kloud's LXC compute driver: containers made with the `lxc-*` tools on a machine, run
+//! locally or through ssh.
+//!
+//! Each machine keeps its containers under its own LXC path, `<root>/<machine FQDN>`
+//! (`lxc-* -P`), so several machines that are one computer (`connect = "local"`) stay apart
+//! and `list` answers exactly for one machine. A container joins a bridge named after its
+//! network (created with the gateway address when missing), gets a fixed address, hostname and
+//! MAC through its LXC config, and cpu (CFS quota) and memory limits through cgroups.
+//!
+//! What LXC cannot do here is said, not hidden: the `dir` backing store does not limit disk
+//! usage (a warning diagnostic says so); the `loop` backing store does, but cannot grow a disk
+//! in place.
+
+pub mod conf;
+pub mod images;
+pub mod names;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use kloud_provider_api::compute::{
+    ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, ListResponse,
+    MachineRef, Observed, Response,
+};
+use kloud_provider_api::Diagnostic;
+use kloud_provider_exec::{failed, Runner, SshOptions};
+
+use conf::Cgroup;
+pub use images::{ImageMap, ImageMapError, ImageSpec};
+pub use names::bridge_name;
+
+/// Where containers' root filesystems live; decides whether disk sizes are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backing {
+    /// A directory: fast to create, no disk limit.
+    #[default]
+    Dir,
+    /// An ext4 image file of `disk_gib` on a loop device: the size is a hard limit.
+    Loop,
+}
+
+/// Settings of an [`LxcDriver`].
+#[derive(Debug, Clone)]
+pub struct LxcConfig {
+    /// Directory on each machine under which every machine gets its LXC path.
+    pub root: PathBuf,
+    pub backing: Backing,
+    pub images: ImageMap,
+    /// Seconds `lxc-stop` waits for a clean shutdown before killing.
+    pub stop_timeout_s: u32,
+    pub ssh: SshOptions,
+}
+
+impl Default for LxcConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/var/lib/kloud/lxc"),
+            backing: Backing::Dir,
+            images: ImageMap::default(),
+            stop_timeout_s: 10,
+            ssh: SshOptions::default(),
+        }
+    }
+}
+
+/// Why the driver's settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Images(#[from] ImageMapError),
+    #[error("`KLOUD_LXC_BACKING` must be `dir` or `loop`, not `{0}`")]
+    Backing(String),
+}
+
+impl LxcConfig {
+    /// Defaults, changed by `KLOUD_LXC_ROOT` (directory), `KLOUD_LXC_BACKING` (`dir`|`loop`)
+    /// and `KLOUD_LXC_IMAGES` (path of a JSON image map, see [`ImageMap::with_file`]).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut c = Self::default();
+        if let Some(root) = std::env::var_os("KLOUD_LXC_ROOT") {
+            c.root = PathBuf::from(root);
+        }
+        if let Ok(b) = std::env::var("KLOUD_LXC_BACKING") {
+            c.backing = match b.as_str() {
+                "dir" => Backing::Dir,
+                "loop" => Backing::Loop,
+                other => return Err(ConfigError::Backing(other.to_string())),
+            };
+        }
+        if let Some(path) = std::env::var_os("KLOUD_LXC_IMAGES") {
+            c.images = ImageMap::with_file(&PathBuf::from(path))?;
+        }
+        Ok(c)
+    }
+}
+
+/// The LXC driver. One value serves every machine, from many threads.
+#[derive(Debug)]
+pub struct LxcDriver {
+    config: LxcConfig,
+    runner: Runner,
+    /// cgroup layout per machine, asked once.
+    cgroups: Mutex<BTreeMap<String, Cgroup>>,
+}
+
+/// A container's presence on a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presence {
+    Absent,
+    Present(ContainerState),
+}
+
+/// Creates a container from a config file on stdin; kloud's block replaces the template's
+/// values of the keys kloud owns. Arguments: path, name, busybox-init (yes|no), then the
+/// `lxc-create` options.
+const CREATE_SCRIPT: &str = r#"set -e
+P="$1"; N="$2"; BB="$3"; shift 3
+mkdir -p "$P"
+f=$(mktemp "$P/.kloud-create.XXXXXX")
+trap 'rm -f "$f"' EXIT
+cat > "$f"
+lxc-create -P "$P" -n "$N" -f "$f" "$@" >/dev/null
+if [ "$BB" = yes ]; then
+  printf '#!/bin/sh\n# kloud: eth0 keeps the address from the LXC config (no udhcpc)\n/bin/syslogd\n/bin/mount -a\n' > "$P/$N/kloud-rcS"
+  chmod 755 "$P/$N/kloud-rcS"
+fi
+c="$P/$N/config"
+grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' "$c" > "$c.kloud" || true
+cat "$f" >> "$c.kloud"
+mv "$c.kloud" "$c"
+"#;
+
+/// Prints `ABSENT` or the LXC state word of one container.
+const STATE_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || { echo ABSENT; exit 0; }
+lxc-info -P "$1" -n "$2" -s -H"#;
+
+/// Lists a machine: `lxc-ls` rows, a marker, then `name<TAB>configured address` lines.
+const LIST_SCRIPT: &str = r#"P="$1"
+[ -d "$P" ] || exit 0
+lxc-ls -P "$P" -f -F NAME,STATE,IPV4 || exit $?
+echo '--kloud-config--'
+for c in "$P"/*/config; do
+  [ -f "$c" ] || continue
+  d=${c%/config}; n=${d##*/}
+  a=$(sed -n 's/^lxc\.net\.0\.ipv4\.address *= *\([^/ ]*\).*/\1/p' "$c" | tail -n 1)
+  printf '%s\t%s\n' "$n" "$a"
+done"#;
+
+/// Makes sure a bridge exists, carries the gateway address and is up. Concurrent calls race
+/// on `ip link add`; the loser finds the bridge there and carries on.
+const BRIDGE_SCRIPT: &str = r#"ip link show dev "$1" >/dev/null 2>&1 || ip link add name "$1" type bridge 2>/dev/null || ip link show dev "$1" >/dev/null || exit 1
+ip addr replace "$2" dev "$1"
+ip link set dev "$1" up"#;
+
+/// Writes stdin to a file atomically (a crash leaves the old config or the new, never half).
+const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+impl LxcDriver {
+    pub fn new(config: LxcConfig) -> Self {
+        let runner = Runner::new(config.ssh.clone());
+        Self {
+            config,
+            runner,
+            cgroups: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A driver configured from the environment (see [`LxcConfig::from_env`]).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new(LxcConfig::from_env()?))
+    }
+
+    pub fn config(&self) -> &LxcConfig {
+        &self.config
+    }
+
+    /// The LXC path (`-P`) of a machine on that machine.
+    pub fn machine_path(&self, m: &MachineRef) -> Result<String, DriverError> {
+        if !names::is_safe_component(&m.name) {
+            return Err(DriverError::Invalid {
+                machine: m.name.clone(),
+                name: String::new(),
+                reason: "the machine name cannot be a directory name".into(),
+            });
+        }
+        Ok(self.config.root.join(&m.name).display().to_string())
+    }
+
+    fn check_name(m: &MachineRef, name: &str) -> Result<(), DriverError> {
+        if names::is_safe_component(name) {
+            Ok(())
+        } else {
+            Err(DriverError::Invalid {
+                machine: m.name.clone(),
+                name: name.to_string(),
+                reason: "not a usable LXC container name (letters, digits, `-`, `.`, `_`)".into(),
+            })
+        }
+    }
+
+    fn presence(&self, m: &MachineRef, path: &str, name: &str) -> Result<Presence, DriverError> {
+        let out = self.runner.script(m, STATE_SCRIPT, &[path, name], None)?;
+        if !out.success() {
+            return Err(failed(m, &["lxc-info", "-P", path, "-n", name, "-s"], &out));
+        }
+        let word = out.stdout.trim();
+        Ok(if word == "ABSENT" {
+            Presence::Absent
+        } else {
+            Presence::Present(conf::state(word))
+        })
+    }
+
+    fn cgroup(&self, m: &MachineRef) -> Result<Cgroup, DriverError> {
+        if let Some(cg) = self.lock_cgroups().get(&m.name) {
+            return Ok(*cg);
+        }
+        let fs = self
+            .runner
+            .check(m, &["stat", "-f", "-c", "%T", "/sys/fs/cgroup/"], None)?;
+        let cg = if fs.trim() == "cgroup2fs" {
+            Cgroup::V2
+        } else {
+            Cgroup::V1
+        };
+        self.lock_cgroups().insert(m.name.clone(), cg);
+        Ok(cg)
+    }
+
+    fn lock_cgroups(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Cgroup>> {
+        // The map is a cache; a panic elsewhere cannot leave it inconsistent.
+        self.cgroups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lxc(&self, m: &MachineRef, argv: &[&str]) -> Result<String, DriverError> {
+        self.runner.check(m, argv, None)
+    }
+
+    fn start_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
+        self.lxc(m, &["lxc-start", "-P", path, "-n", name])
+            .map(drop)
+    }
+
+    fn destroy_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
+        self.lxc(m, &["lxc-destroy", "-P", path, "-n", name, "-f"])
+            .map(drop)
+    }
+
+    fn build(
+        &self,
+        m: &MachineRef,
+        path: &str,
+        spec: &ContainerSpec,
+        image: &ImageSpec,
+    ) -> Result<Vec<Diagnostic>, DriverError> {
+        let invalid = |reason: String| DriverError::Invalid {
+            machine: m.name.clone(),
+            name: spec.name.clone(),
+            reason,
+        };
+        let net = &spec.network;
+        let IpAddr::V4(address) = net.address else {
+            return Err(invalid(format!(
+                "address `{}` is not IPv4; the LXC driver configures IPv4 only",
+                net.address
+            )));
+        };
+        let gateway = match net.gateway {
+            IpAddr::V4(g) if g != address => Some(g),
+            IpAddr::V4(_) => None,
+            IpAddr::V6(g) => return Err(invalid(format!("gateway `{g}` is not IPv4"))),
+        };
+        if net.prefix_len == 0 || net.prefix_len > 32 {
+            return Err(invalid(format!(
+                "prefix length {} is not in 1..32",
+                net.prefix_len
+            )));
+        }
+        if spec.cpu == 0 || spec.memory_mib == 0 {
+            return Err(invalid("cpu and memory must be above zero".into()));
+        }
+        if !names::is_safe_component(&spec.hostname) {
+            return Err(invalid(format!(
+                "hostname `{}` is not usable",
+                spec.hostname
+            )));
+        }
+
+        let mut diagnostics = Vec::new();
+        let bridge = bridge_name(&net.name);
+        if let Some(gw) = gateway {
+            let cidr = format!("{gw}/{}", net.prefix_len);
+            let out = self
+                .runner
+                .script(m, BRIDGE_SCRIPT, &[&bridge, &cidr], None)?;
+            if !out.success() {
+                return Err(failed(
+                    m,
+                    &["ip", "link", "add", "name", &bridge, "type", "bridge"],
+                    &out,
+                ));
+            }
+        } else {
+            diagnostics.push(Diagnostic::warning(format!(
+                "network `{}` has no usable gateway: bridge `{bridge}` must exist on `{}` already",
+                net.name, m.name
+            )));
+        }
+
+        let cg = self.cgroup(m)?;
+        let rcs = image
+            .uses_busybox_init()
+            .then(|| format!("{path}/{}/kloud-rcS", spec.name));
+        let block = conf::render(&conf::Block {
+            hostname: &spec.hostname,
+            bridge: &bridge,
+            address,
+            prefix_len: net.prefix_len,
+            gateway,
+            busybox_rcs: rcs.clone(),
+            cgroup: cg,
+            cpu: spec.cpu,
+            memory_mib: spec.memory_mib,
+        });
+
+        let mut create: Vec<String> = vec!["-t".into(), image.template.clone()];
+        match self.config.backing {
+            Backing::Dir => {
+                create.extend(["-B".into(), "dir".into()]);
+                diagnostics.push(Diagnostic::warning(format!(
+                    "disk size {} GiB of `{}` is not enforced: the LXC `dir` backing store has no quota",
+                    spec.disk_gib, spec.name
+                )).with_detail("set KLOUD_LXC_BACKING=loop for a fixed-size disk image per container"));
+            }
+            Backing::Loop => {
+                if spec.disk_gib == 0 {
+                    return Err(invalid(
+                        "disk must be above zero for the loop backing store".into(),
+                    ));
+                }
+                create.extend([
+                    "-B".into(),
+                    "loop".into(),
+                    "--fssize".into(),
+                    format!("{}G", spec.disk_gib),
+                ]);
+            }
+        }
+        if !image.args.is_empty() {
+            create.push("--".into());
+            create.extend(image.args.iter().cloned());
+        }
+        let bb = if rcs.is_some() { "yes" } else { "no" };
+        let mut args: Vec<&str> = vec![path, &spec.name, bb];
+        args.extend(create.iter().map(String::as_str));
+        let out = self
+            .runner
+            .script(m, CREATE_SCRIPT, &args, Some(block.as_bytes()))?;
+        if !out.success() {
+            let mut shown: Vec<&str> = vec!["lxc-create", "-P", path, "-n", &spec.name];
+            shown.extend(create.iter().map(String::as_str));
+            return Err(failed(m, &shown, &out));
+        }
+        Ok(diagnostics)
+    }
+}
+
+impl ComputeDriver for LxcDriver {
+    fn kind(&self) -> &'static str {
+        "lxc"
+    }
+
+    fn create(&self, m: &MachineRef, spec: &ContainerSpec) -> Result<CreateResponse, DriverError> {
+        let image =
+            self.config
+                .images
+                .get(&spec.image)
+                .ok_or_else(|| DriverError::UnknownImage {
+                    driver: "lxc".into(),
+                    image: spec.image.clone(),
+                    known: self.config.images.names(),
+                })?;
+        Self::check_name(m, &spec.name)?;
+        let path = self.machine_path(m)?;
+
+        let mut diagnostics = Vec::new();
+        match self.presence(m, &path, &spec.name)? {
+            Presence::Present(ContainerState::Running) => {
+                return Ok(CreateResponse {
+                    driver_id: None,
+                    adopted: true,
+                    diagnostics,
+                });
+            }
+            Presence::Present(_) => match self.start_in(m, &path, &spec.name) {
+                Ok(()) => {
+                    return Ok(CreateResponse {
+                        driver_id: None,
+                        adopted: true,
+                        diagnostics,
+                    })
+                }
+                // A container that exists but cannot start is most likely the remains of a
+                // create that was interrupted; it holds nothing worth keeping.
+                Err(e) => {
+                    diagnostics.push(
+                        Diagnostic::warning(format!(
+                            "existing container `{}` did not start; recreated it",
+                            spec.name
+                        ))
+                        .with_detail(e.to_string()),
+                    );
+                    self.destroy_in(m, &path, &spec.name)?;
+                }
+            },
+            Presence::Absent => {}
+        }
+
+        diagnostics.extend(self.build(m, &path, spec, image)?);
+        if let Err(e) = self.start_in(m, &path, &spec.name) {
+            // Leave nothing half-made behind: the next create starts clean.
+            let _ = self.destroy_in(m, &path, &spec.name);
+            return Err(e);
+        }
+        Ok(CreateResponse {
+            driver_id: None,
+            adopted: false,
+            diagnostics,
+        })
+    }
+
+    fn can_resize_live(&self) -> bool {
+        true
+    }
+
+    fn resize(
+        &self,
+        m: &MachineRef,
+        name: &str,
+        cpu: u32,
+        memory_mib: u64,
+        disk_gib: u64,
+    ) -> Result<Response, DriverError> {
+        Self::check_name(m, name)?;
+        if cpu == 0 || memory_mib == 0 {
+            return Err(DriverError::Invalid {
+                machine: m.name.clone(),
+                name: name.to_string(),
+                reason: "cpu and memory must be above zero".into(),
+            });
+        }
+        let path = self.machine_path(m)?;
+        let state = match self.presence(m, &path, name)? {
+            Presence::Absent => {
+                return Err(DriverError::NotFound {
+                    machine: m.name.clone(),
+                    name: name.to_string(),
+                })
+            }
+            Presence::Present(s) => s,
+        };
+        let cg = self.cgroup(m)?;
+        let config_path = format!("{path}/{name}/config");
+        let config = self.lxc(m, &["cat", &config_path])?;
+        let new = conf::set_limits(&config, cg, cpu, memory_mib);
+        let out = self
+            .runner
+            .script(m, WRITE_SCRIPT, &[&config_path], Some(new.as_bytes()))?;
+        if !out.success() {
+            return Err(failed(m, &["tee", &config_path], &out));
+        }
+        if state == ContainerState::Running {
+            for (key, value) in conf::limits(cg, cpu, memory_mib) {
+                self.lxc(m, &["lxc-cgroup", "-P", &path, "-n", name, key, &value])?;
+            }
+        }
+
+        let mut diagnostics = Vec::new();
+        match self.config.backing {
+            Backing::Dir => diagnostics.push(Diagnostic::warning(format!(
+                "disk size {disk_gib} GiB of `{name}` is not enforced: the LXC `dir` backing store has no quota"
+            ))),
+            Backing::Loop => {
+                let size = self.lxc(m, &["stat", "-c", "%s", &format!("{path}/{name}/rootdev")])?;
+                let have = size.trim().parse::<u64>().unwrap_or(0);
+                if have / GIB != disk_gib {
+                    diagnostics.push(Diagnostic::warning(format!(
+                        "disk of `{name}` stays {} GiB, not {disk_gib} GiB: the loop backing store fixes it at creation",
+                        have / GIB
+                    )).with_detail("replace the host to change its disk size"));
+                }
+            }
+        }
+        Ok(Response { diagnostics })
+    }
+
+    fn start(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
+        Self::check_name(m, name)?;
+        let path = self.machine_path(m)?;
+        match self.presence(m, &path, name)? {
+            Presence::Absent => Err(DriverError::NotFound {
+                machine: m.name.clone(),
+                name: name.to_string(),
+            }),
+            Presence::Present(ContainerState::Running) => Ok(Response::default()),
+            Presence::Present(_) => {
+                self.start_in(m, &path, name)?;
+                Ok(Response::default())
+            }
+        }
+    }
+
+    fn stop(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
+        Self::check_name(m, name)?;
+        let path = self.machine_path(m)?;
+        match self.presence(m, &path, name)? {
+            Presence::Absent => Err(DriverError::NotFound {
+                machine: m.name.clone(),
+                name: name.to_string(),
+            }),
+            Presence::Present(ContainerState::Stopped) => Ok(Response::default()),
+            Presence::Present(_) => {
+                let timeout = self.config.stop_timeout_s.to_string();
+                self.lxc(m, &["lxc-stop", "-P", &path, "-n", name, "-t", &timeout])?;
+                Ok(Response::default())
+            }
+        }
+    }
+
+    fn destroy(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
+        Self::check_name(m, name)?;
+        let path = self.machine_path(m)?;
+        match self.presence(m, &path, name)? {
+            Presence::Absent => Ok(Response::default()),
+            Presence::Present(_) => {
+                self.destroy_in(m, &path, name)?;
+                Ok(Response::default())
+            }
+        }
+    }
+
+    fn list(&self, m: &MachineRef) -> Result<ListResponse, DriverError> {
+        let path = self.machine_path(m)?;
+        let out = self.runner.script(m, LIST_SCRIPT, &[&path], None)?;
+        if !out.success() {
+            return Err(failed(
+                m,
+                &["lxc-ls", "-P", &path, "-f", "-F", "NAME,STATE,IPV4"],
+                &out,
+            ));
+        }
+        let (table, configured) = out
+            .stdout
+            .split_once("--kloud-config--\n")
+            .unwrap_or((out.stdout.as_str(), ""));
+        let configured: BTreeMap<&str, &str> = configured
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(_, a)| !a.is_empty())
+            .collect();
+        let mut containers: Vec<Observed> = conf::parse_ls(table)
+            .into_iter()
+            .map(|row| {
+                let ip = row
+                    .ipv4
+                    .first()
+                    .cloned()
+                    .or_else(|| configured.get(row.name.as_str()).map(|a| a.to_string()));
+                Observed {
+                    name: row.name,
+                    state: row.state,
+                    ip,
+                    driver_id: None,
+                }
+            })
+            .collect();
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ListResponse {
+            containers,
+            diagnostics: Vec::new(),
+        })
+    }
+
+    fn images(&self) -> Vec<String> {
+        self.config.images.names()
+    }
+}

@@ -1,0 +1,287 @@
+//! The LXC driver against real LXC on this computer (as root), locally and through a real
+//! sshd on loopback. Each test makes its own machines, network and bridge, and removes them.
+
+mod support;
+
+use std::time::Duration;
+
+use kloud_provider_api::compute::{
+    ComputeDriver, Connect, ContainerState, DriverError, MachineRef,
+};
+use kloud_provider_api::Severity;
+use kloud_provider_lxc::{ImageMap, LxcConfig, LxcDriver};
+use support::*;
+
+#[test]
+fn lifecycle_create_list_ping_resize_stop_start_destroy() {
+    if !lxc_available("lifecycle") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let name = format!("{}.dc1.test", unique("web"));
+    let mut s = spec(&name, &net, 10);
+    s.hostname = format!("h-{name}");
+
+    let created = d.create(&m, &s).unwrap();
+    assert!(!created.adopted);
+    // The dir backing store cannot limit disk: the driver must say so.
+    assert!(created
+        .diagnostics
+        .iter()
+        .any(|x| x.severity == Severity::Warning && x.summary.contains("not enforced")));
+
+    let ip = s.network.address.to_string();
+    let listed = d.list(&m).unwrap().containers;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].name, name);
+    assert_eq!(listed[0].state, ContainerState::Running);
+    assert_eq!(listed[0].ip.as_deref(), Some(ip.as_str()));
+    assert!(pings(&ip, Duration::from_secs(5)), "{ip} does not answer");
+    assert_eq!(
+        in_container(&guard.root, &m, &name, &["hostname"]),
+        s.hostname
+    );
+
+    d.resize(&m, &name, 2, 256, 1).unwrap();
+    assert_eq!(
+        cgroup_value(&guard.root, &m, &name, "memory.limit_in_bytes"),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(
+        cgroup_value(&guard.root, &m, &name, "cpu.cfs_quota_us"),
+        "200000"
+    );
+
+    d.stop(&m, &name).unwrap();
+    let listed = d.list(&m).unwrap().containers;
+    assert_eq!(listed[0].state, ContainerState::Stopped);
+    // Stopped, it still reports the address it is configured with.
+    assert_eq!(listed[0].ip.as_deref(), Some(ip.as_str()));
+    assert!(
+        !pings(&ip, Duration::from_millis(0)),
+        "{ip} answers while stopped"
+    );
+
+    d.start(&m, &name).unwrap();
+    assert!(
+        pings(&ip, Duration::from_secs(5)),
+        "{ip} does not answer after start"
+    );
+    // The resize survived the restart: it went into the config, not only the cgroup.
+    assert_eq!(
+        cgroup_value(&guard.root, &m, &name, "memory.limit_in_bytes"),
+        (256u64 << 20).to_string()
+    );
+
+    d.destroy(&m, &name).unwrap();
+    assert!(d.list(&m).unwrap().containers.is_empty());
+    assert!(!pings(&ip, Duration::from_millis(0)));
+}
+
+#[test]
+fn create_and_destroy_are_idempotent() {
+    if !lxc_available("idempotent") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let name = format!("{}.dc1.test", unique("db"));
+    let s = spec(&name, &net, 11);
+
+    assert!(!d.create(&m, &s).unwrap().adopted);
+    assert!(
+        d.create(&m, &s).unwrap().adopted,
+        "second create must adopt"
+    );
+    assert_eq!(d.list(&m).unwrap().containers.len(), 1);
+
+    // A stopped container is adopted by starting it.
+    d.stop(&m, &name).unwrap();
+    d.stop(&m, &name).unwrap();
+    let again = d.create(&m, &s).unwrap();
+    assert!(again.adopted);
+    assert_eq!(
+        d.list(&m).unwrap().containers[0].state,
+        ContainerState::Running
+    );
+    d.start(&m, &name).unwrap();
+
+    d.destroy(&m, &name).unwrap();
+    d.destroy(&m, &name).unwrap();
+    assert!(d.list(&m).unwrap().containers.is_empty());
+    // A machine that never ran anything lists as empty rather than failing.
+    assert!(d
+        .list(&local_machine("empty"))
+        .unwrap()
+        .containers
+        .is_empty());
+}
+
+#[test]
+fn calls_on_a_missing_container_say_not_found() {
+    if !lxc_available("not_found") {
+        return;
+    }
+    let guard = Cleanup::new();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    for r in [
+        d.start(&m, "nope.test"),
+        d.stop(&m, "nope.test"),
+        d.resize(&m, "nope.test", 1, 64, 1),
+    ] {
+        assert!(matches!(r, Err(DriverError::NotFound { .. })), "{r:?}");
+    }
+}
+
+#[test]
+fn unknown_image_is_a_clear_error_listing_known_images() {
+    let guard = Cleanup::new();
+    let d = driver(&guard.root);
+    let mut s = spec("x.test", &network(), 5);
+    s.image = "debian-12".into();
+    match d.create(&local_machine("hw"), &s) {
+        Err(DriverError::UnknownImage { image, known, .. }) => {
+            assert_eq!(image, "debian-12");
+            assert_eq!(known, vec!["busybox".to_string()]);
+        }
+        other => panic!("expected UnknownImage, got {other:?}"),
+    }
+    assert_eq!(d.images(), vec!["busybox".to_string()]);
+}
+
+#[test]
+fn two_machines_on_one_computer_keep_their_containers_apart() {
+    if !lxc_available("two_machines") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let (a, b) = (local_machine("hw-a"), local_machine("hw-b"));
+    let na = format!("{}.test", unique("on-a"));
+    let nb = format!("{}.test", unique("on-b"));
+    d.create(&a, &spec(&na, &net, 20)).unwrap();
+    d.create(&b, &spec(&nb, &net, 21)).unwrap();
+
+    let names = |m: &MachineRef| -> Vec<String> {
+        d.list(m)
+            .unwrap()
+            .containers
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    };
+    assert_eq!(names(&a), vec![na.clone()]);
+    assert_eq!(names(&b), vec![nb.clone()]);
+    // Destroying through the wrong machine touches nothing.
+    d.destroy(&a, &nb).unwrap();
+    assert_eq!(names(&b), vec![nb.clone()]);
+    // Both share the network's bridge and reach each other's addresses from the host.
+    for ip in [spec(&na, &net, 20), spec(&nb, &net, 21)].map(|s| s.network.address.to_string()) {
+        assert!(pings(&ip, Duration::from_secs(5)), "{ip}");
+    }
+    d.destroy(&a, &na).unwrap();
+    d.destroy(&b, &nb).unwrap();
+    assert!(names(&a).is_empty() && names(&b).is_empty());
+}
+
+#[test]
+fn an_unknown_template_fails_the_create_and_leaves_nothing() {
+    if !lxc_available("unknown_template") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let images = ImageMap::with_json(
+        r#"{"ghost": {"template": "kloud-no-such-template"}}"#,
+        "test",
+    )
+    .unwrap();
+    let d = LxcDriver::new(LxcConfig {
+        root: guard.root.clone(),
+        images,
+        ..LxcConfig::default()
+    });
+    let m = local_machine("hw");
+    let mut s = spec(&format!("{}.test", unique("ghost")), &net, 30);
+    s.image = "ghost".into();
+    match d.create(&m, &s) {
+        Err(DriverError::CommandFailed {
+            command, status, ..
+        }) => {
+            assert!(command.starts_with("lxc-create"), "{command}");
+            assert!(command.contains("kloud-no-such-template"), "{command}");
+            assert_ne!(status, Some(0));
+        }
+        other => panic!("expected CommandFailed, got {other:?}"),
+    }
+    assert!(d.list(&m).unwrap().containers.is_empty());
+}
+
+#[test]
+fn a_refused_ssh_connection_is_a_connection_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let guard = Cleanup::new();
+    let d = driver(&guard.root);
+    let m = MachineRef::new(
+        "hw-gone.test",
+        format!("ssh://root@127.0.0.1:{port}")
+            .parse::<Connect>()
+            .unwrap(),
+    );
+    let r = d.list(&m);
+    assert!(matches!(r, Err(DriverError::Connection { .. })), "{r:?}");
+    let r = d.create(&m, &spec("x.test", &network(), 9));
+    assert!(matches!(r, Err(DriverError::Connection { .. })), "{r:?}");
+}
+
+#[test]
+fn containers_on_a_machine_reached_over_ssh() {
+    if !lxc_available("over_ssh") {
+        return;
+    }
+    let Some((port, key, known)) = sshd("over_ssh") else {
+        return;
+    };
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = LxcDriver::new(LxcConfig {
+        root: guard.root.clone(),
+        ssh: ssh_options(&known),
+        ..LxcConfig::default()
+    });
+    let m = MachineRef::new(
+        format!("{}.test", unique("hw-ssh")),
+        Connect::Ssh {
+            user: "root".into(),
+            host: "127.0.0.1".into(),
+            port,
+            identity: Some(key),
+        },
+    );
+    let name = format!("{}.test", unique("remote"));
+    let s = spec(&name, &net, 40);
+    d.create(&m, &s).unwrap();
+    let listed = d.list(&m).unwrap().containers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, ContainerState::Running);
+    let ip = s.network.address.to_string();
+    assert_eq!(listed[0].ip.as_deref(), Some(ip.as_str()));
+    assert!(pings(&ip, Duration::from_secs(5)));
+    d.resize(&m, &name, 1, 192, 1).unwrap();
+    assert_eq!(
+        cgroup_value(&guard.root, &m, &name, "memory.limit_in_bytes"),
+        (192u64 << 20).to_string()
+    );
+    d.destroy(&m, &name).unwrap();
+    assert!(d.list(&m).unwrap().containers.is_empty());
+}
