@@ -247,6 +247,57 @@ impl<'a> Attrs<'a> {
     }
 }
 
+/// Replace `path` with `contents` so that a reader sees either the old file or the new one,
+/// never a half-written one: a temp file in the same directory, fsync, rename, fsync of the
+/// directory (so the rename itself survives a crash).
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), IntegrationError> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    let io_err = |action: &'static str, p: &Path| {
+        let p = p.display().to_string();
+        move |source| IntegrationError::Io {
+            action,
+            path: p,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_string());
+    let tmp = dir.join(format!(
+        ".{file_name}.kloud-tmp.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_err("creating", &tmp))?;
+        f.write_all(contents).map_err(io_err("writing", &tmp))?;
+        f.sync_all().map_err(io_err("syncing", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io_err("renaming into", path))?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            // Some filesystems cannot fsync a directory; the rename has happened regardless.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +334,27 @@ mod tests {
         );
         let ok = attrs(json!({"server": "x", "zone": "z"}));
         assert!(check_attributes("dns", &allowed, &ok).is_ok());
+    }
+
+    #[test]
+    fn write_atomically_replaces_and_leaves_no_temp_files() {
+        let dir = std::env::temp_dir().join(format!("kloud-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("targets.json");
+        write_atomically(&target, b"one").unwrap();
+        write_atomically(&target, b"two").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("targets.json")]);
+        let missing = dir.join("no-such-dir").join("x.json");
+        assert!(matches!(
+            write_atomically(&missing, b"x"),
+            Err(IntegrationError::Io { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
