@@ -147,7 +147,21 @@ impl DnsProvider {
         z
     }
 
-    fn run(&self, req: &ConvergeRequest) -> Result<ConvergeResponse, IntegrationError> {
+    /// [`Integration::converge`], calling `after_read(attempt)` each time the zones have been
+    /// read and before anything is written. Tests use it to play a concurrent writer.
+    pub fn converge_observed(
+        &self,
+        req: &ConvergeRequest,
+        after_read: &mut dyn FnMut(usize),
+    ) -> Result<ConvergeResponse, IntegrationError> {
+        self.run(req, after_read)
+    }
+
+    fn run(
+        &self,
+        req: &ConvergeRequest,
+        after_read: &mut dyn FnMut(usize),
+    ) -> Result<ConvergeResponse, IntegrationError> {
         let cfg = &self.config;
         let desired = plan::desired(&req.hosts, &cfg.zone, cfg.reverse_zone.as_ref());
         let mut diagnostics = desired.diagnostics;
@@ -194,6 +208,7 @@ impl DnsProvider {
                     diagnostics,
                 });
             }
+            after_read(attempt);
             let mut conflict = None;
             'zones: for (zone, changes) in &per_zone {
                 for (msg, members) in batches(zone, changes) {
@@ -272,6 +287,6 @@ impl Integration for DnsProvider {
     /// Converge A/AAAA (and PTR with `reverse_zone`) records of `req.hosts`. Counts are of DNS
     /// names: a host with a PTR record counts once in each zone.
     fn converge(&self, req: &ConvergeRequest) -> Result<ConvergeResponse, IntegrationError> {
-        self.run(req)
+        self.run(req, &mut |_| {})
     }
 }
