@@ -156,7 +156,7 @@ impl Connection {
         if code == ResponseCode::NotAuth || msg.signature().is_none() {
             // The server did not sign: it could not (or would not) check our key, so the TSIG
             // error in the reply (if any) says why. Nothing it says can be trusted beyond that.
-            let tsig_error = msg.signature().and_then(|s| s.data.error.clone());
+            let tsig_error = msg.signature().and_then(|s| s.data.error);
             return Err(self.auth_error(code, tsig_error));
         }
         verifier
