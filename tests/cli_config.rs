@@ -15,10 +15,22 @@ fn repo(p: &str) -> PathBuf {
 
 #[test]
 fn validate_accepts_the_quickstart() {
-    let out = kloud().arg("validate").arg(repo("examples/quickstart")).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kloud()
+        .arg("validate")
+        .arg(repo("examples/quickstart"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("3 machines") && stdout.contains("5 hosts"), "{stdout}");
+    assert!(
+        stdout.contains("3 machines") && stdout.contains("5 hosts"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -98,10 +110,18 @@ fn fmt_check_lists_unformatted_files_then_fmt_fixes_them() {
     let dir = tempfile::tempdir().unwrap();
     let messy = "kloud {\ndomain=\"a.example\"\n}\n\n\n\nnetwork \"n\" {\n      cidr = \"10.0.0.0/24\" # lab\ngateway=\"10.0.0.1\"\n}\n";
     std::fs::write(dir.path().join("main.hcl"), messy).unwrap();
-    let check = kloud().args(["fmt", "--check"]).arg(dir.path()).output().unwrap();
+    let check = kloud()
+        .args(["fmt", "--check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(check.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&check.stdout).contains("main.hcl"));
-    assert_eq!(std::fs::read_to_string(dir.path().join("main.hcl")).unwrap(), messy, "--check writes nothing");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("main.hcl")).unwrap(),
+        messy,
+        "--check writes nothing"
+    );
 
     let fmt = kloud().arg("fmt").arg(dir.path()).output().unwrap();
     assert_eq!(fmt.status.code(), Some(0));
@@ -110,8 +130,16 @@ fn fmt_check_lists_unformatted_files_then_fmt_fixes_them() {
         formatted,
         "kloud {\n  domain = \"a.example\"\n}\n\nnetwork \"n\" {\n  cidr    = \"10.0.0.0/24\" # lab\n  gateway = \"10.0.0.1\"\n}\n"
     );
-    let again = kloud().args(["fmt", "--check"]).arg(dir.path()).output().unwrap();
-    assert_eq!(again.status.code(), Some(0), "fmt of fmt output changes nothing");
+    let again = kloud()
+        .args(["fmt", "--check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "fmt of fmt output changes nothing"
+    );
 }
 
 #[test]

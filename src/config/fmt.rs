@@ -306,7 +306,11 @@ mod tests {
             out,
             "# top\nkloud {\n  domain = \"a.b\" # the suffix\n  hostdb = \"sqlite:x\"\n}\n\nhost_class \"web\" {\n  count = 1\n  placement {\n    max_per = { machine = 2 }\n  }\n}\n"
         );
-        assert_eq!(format(&out).unwrap(), out, "fmt of fmt output changes nothing");
+        assert_eq!(
+            format(&out).unwrap(),
+            out,
+            "fmt of fmt output changes nothing"
+        );
     }
 
     #[test]
@@ -323,7 +327,10 @@ mod tests {
     fn multi_line_values_are_indented() {
         let input = "x {\ntags = [\n\"a\",\n\"b\",\n]\nlong_name = 1\n}\n";
         let out = format(input).unwrap();
-        assert_eq!(out, "x {\n  tags = [\n    \"a\",\n    \"b\",\n  ]\n  long_name = 1\n}\n");
+        assert_eq!(
+            out,
+            "x {\n  tags = [\n    \"a\",\n    \"b\",\n  ]\n  long_name = 1\n}\n"
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub enum Violation {
         count: u32,
         limit: u32,
     },
-    #[error("host `{host}` of class `{class}` is on machine `{machine}`, which has no `{key}` label")]
+    #[error(
+        "host `{host}` of class `{class}` is on machine `{machine}`, which has no `{key}` label"
+    )]
     MissingLabel {
         host: String,
         class: String,
@@ -78,15 +80,21 @@ pub fn check(problem: &Problem, placement: &Placement) -> Vec<Violation> {
         .chain(placement.unplaced.iter().map(|u| u.name.as_str()))
     {
         if !requests.contains_key(name) {
-            out.push(Violation::UnknownHost { host: name.to_string() });
+            out.push(Violation::UnknownHost {
+                host: name.to_string(),
+            });
         }
         if !seen.insert(name) {
-            out.push(Violation::Duplicate { host: name.to_string() });
+            out.push(Violation::Duplicate {
+                host: name.to_string(),
+            });
         }
     }
     for name in requests.keys() {
         if !seen.contains(name) {
-            out.push(Violation::Missing { host: name.to_string() });
+            out.push(Violation::Missing {
+                host: name.to_string(),
+            });
         }
     }
 
@@ -98,7 +106,9 @@ pub fn check(problem: &Problem, placement: &Placement) -> Vec<Violation> {
         }
     }
     for (host, machine) in &placement.assigned {
-        let Some(r) = requests.get(host.as_str()) else { continue };
+        let Some(r) = requests.get(host.as_str()) else {
+            continue;
+        };
         let Some(m) = machines.get(machine.as_str()) else {
             out.push(Violation::UnknownMachine {
                 host: host.clone(),

@@ -18,7 +18,11 @@ use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};
 use std::collections::HashMap;
 
-const PASSES: [(Order, Fit); 3] = [(Order::Max, Fit::Sum), (Order::Sum, Fit::Squares), (Order::Max, Fit::Squares)];
+const PASSES: [(Order, Fit); 3] = [
+    (Order::Max, Fit::Sum),
+    (Order::Sum, Fit::Squares),
+    (Order::Max, Fit::Squares),
+];
 
 /// Moves an attempt to empty one machine may make before it is given up.
 const MOVES_PER_ATTEMPT: u32 = 400;
@@ -59,7 +63,9 @@ impl<'a, 'p> Search<'a, 'p> {
         let mut bins = vec![Vec::new(); sol.fleet.hosts_on.len()];
         let mut weight = vec![0; hosts.requests.len()];
         for (i, a) in sol.assign.iter().enumerate() {
-            let (Some(m), Some(g)) = (*a, hosts.group_of[i]) else { continue };
+            let (Some(m), Some(g)) = (*a, hosts.group_of[i]) else {
+                continue;
+            };
             let group = &hosts.groups[g];
             if sol.fleet.classes[group.class as usize].strategy == Strategy::Pack {
                 bins[m as usize].push(i);
@@ -90,7 +96,9 @@ impl<'a, 'p> Search<'a, 'p> {
         let mut failed = vec![false; self.bins.len()];
         let mut failures = 0;
         while failures < FAILURES && self.left > 0 {
-            let Some(target) = self.target(&failed) else { break };
+            let Some(target) = self.target(&failed) else {
+                break;
+            };
             if self.attempt(target) {
                 failures = 0;
             } else {
@@ -105,9 +113,16 @@ impl<'a, 'p> Search<'a, 'p> {
         let fleet = &self.sol.fleet;
         (0..self.bins.len())
             .filter(|&m| {
-                !failed[m] && fleet.hosts_on[m] > 0 && fleet.hosts_on[m] as usize == self.bins[m].len()
+                !failed[m]
+                    && fleet.hosts_on[m] > 0
+                    && fleet.hosts_on[m] as usize == self.bins[m].len()
             })
-            .map(|m| (self.bins[m].iter().map(|&i| self.weight[i]).sum::<u128>(), m as u32))
+            .map(|m| {
+                (
+                    self.bins[m].iter().map(|&i| self.weight[i]).sum::<u128>(),
+                    m as u32,
+                )
+            })
             .min()
             .map(|(_, m)| m)
     }
@@ -210,7 +225,8 @@ impl<'a, 'p> Search<'a, 'p> {
         for (k, &p) in pending.iter().enumerate() {
             let pg = self.group(p).clone();
             for &m in used {
-                if is_tabu(p, m) || self.sol.fleet.statics.machines[m as usize].driver != pg.driver {
+                if is_tabu(p, m) || self.sol.fleet.statics.machines[m as usize].driver != pg.driver
+                {
                     continue;
                 }
                 let free = self.sol.fleet.free(m);

@@ -18,7 +18,9 @@ mod score;
 mod select;
 mod stages;
 
-pub use model::{Existing, Machine, Placement, Problem, Request, Resources, Rules, Strategy, Unplaced};
+pub use model::{
+    Existing, Machine, Placement, Problem, Request, Resources, Rules, Strategy, Unplaced,
+};
 
 use fleet::{Fleet, Statics};
 use score::Fit;
@@ -168,7 +170,12 @@ impl Solution<'_> {
 }
 
 /// One constructive pass: every host in order, onto the machine the selector picks.
-pub(crate) fn construct<'p>(base: &Fleet<'p>, hosts: &Hosts, order: Order, fit: Fit) -> Solution<'p> {
+pub(crate) fn construct<'p>(
+    base: &Fleet<'p>,
+    hosts: &Hosts,
+    order: Order,
+    fit: Fit,
+) -> Solution<'p> {
     let mut fleet = base.clone();
     let mut selector = Selector::new(&fleet, hosts.groups.len(), fit);
     let mut assign = vec![None; hosts.requests.len()];
@@ -193,9 +200,10 @@ fn finish(problem: &Problem, hosts: &Hosts, best: &Solution) -> Placement {
     for (i, r) in problem.requests.iter().enumerate() {
         match (hosts.group_of[i], best.assign[i]) {
             (_, Some(m)) => {
-                placement
-                    .assigned
-                    .insert(r.name.clone(), fleet.statics.machines[m as usize].name.clone());
+                placement.assigned.insert(
+                    r.name.clone(),
+                    fleet.statics.machines[m as usize].name.clone(),
+                );
             }
             (None, None) => placement.unplaced.push(Unplaced {
                 name: r.name.clone(),

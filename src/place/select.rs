@@ -109,7 +109,12 @@ impl Selector {
                 index.open.swap_remove(i);
                 continue;
             }
-            let s = score::pack(self.fit, machines[m as usize].cap, fleet.free(m), group.size);
+            let s = score::pack(
+                self.fit,
+                machines[m as usize].cap,
+                fleet.free(m),
+                group.size,
+            );
             if best.is_none() || Some((s, m)) < best {
                 best = Some((s, m));
             }

@@ -83,14 +83,24 @@ pub fn diff(
     }
     let targeted = |class: &str| opts.targets.is_empty() || opts.targets.iter().any(|t| t == class);
 
-    let desired_machines: BTreeMap<&str, &Machine> =
-        config.machines.iter().map(|m| (m.name.as_str(), m)).collect();
-    let recorded_machines: HashMap<&str, &Host> =
-        snapshot.machines.iter().map(|m| (m.name.as_str(), m)).collect();
+    let desired_machines: BTreeMap<&str, &Machine> = config
+        .machines
+        .iter()
+        .map(|m| (m.name.as_str(), m))
+        .collect();
+    let recorded_machines: HashMap<&str, &Host> = snapshot
+        .machines
+        .iter()
+        .map(|m| (m.name.as_str(), m))
+        .collect();
     let owner = config.settings.owner.as_str();
 
     // Hosts.
-    let recorded: BTreeMap<&str, &Host> = snapshot.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    let recorded: BTreeMap<&str, &Host> = snapshot
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h))
+        .collect();
     let desired: Vec<&DesiredHost> = if opts.destroy {
         Vec::new()
     } else {
@@ -99,15 +109,23 @@ pub fn diff(
     let desired_names: HashSet<&str> = desired.iter().map(|h| h.name.as_str()).collect();
     let mut recorded_count: BTreeMap<&str, usize> = BTreeMap::new();
     for h in &snapshot.hosts {
-        *recorded_count.entry(h.class.as_deref().unwrap_or("")).or_default() += 1;
+        *recorded_count
+            .entry(h.class.as_deref().unwrap_or(""))
+            .or_default() += 1;
     }
-    let desired_count = |class: &str| config.host_classes.get(class).map_or(0, |c| c.count as usize);
+    let desired_count = |class: &str| {
+        config
+            .host_classes
+            .get(class)
+            .map_or(0, |c| c.count as usize)
+    };
 
     // Usage of each machine by the hosts that stay on it.
     let mut usage: HashMap<&str, place::Resources> = HashMap::new();
     let staying = |h: &Host| -> bool {
         let class = h.class.as_deref().unwrap_or("");
-        let leaving = opts.destroy && targeted(class) || (targeted(class) && !desired_names.contains(h.name.as_str()));
+        let leaving = opts.destroy && targeted(class)
+            || (targeted(class) && !desired_names.contains(h.name.as_str()));
         !leaving && h.state != Some(State::Failed)
     };
     for h in snapshot.hosts.iter().filter(|h| staying(h)) {
@@ -147,11 +165,10 @@ pub fn diff(
         };
         let before = recorded_state(r, &recorded_machines, &desired_machines, config);
         let net = config.networks.get(&d.network);
-        let ip_ok = r
-            .ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .is_some_and(|ip| net.is_some_and(|n| n.cidr.contains(&ip)));
+        let ip_ok =
+            r.ip.as_deref()
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+                .is_some_and(|ip| net.is_some_and(|n| n.cidr.contains(&ip)));
         let machine_ok = r
             .machine
             .as_deref()
@@ -199,22 +216,34 @@ pub fn diff(
                 what.push(format!("cpu {} → {}", old.cpu, new.cpu));
             }
             if old.memory_mib != new.memory_mib {
-                what.push(format!("memory {} → {}", format_mib(old.memory_mib), format_mib(new.memory_mib)));
+                what.push(format!(
+                    "memory {} → {}",
+                    format_mib(old.memory_mib),
+                    format_mib(new.memory_mib)
+                ));
             }
             if old.disk_gib != new.disk_gib {
-                what.push(format!("disk {} → {}", format_gib(old.disk_gib), format_gib(new.disk_gib)));
+                what.push(format!(
+                    "disk {} → {}",
+                    format_gib(old.disk_gib),
+                    format_gib(new.disk_gib)
+                ));
             }
             let fits = machine_ok.is_some_and(|m| {
                 let u = usage.get(m.name.as_str()).copied().unwrap_or_default();
                 u.cpu - old.cpu.min(u.cpu) + new.cpu <= m.cpu
-                    && u.memory_mib - old.memory_mib.min(u.memory_mib) + new.memory_mib <= m.memory_mib
+                    && u.memory_mib - old.memory_mib.min(u.memory_mib) + new.memory_mib
+                        <= m.memory_mib
                     && u.disk_gib - old.disk_gib.min(u.disk_gib) + new.disk_gib <= m.disk_gib
             });
             if fits {
                 update.push(format!("resized: {}", what.join(", ")));
             } else {
                 must_move = true;
-                replace.push(format!("resized ({}) beyond what its machine has free", what.join(", ")));
+                replace.push(format!(
+                    "resized ({}) beyond what its machine has free",
+                    what.join(", ")
+                ));
             }
         }
         if r.tags != d.tags {
@@ -243,7 +272,8 @@ pub fn diff(
                 if resized {
                     if let Some(u) = usage.get_mut(m.as_str()) {
                         u.cpu = u.cpu - old.cpu.min(u.cpu) + new.cpu;
-                        u.memory_mib = u.memory_mib - old.memory_mib.min(u.memory_mib) + new.memory_mib;
+                        u.memory_mib =
+                            u.memory_mib - old.memory_mib.min(u.memory_mib) + new.memory_mib;
                         u.disk_gib = u.disk_gib - old.disk_gib.min(u.disk_gib) + new.disk_gib;
                     }
                 }
@@ -265,7 +295,11 @@ pub fn diff(
             action,
             reason,
             before: Some(before.clone()),
-            after: Some(if action == Action::NoOp { before } else { after }),
+            after: Some(if action == Action::NoOp {
+                before
+            } else {
+                after
+            }),
         });
     }
 
@@ -343,7 +377,9 @@ pub fn diff(
             Some(r) => {
                 let before = recorded_machine_state(r);
                 let mut what = Vec::new();
-                if (before.cpu, before.memory_mib, before.disk_gib) != (after.cpu, after.memory_mib, after.disk_gib) {
+                if (before.cpu, before.memory_mib, before.disk_gib)
+                    != (after.cpu, after.memory_mib, after.disk_gib)
+                {
                     what.push("capacity changed");
                 }
                 if before.labels != after.labels {
@@ -358,7 +394,11 @@ pub fn diff(
                 if r.owner.as_deref() != Some(owner) {
                     what.push("now managed by this config");
                 }
-                let action = if what.is_empty() { Action::NoOp } else { Action::Update };
+                let action = if what.is_empty() {
+                    Action::NoOp
+                } else {
+                    Action::Update
+                };
                 machine_changes.push(MachineChange {
                     address: m.name.clone(),
                     action,
@@ -377,7 +417,9 @@ pub fn diff(
         let blocking: Vec<String> = changes
             .iter()
             .filter(|c| c.action == Action::NoOp || c.action == Action::Update)
-            .filter(|c| c.before.as_ref().and_then(|b| b.machine.as_deref()) == Some(r.name.as_str()))
+            .filter(|c| {
+                c.before.as_ref().and_then(|b| b.machine.as_deref()) == Some(r.name.as_str())
+            })
             .map(|c| c.address.clone())
             .collect();
         if !blocking.is_empty() {
@@ -429,7 +471,10 @@ pub fn diff(
             .iter()
             .map(|&i| {
                 let c = &changes[i];
-                let a = c.after.as_ref().expect("creates and replaces have an after state");
+                let a = c
+                    .after
+                    .as_ref()
+                    .expect("creates and replaces have an after state");
                 place::Request {
                     name: c.address.clone(),
                     class: c.class.clone(),
@@ -447,8 +492,11 @@ pub fn diff(
     } else {
         place::place(&problem)
     };
-    let labels_of: HashMap<&str, &BTreeMap<String, String>> =
-        config.machines.iter().map(|m| (m.name.as_str(), &m.labels)).collect();
+    let labels_of: HashMap<&str, &BTreeMap<String, String>> = config
+        .machines
+        .iter()
+        .map(|m| (m.name.as_str(), &m.labels))
+        .collect();
     let mut unplaced_names: HashSet<String> = HashSet::new();
     let mut unplaced = Vec::new();
     for u in &placement.unplaced {
@@ -464,7 +512,10 @@ pub fn diff(
         let c = &mut changes[i];
         if let (Some(m), Some(after)) = (placement.assigned.get(&c.address), c.after.as_mut()) {
             after.machine = Some(m.clone());
-            after.labels = labels_of.get(m.as_str()).map(|l| (*l).clone()).unwrap_or_default();
+            after.labels = labels_of
+                .get(m.as_str())
+                .map(|l| (*l).clone())
+                .unwrap_or_default();
         }
     }
 
@@ -494,7 +545,11 @@ pub fn diff(
 
     // Unplaced hosts cannot be applied: they are listed apart, not as changes.
     changes.retain(|c| !unplaced_names.contains(&c.address));
-    changes.sort_by(|a, b| a.class.cmp(&b.class).then_with(|| natural_cmp(&a.address, &b.address)));
+    changes.sort_by(|a, b| {
+        a.class
+            .cmp(&b.class)
+            .then_with(|| natural_cmp(&a.address, &b.address))
+    });
     unplaced.sort_by(|a, b| natural_cmp(&a.address, &b.address));
 
     let mut plan = Plan {
@@ -507,7 +562,11 @@ pub fn diff(
         summary: Default::default(),
         changes,
         unplaced,
-        machines: if opts.destroy { Vec::new() } else { machine_changes },
+        machines: if opts.destroy {
+            Vec::new()
+        } else {
+            machine_changes
+        },
         config: Some(ConfigRef {
             dir: config.dir.display().to_string(),
             digest: config.digest.clone(),
@@ -536,7 +595,12 @@ fn allocate(net: &Network, used: &HashSet<IpAddr>, count: usize) -> Result<Vec<I
     })
 }
 
-fn desired_state(d: &DesiredHost, machine: Option<String>, ip: Option<String>, config: &Config) -> HostState {
+fn desired_state(
+    d: &DesiredHost,
+    machine: Option<String>,
+    ip: Option<String>,
+    config: &Config,
+) -> HostState {
     let labels = machine
         .as_deref()
         .and_then(|m| config.machines.iter().find(|x| x.name == m))
@@ -575,13 +639,12 @@ fn recorded_state(
                 .or_else(|| recorded_machines.get(m).map(|h| h.labels.clone()))
         })
         .unwrap_or_default();
-    let network = r
-        .ip
-        .as_deref()
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .and_then(|ip| config.networks.values().find(|n| n.cidr.contains(&ip)))
-        .map(|n| n.name.clone())
-        .unwrap_or_default();
+    let network =
+        r.ip.as_deref()
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .and_then(|ip| config.networks.values().find(|n| n.cidr.contains(&ip)))
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
     HostState {
         name: r.name.clone(),
         class: r.class.clone().unwrap_or_default(),

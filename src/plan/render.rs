@@ -42,8 +42,16 @@ fn bold(style: Style, text: &str) -> String {
 fn attributes(h: &HostState) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("class", quote(&h.class)),
-        ("machine", h.machine.as_deref().map_or("(known after placement)".into(), quote)),
-        ("ip", h.ip.as_deref().map_or("(known after apply)".into(), quote)),
+        (
+            "machine",
+            h.machine
+                .as_deref()
+                .map_or("(known after placement)".into(), quote),
+        ),
+        (
+            "ip",
+            h.ip.as_deref().map_or("(known after apply)".into(), quote),
+        ),
         ("cpu", h.cpu.to_string()),
         ("memory", quote(&format_mib(h.memory_mib))),
         ("disk", quote(&format_gib(h.disk_gib))),
@@ -71,7 +79,11 @@ fn quote(s: &str) -> String {
 fn list(items: &[String]) -> String {
     format!(
         "[{}]",
-        items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|s| quote(s))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -108,7 +120,12 @@ fn change_block(out: &mut String, c: &Change, style: Style) {
             format!(" ({})", c.reason)
         }
     );
-    let _ = writeln!(out, "  {} host \"{}\" {{", paint(style, c.action, sym), c.address);
+    let _ = writeln!(
+        out,
+        "  {} host \"{}\" {{",
+        paint(style, c.action, sym),
+        c.address
+    );
     match (c.action, &c.before, &c.after) {
         (Action::Update | Action::Replace, Some(b), Some(a)) => {
             let before = attr_lines(b);
@@ -205,7 +222,11 @@ pub fn summary_line(plan: &Plan) -> String {
         "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
         s.create, s.update, s.replace, s.delete, s.no_op
     );
-    let machines = plan.machines.iter().filter(|m| m.action != Action::NoOp).count();
+    let machines = plan
+        .machines
+        .iter()
+        .filter(|m| m.action != Action::NoOp)
+        .count();
     if machines > 0 {
         let _ = write!(line, " {machines} machine record(s) to sync.");
     }
@@ -246,8 +267,11 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
-    let machine_changes: Vec<&MachineChange> =
-        plan.machines.iter().filter(|m| m.action != Action::NoOp).collect();
+    let machine_changes: Vec<&MachineChange> = plan
+        .machines
+        .iter()
+        .filter(|m| m.action != Action::NoOp)
+        .collect();
     if !machine_changes.is_empty() {
         let _ = writeln!(out, "{}", bold(style, "Machines:"));
         for m in machine_changes {
@@ -255,7 +279,11 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
-    let shown: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let shown: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
     if !shown.is_empty() {
         let _ = writeln!(out, "{}", bold(style, "Hosts:"));
         for c in shown {
@@ -270,7 +298,11 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
     }
     if plan.summary.no_op > 0 {
-        let _ = writeln!(out, "  ({} unchanged hosts not shown)\n", plan.summary.no_op);
+        let _ = writeln!(
+            out,
+            "  ({} unchanged hosts not shown)\n",
+            plan.summary.no_op
+        );
     }
     if !plan.unplaced.is_empty() {
         let _ = writeln!(out, "{}", bold(style, "Cannot be placed:"));
@@ -281,7 +313,11 @@ pub fn human(plan: &Plan, style: Style) -> String {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let _ = writeln!(out, "  ! {} (class {}): machines rejected — {reasons}", u.address, u.class);
+            let _ = writeln!(
+                out,
+                "  ! {} (class {}): machines rejected — {reasons}",
+                u.address, u.class
+            );
             if !u.explanation.is_empty() {
                 let _ = writeln!(out, "    {}", u.explanation);
             }
@@ -299,8 +335,16 @@ const MARKDOWN_SECTION_LINES: usize = 100;
 pub fn markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::new();
-    let _ = writeln!(out, "### kloud plan{}\n", if plan.destroy { " (destroy)" } else { "" });
-    let _ = writeln!(out, "HostDB `{}` at index {}.\n", plan.hostdb.url, plan.hostdb.index);
+    let _ = writeln!(
+        out,
+        "### kloud plan{}\n",
+        if plan.destroy { " (destroy)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "HostDB `{}` at index {}.\n",
+        plan.hostdb.url, plan.hostdb.index
+    );
     if !plan.has_changes() && plan.unplaced.is_empty() {
         let _ = writeln!(out, "**No changes.** {} hosts unchanged.", s.no_op);
         return out;
@@ -324,7 +368,12 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(out, "| {name} | {n} |");
     }
     out.push('\n');
-    for action in [Action::Delete, Action::Replace, Action::Create, Action::Update] {
+    for action in [
+        Action::Delete,
+        Action::Replace,
+        Action::Create,
+        Action::Update,
+    ] {
         let items: Vec<&Change> = plan.changes.iter().filter(|c| c.action == action).collect();
         if items.is_empty() {
             continue;
@@ -332,7 +381,11 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "<details{}><summary>{} {} ({})</summary>\n",
-            if matches!(action, Action::Delete | Action::Replace) { " open" } else { "" },
+            if matches!(action, Action::Delete | Action::Replace) {
+                " open"
+            } else {
+                ""
+            },
             action.symbol(),
             action.as_str(),
             items.len()
@@ -367,7 +420,11 @@ pub fn markdown(plan: &Plan) -> String {
             let _ = writeln!(out, "- `{}` — {}", u.address, u.explanation);
         }
         if plan.unplaced.len() > MARKDOWN_SECTION_LINES {
-            let _ = writeln!(out, "- … and {} more", plan.unplaced.len() - MARKDOWN_SECTION_LINES);
+            let _ = writeln!(
+                out,
+                "- … and {} more",
+                plan.unplaced.len() - MARKDOWN_SECTION_LINES
+            );
         }
         out.push('\n');
     }
