@@ -232,6 +232,8 @@ impl Actor {
 }
 
 /// One change inside a write transaction.
+// Boxing the host would make every caller write `Box::new`; writes are few and short-lived.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Write {
