@@ -8,3 +8,8 @@ fi
 export KLOUD_TEST_NAMED=/usr/sbin/named
 export KLOUD_TEST_DIG="$(command -v dig || echo /usr/bin/dig)"
 export KLOUD_TEST_NSUPDATE="$(command -v nsupdate || echo /usr/bin/nsupdate)"
+# Knot DNS: the same DNS tests run against it too (another RFC 2136 + TSIG implementation).
+if ! [ -x /usr/sbin/knotd ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends knot >/dev/null
+fi
+export KLOUD_TEST_KNOTD=/usr/sbin/knotd

@@ -1,6 +1,7 @@
-//! A real BIND 9 for the DNS tests and benchmark: a `named` of our own on a free loopback port,
-//! in a temp dir, with a forward and a reverse zone that accept TSIG-signed updates and
-//! transfers, plus `dig`/`nsupdate` helpers as the independent client. Killed by pid on drop.
+//! Real DNS servers for the DNS tests and benchmark: a BIND 9 `named` or a Knot `knotd` of our
+//! own on a free loopback port, in a temp dir, with a forward and a reverse zone that accept
+//! TSIG-signed updates and transfers, plus `dig`/`nsupdate` helpers as the independent client.
+//! Killed by pid on drop.
 
 #![allow(dead_code)]
 
@@ -28,11 +29,22 @@ fn tool(var: &str, default: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// The named/dig/nsupdate binaries, or None (test skipped) when absent outside CI. Under
+/// Which DNS server to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bind,
+    Knot,
+}
+
+/// The server/dig/nsupdate binaries, or None (test skipped) when absent outside CI. Under
 /// `CI=true` a missing program fails the test.
-pub fn tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
+pub fn tools(kind: Kind) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let server = match kind {
+        Kind::Bind => tool("KLOUD_TEST_NAMED", "/usr/sbin/named"),
+        Kind::Knot => tool("KLOUD_TEST_KNOTD", "/usr/sbin/knotd"),
+    };
     let found = (
-        tool("KLOUD_TEST_NAMED", "/usr/sbin/named"),
+        server,
         tool("KLOUD_TEST_DIG", "/usr/bin/dig"),
         tool("KLOUD_TEST_NSUPDATE", "/usr/bin/nsupdate"),
     );
@@ -40,11 +52,9 @@ pub fn tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
         (Some(n), Some(d), Some(u)) => Some((n, d, u)),
         _ => {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "named, dig or nsupdate missing under CI=true: source scripts/setup/bind.sh"
-                );
+                panic!("{kind:?} server, dig or nsupdate missing under CI=true: source scripts/setup/bind.sh");
             }
-            eprintln!("SKIPPED: named/dig/nsupdate not installed (source scripts/setup/bind.sh)");
+            eprintln!("SKIPPED: {kind:?} server/dig/nsupdate not installed (source scripts/setup/bind.sh)");
             None
         }
     }
@@ -63,7 +73,7 @@ fn free_port() -> u16 {
     panic!("no free loopback port");
 }
 
-pub struct Named {
+pub struct DnsServer {
     pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
@@ -71,10 +81,15 @@ pub struct Named {
     nsupdate: PathBuf,
 }
 
-impl Named {
-    /// Start named with both zones; the forward zone holds a hand-made `handmade` A record.
-    pub fn start() -> Option<Named> {
-        let (named, dig, nsupdate) = tools()?;
+impl DnsServer {
+    /// Start BIND with both zones; the forward zone holds a hand-made `handmade` A record.
+    pub fn start() -> Option<DnsServer> {
+        Self::start_kind(Kind::Bind)
+    }
+
+    /// Start BIND or Knot with the same zones, key and permissions.
+    pub fn start_kind(kind: Kind) -> Option<DnsServer> {
+        let (server_bin, dig, nsupdate) = tools(kind)?;
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display().to_string();
         let port = free_port();
@@ -95,32 +110,60 @@ impl Named {
             ),
         )
         .expect("zone file");
-        let zone = |name: &str, file: &str| {
-            format!(
-                "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
-                 allow-update {{ key {KEY_NAME}; }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
-            )
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+        let child = match kind {
+            Kind::Bind => {
+                let zone = |name: &str, file: &str| {
+                    format!(
+                        "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
+                         allow-update {{ key {KEY_NAME}; }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
+                    )
+                };
+                let conf = format!(
+                    "options {{\n directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n \
+                     listen-on-v6 {{ none; }};\n pid-file \"{d}/named.pid\";\n \
+                     session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n \
+                     recursion no;\n notify no;\n dnssec-validation no;\n}};\ncontrols {{ }};\n\
+                     key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n{}{}",
+                    zone(ZONE, "fwd.db"),
+                    zone(REVERSE_ZONE, "rev.db"),
+                );
+                let conf_path = dir.path().join("named.conf");
+                std::fs::write(&conf_path, conf).expect("named.conf");
+                Command::new(server_bin)
+                    .args(["-g", "-n", "1", "-c"])
+                    .arg(&conf_path)
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn named")
+            }
+            Kind::Knot => {
+                let conf = format!(
+                    "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  user: root:root\n  \
+                     background-workers: 1\n  udp-workers: 1\n  tcp-workers: 1\n\
+                     database:\n  storage: \"{d}/db\"\n\
+                     key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+                     acl:\n  - id: kloud_acl\n    key: {KEY_NAME}\n    action: [update, transfer]\n\
+                     template:\n  - id: default\n    storage: \"{d}\"\n    journal-content: changes\n\
+                     zone:\n  - domain: {ZONE}\n    file: fwd.db\n    acl: kloud_acl\n\
+                     \x20 - domain: {REVERSE_ZONE}\n    file: rev.db\n    acl: kloud_acl\n\
+                     log:\n  - target: stderr\n    any: info\n"
+                );
+                // Knot keeps its journal there; updates fail without it.
+                std::fs::create_dir_all(dir.path().join("db")).expect("knot db dir");
+                let conf_path = dir.path().join("knot.conf");
+                std::fs::write(&conf_path, conf).expect("knot.conf");
+                Command::new(server_bin)
+                    .arg("-c")
+                    .arg(&conf_path)
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn knotd")
+            }
         };
-        let conf = format!(
-            "options {{\n directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n \
-             listen-on-v6 {{ none; }};\n pid-file \"{d}/named.pid\";\n \
-             session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n \
-             recursion no;\n notify no;\n dnssec-validation no;\n}};\ncontrols {{ }};\n\
-             key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n{}{}",
-            zone(ZONE, "fwd.db"),
-            zone(REVERSE_ZONE, "rev.db"),
-        );
-        let conf_path = dir.path().join("named.conf");
-        std::fs::write(&conf_path, conf).expect("named.conf");
-        let log = std::fs::File::create(dir.path().join("named.log")).expect("log");
-        let child = Command::new(named)
-            .args(["-g", "-n", "1", "-c"])
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn named");
-        let mut n = Named {
+        let mut n = DnsServer {
             port,
             child,
             dir,
@@ -133,7 +176,7 @@ impl Named {
                 return Some(n);
             }
             if let Ok(Some(status)) = n.child.try_wait() {
-                panic!("named exited ({status}): {}", n.log());
+                panic!("{kind:?} server exited ({status}): {}", n.log());
             }
             assert!(
                 Instant::now() < deadline,
@@ -145,7 +188,7 @@ impl Named {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     pub fn server(&self) -> String {
@@ -266,8 +309,11 @@ impl Named {
     }
 }
 
-impl Drop for Named {
+impl Drop for DnsServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- DNS server log ---\n{}", self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,12 +1,37 @@
-//! The DNS integration against a real BIND 9: records resolve through `dig`, changes follow,
-//! only kloud's names are touched, the deletion guard holds, wrong keys and dead servers fail
-//! cleanly, and a failed prerequisite leads to a re-read rather than a forced write.
+//! The DNS integration against real servers, BIND 9 and Knot (every scenario runs on both):
+//! records resolve through `dig`, changes follow, only kloud's names are touched, the deletion
+//! guard holds, wrong keys and dead servers fail cleanly, and a failed prerequisite leads to a
+//! re-read rather than a forced write.
 
 mod support;
 
 use kloud_provider_api::integration::{ConvergeRequest, Integration, IntegrationError};
 use kloud_provider_api::Severity;
-use support::{host, hosts, Named, REVERSE_ZONE, WRONG_SECRET, ZONE};
+use support::{host, hosts, DnsServer, Kind, REVERSE_ZONE, WRONG_SECRET, ZONE};
+
+/// Run a scenario `fn(Kind)` once against BIND and once against Knot.
+macro_rules! on_both_servers {
+    ($($scenario:ident),* $(,)?) => {
+        $(mod $scenario {
+            #[test]
+            fn bind() {
+                super::$scenario(super::Kind::Bind)
+            }
+            #[test]
+            fn knot() {
+                super::$scenario(super::Kind::Knot)
+            }
+        })*
+    };
+}
+
+on_both_servers!(
+    converge_publishes_names_and_follows_changes,
+    empty_set_removes_only_ours_and_needs_force_past_the_guard,
+    delete_guard_allows_thirty_percent_and_refuses_more,
+    a_wrong_key_is_refused_and_the_zone_is_unchanged,
+    a_failed_prerequisite_is_reread_not_forced,
+);
 
 fn req(hosts: Vec<kloud_provider_api::integration::HostRecord>) -> ConvergeRequest {
     ConvergeRequest {
@@ -16,10 +41,11 @@ fn req(hosts: Vec<kloud_provider_api::integration::HostRecord>) -> ConvergeReque
     }
 }
 
-#[test]
-fn converge_publishes_names_and_follows_changes() {
-    let Some(bind) = Named::start() else { return };
-    let dns = bind.provider();
+fn converge_publishes_names_and_follows_changes(kind: Kind) {
+    let Some(server) = DnsServer::start_kind(kind) else {
+        return;
+    };
+    let dns = server.provider();
     let set = vec![
         host("web-1", "10.40.0.1"),
         host("web-2", "10.40.0.2"),
@@ -28,10 +54,10 @@ fn converge_publishes_names_and_follows_changes() {
     let r = dns.converge(&req(set.clone())).expect("converge");
     assert_eq!((r.added, r.updated, r.removed), (6, 0, 0), "{r:?}");
     for h in &set {
-        assert_eq!(bind.dig(&h.fqdn, "A"), vec![h.ip.clone()]);
-        assert_eq!(bind.reverse(&h.ip), vec![format!("{}.", h.fqdn)]);
+        assert_eq!(server.dig(&h.fqdn, "A"), vec![h.ip.clone()]);
+        assert_eq!(server.reverse(&h.ip), vec![format!("{}.", h.fqdn)]);
         assert_eq!(
-            bind.dig(&h.fqdn, "TXT"),
+            server.dig(&h.fqdn, "TXT"),
             vec!["\"heritage=kloud\"".to_string()]
         );
     }
@@ -45,33 +71,37 @@ fn converge_publishes_names_and_follows_changes() {
     moved[1].ip = "10.40.3.3".into();
     let r = dns.converge(&req(moved)).expect("converge");
     assert_eq!((r.added, r.updated, r.removed), (1, 1, 1), "{r:?}");
-    assert_eq!(bind.dig(&format!("web-2.{ZONE}"), "A"), vec!["10.40.3.3"]);
-    assert_eq!(bind.reverse("10.40.3.3"), vec![format!("web-2.{ZONE}.")]);
-    assert!(bind.reverse("10.40.0.2").is_empty());
+    assert_eq!(server.dig(&format!("web-2.{ZONE}"), "A"), vec!["10.40.3.3"]);
+    assert_eq!(server.reverse("10.40.3.3"), vec![format!("web-2.{ZONE}.")]);
+    assert!(server.reverse("10.40.0.2").is_empty());
 
     // The hand-made records were never touched.
     assert_eq!(
-        bind.dig(&format!("handmade.{ZONE}"), "A"),
+        server.dig(&format!("handmade.{ZONE}"), "A"),
         vec!["10.40.9.9"]
     );
-    assert_eq!(bind.reverse("10.40.9.9"), vec![format!("handmade.{ZONE}.")]);
+    assert_eq!(
+        server.reverse("10.40.9.9"),
+        vec![format!("handmade.{ZONE}.")]
+    );
 }
 
-#[test]
-fn empty_set_removes_only_ours_and_needs_force_past_the_guard() {
-    let Some(bind) = Named::start() else { return };
-    let dns = bind.provider();
-    let before = bind.axfr(ZONE);
+fn empty_set_removes_only_ours_and_needs_force_past_the_guard(kind: Kind) {
+    let Some(server) = DnsServer::start_kind(kind) else {
+        return;
+    };
+    let dns = server.provider();
+    let before = server.axfr(ZONE);
     let set = hosts(12);
     dns.converge(&req(set.clone())).expect("converge");
-    assert_eq!(bind.dig(&set[11].fqdn, "A"), vec![set[11].ip.clone()]);
-    let full = bind.axfr(ZONE);
+    assert_eq!(server.dig(&set[11].fqdn, "A"), vec![set[11].ip.clone()]);
+    let full = server.axfr(ZONE);
 
     // 24 names (12 forward, 12 reverse) would all go: refused, and nothing changes.
     let err = dns.converge(&req(vec![])).expect_err("guard");
     assert!(matches!(err, IntegrationError::Guard(_)), "{err}");
     assert!(err.to_string().contains("24 of the 24"), "{err}");
-    assert_eq!(bind.axfr(ZONE), full);
+    assert_eq!(server.axfr(ZONE), full);
 
     // A dry run with force reports without writing.
     let dry = dns
@@ -82,7 +112,7 @@ fn empty_set_removes_only_ours_and_needs_force_past_the_guard() {
         })
         .expect("dry run");
     assert_eq!(dry.removed, 24);
-    assert_eq!(bind.axfr(ZONE), full);
+    assert_eq!(server.axfr(ZONE), full);
 
     let r = dns
         .converge(&ConvergeRequest {
@@ -93,61 +123,69 @@ fn empty_set_removes_only_ours_and_needs_force_past_the_guard() {
         .expect("forced converge");
     assert_eq!(r.removed, 24);
     // The forward zone is back to exactly what the operator made by hand.
-    assert_eq!(bind.axfr(ZONE), before);
-    assert!(bind.axfr(REVERSE_ZONE).iter().all(|l| !l.contains("web-")));
+    assert_eq!(server.axfr(ZONE), before);
+    assert!(server
+        .axfr(REVERSE_ZONE)
+        .iter()
+        .all(|l| !l.contains("web-")));
     assert_eq!(
-        bind.dig(&format!("handmade.{ZONE}"), "A"),
+        server.dig(&format!("handmade.{ZONE}"), "A"),
         vec!["10.40.9.9"]
     );
-    assert_eq!(bind.reverse("10.40.9.9"), vec![format!("handmade.{ZONE}.")]);
+    assert_eq!(
+        server.reverse("10.40.9.9"),
+        vec![format!("handmade.{ZONE}.")]
+    );
 }
 
-#[test]
-fn delete_guard_allows_thirty_percent_and_refuses_more() {
-    let Some(bind) = Named::start() else { return };
-    let dns = bind.provider();
+fn delete_guard_allows_thirty_percent_and_refuses_more(kind: Kind) {
+    let Some(server) = DnsServer::start_kind(kind) else {
+        return;
+    };
+    let dns = server.provider();
     let set = hosts(20);
     dns.converge(&req(set.clone())).expect("converge");
     // 40 names managed; dropping 7 hosts deletes 14 names = 35%: refused.
     let err = dns.converge(&req(set[..13].to_vec())).expect_err("guard");
     assert!(matches!(err, IntegrationError::Guard(_)), "{err}");
-    assert_eq!(bind.dig(&set[19].fqdn, "A"), vec![set[19].ip.clone()]);
+    assert_eq!(server.dig(&set[19].fqdn, "A"), vec![set[19].ip.clone()]);
     // Dropping 6 hosts deletes 12 of 40 names = 30%: allowed.
     let r = dns
         .converge(&req(set[..14].to_vec()))
         .expect("within the guard");
     assert_eq!(r.removed, 12);
-    assert!(bind.dig(&set[19].fqdn, "A").is_empty());
-    assert_eq!(bind.dig(&set[13].fqdn, "A"), vec![set[13].ip.clone()]);
+    assert!(server.dig(&set[19].fqdn, "A").is_empty());
+    assert_eq!(server.dig(&set[13].fqdn, "A"), vec![set[13].ip.clone()]);
 }
 
-#[test]
-fn a_wrong_key_is_refused_and_the_zone_is_unchanged() {
-    let Some(bind) = Named::start() else { return };
-    let before = bind.axfr(ZONE);
+fn a_wrong_key_is_refused_and_the_zone_is_unchanged(kind: Kind) {
+    let Some(server) = DnsServer::start_kind(kind) else {
+        return;
+    };
+    let before = server.axfr(ZONE);
     let bad = kloud_provider_dns::DnsProvider::from_block(
-        &bind.block(WRONG_SECRET, true),
+        &server.block(WRONG_SECRET, true),
         std::path::Path::new("."),
     )
     .expect("block");
     let err = bad.converge(&req(hosts(3))).expect_err("wrong secret");
     assert!(matches!(err, IntegrationError::Auth { .. }), "{err}");
     assert!(err.to_string().contains("BADSIG"), "{err}");
-    assert_eq!(bind.axfr(ZONE), before);
+    assert_eq!(server.axfr(ZONE), before);
 
-    let mut block = bind.block(support::SECRET, true);
+    let mut block = server.block(support::SECRET, true);
     block.insert("key_name".into(), serde_json::json!("nobody"));
     let unknown = kloud_provider_dns::DnsProvider::from_block(&block, std::path::Path::new("."))
         .expect("block");
     let err = unknown.converge(&req(hosts(3))).expect_err("unknown key");
     assert!(err.to_string().contains("BADKEY"), "{err}");
-    assert_eq!(bind.axfr(ZONE), before);
-    assert!(bind.dig(&format!("web-1.{ZONE}"), "A").is_empty());
+    assert_eq!(server.axfr(ZONE), before);
+    assert!(server.dig(&format!("web-1.{ZONE}"), "A").is_empty());
 }
 
 #[test]
 fn an_unreachable_server_is_a_clear_error() {
-    if support::tools().is_none() {
+    if support::tools(support::Kind::Bind).is_none() {
         return;
     }
     // Bind and drop a listener so the port is known to be closed.
@@ -172,10 +210,11 @@ fn an_unreachable_server_is_a_clear_error() {
     assert!(err.to_string().contains(&port.to_string()), "{err}");
 }
 
-#[test]
-fn a_failed_prerequisite_is_reread_not_forced() {
-    let Some(bind) = Named::start() else { return };
-    let dns = bind.provider();
+fn a_failed_prerequisite_is_reread_not_forced(kind: Kind) {
+    let Some(server) = DnsServer::start_kind(kind) else {
+        return;
+    };
+    let dns = server.provider();
     let set = vec![host("web-1", "10.40.0.1"), host("web-2", "10.40.0.2")];
     dns.converge(&req(set.clone())).expect("converge");
 
@@ -189,7 +228,7 @@ fn a_failed_prerequisite_is_reread_not_forced() {
         .converge_observed(&req(moved), &mut |attempt| {
             attempts.push(attempt);
             if attempt == 1 {
-                bind.nsupdate(&format!(
+                server.nsupdate(&format!(
                     "update delete web-1.{ZONE} TXT \"heritage=kloud\"\n\
                      update delete web-1.{ZONE} A\nupdate add web-1.{ZONE} 300 A 10.40.0.55"
                 ));
@@ -198,7 +237,10 @@ fn a_failed_prerequisite_is_reread_not_forced() {
         .expect("converge after a re-read");
     assert_eq!(attempts, vec![1, 2]);
     // The operator's record stands; kloud says why it left it alone.
-    assert_eq!(bind.dig(&format!("web-1.{ZONE}"), "A"), vec!["10.40.0.55"]);
+    assert_eq!(
+        server.dig(&format!("web-1.{ZONE}"), "A"),
+        vec!["10.40.0.55"]
+    );
     assert!(r
         .diagnostics
         .iter()
@@ -208,5 +250,8 @@ fn a_failed_prerequisite_is_reread_not_forced() {
         .iter()
         .any(|d| d.summary.contains("prerequisite")));
     // web-2 still converged.
-    assert_eq!(bind.dig(&format!("web-2.{ZONE}"), "A"), vec!["10.40.0.12"]);
+    assert_eq!(
+        server.dig(&format!("web-2.{ZONE}"), "A"),
+        vec!["10.40.0.12"]
+    );
 }
