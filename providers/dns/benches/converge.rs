@@ -1,4 +1,5 @@
-//! Time to converge 1,000 hosts into an empty zone on a real BIND 9 and a real Knot (loopback),
+//! Time to converge 1,000 hosts into an empty zone on a real BIND 9, Knot and PowerDNS
+//! (loopback),
 //! batched UPDATEs over one TCP connection. Each run gets a fresh server; prints the median of
 //! 5 runs, forward only and forward + reverse (2,000 names). Also the no-op re-converge (the
 //! zone transfers only).
@@ -28,6 +29,8 @@ fn main() {
         (Kind::Bind, true),
         (Kind::Knot, false),
         (Kind::Knot, true),
+        (Kind::PowerDns, false),
+        (Kind::PowerDns, true),
     ] {
         let mut first = Vec::new();
         let mut noop = Vec::new();

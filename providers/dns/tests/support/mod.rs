@@ -34,6 +34,7 @@ fn tool(var: &str, default: &str) -> Option<PathBuf> {
 pub enum Kind {
     Bind,
     Knot,
+    PowerDns,
 }
 
 /// The server/dig/nsupdate binaries, or None (test skipped) when absent outside CI. Under
@@ -42,6 +43,11 @@ pub fn tools(kind: Kind) -> Option<(PathBuf, PathBuf, PathBuf)> {
     let server = match kind {
         Kind::Bind => tool("KLOUD_TEST_NAMED", "/usr/sbin/named"),
         Kind::Knot => tool("KLOUD_TEST_KNOTD", "/usr/sbin/knotd"),
+        Kind::PowerDns => tool("KLOUD_TEST_PDNS", "/usr/sbin/pdns_server").filter(|_| {
+            tool("KLOUD_TEST_PDNSUTIL", "/usr/bin/pdnsutil").is_some()
+                && tool("KLOUD_TEST_SQLITE3", "/usr/bin/sqlite3").is_some()
+                && tool("KLOUD_TEST_PDNS_SCHEMA", PDNS_SCHEMA).is_some()
+        }),
     };
     let found = (
         server,
@@ -58,6 +64,19 @@ pub fn tools(kind: Kind) -> Option<(PathBuf, PathBuf, PathBuf)> {
             None
         }
     }
+}
+
+const PDNS_SCHEMA: &str = "/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql";
+
+/// Run a setup command for a server, failing the test with its output if it fails.
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run setup command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
@@ -161,6 +180,46 @@ impl DnsServer {
                     .stderr(log)
                     .spawn()
                     .expect("spawn knotd")
+            }
+            Kind::PowerDns => {
+                let path =
+                    |var: &str, default: &str| tool(var, default).expect("checked in tools()");
+                let db = dir.path().join("pdns.db");
+                let schema = std::fs::File::open(path("KLOUD_TEST_PDNS_SCHEMA", PDNS_SCHEMA))
+                    .expect("pdns schema");
+                run(Command::new(path("KLOUD_TEST_SQLITE3", "/usr/bin/sqlite3"))
+                    .arg(&db)
+                    .stdin(schema));
+                std::fs::write(
+                    dir.path().join("pdns.conf"),
+                    format!(
+                        "launch=gsqlite3\ngsqlite3-database={}\nlocal-address=127.0.0.1\n\
+                         local-port={port}\ndnsupdate=yes\nallow-dnsupdate-from=127.0.0.0/8\n\
+                         allow-axfr-ips=\ndisable-axfr=no\nsocket-dir={d}\nguardian=no\n\
+                         daemon=no\nwrite-pid=no\ndistributor-threads=1\nreceiver-threads=1\n",
+                        db.display()
+                    ),
+                )
+                .expect("pdns.conf");
+                let pdnsutil = path("KLOUD_TEST_PDNSUTIL", "/usr/bin/pdnsutil");
+                let util = |args: &[&str]| {
+                    run(Command::new(&pdnsutil)
+                        .arg(format!("--config-dir={d}"))
+                        .args(args));
+                };
+                util(&["import-tsig-key", KEY_NAME, "hmac-sha256", SECRET]);
+                for (zone, file) in [(ZONE, "fwd.db"), (REVERSE_ZONE, "rev.db")] {
+                    let file = format!("{d}/{file}");
+                    util(&["load-zone", zone, &file]);
+                    util(&["set-meta", zone, "TSIG-ALLOW-DNSUPDATE", KEY_NAME]);
+                    util(&["set-meta", zone, "TSIG-ALLOW-AXFR", KEY_NAME]);
+                }
+                Command::new(server_bin)
+                    .arg(format!("--config-dir={d}"))
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn pdns_server")
             }
         };
         let mut n = DnsServer {
