@@ -1,8 +1,7 @@
 //! Time to converge 1,000 hosts into an empty zone on a real BIND 9, Knot and PowerDNS
-//! (loopback),
-//! batched UPDATEs over one TCP connection. Each run gets a fresh server; prints the median of
-//! 5 runs, forward only and forward + reverse (2,000 names). Also the no-op re-converge (the
-//! zone transfers only).
+//! (loopback), batched UPDATEs over one TCP connection. Each run gets a fresh server; prints
+//! the median of 5 runs, forward only and forward + reverse (2,000 names), and of the no-op
+//! re-converge (the zone transfers only).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -290,3 +290,61 @@ impl Integration for DnsProvider {
         self.run(req, &mut |_| {})
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kloud_provider_api::integration::HostRecord;
+
+    fn hosts(n: usize) -> Vec<HostRecord> {
+        (0..n)
+            .map(|i| HostRecord {
+                fqdn: format!("a-rather-long-host-name-{i}.some-cluster.dc1.example.internal"),
+                ip: format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+                class: "web".into(),
+                tags: vec![],
+                labels: Default::default(),
+                machine: "hw".into(),
+                roles: vec![],
+                properties: Default::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_fit_a_tcp_message_and_carry_every_change_once() {
+        let zone = Name::from_ascii("dc1.example.internal.").unwrap();
+        let d = plan::desired(&hosts(5000), &zone, None);
+        let mut diags = Vec::new();
+        let changes = plan::diff(&d.forward, &BTreeMap::new(), 300, &mut diags);
+        assert_eq!(changes.len(), 5000);
+        let out = batches(&zone, &changes);
+        assert!(out.len() > 1, "5000 names must not fit one message");
+        let mut seen = 0;
+        for (msg, members) in &out {
+            let len = msg.to_vec().unwrap().len();
+            // Room is left for the TSIG record (about 100 bytes for HMAC-SHA256).
+            assert!(len + 200 < 65_535, "batch of {len} bytes");
+            assert_eq!(msg.answers.len(), members.len());
+            seen += members.len();
+        }
+        assert_eq!(seen, 5000);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let attrs: BTreeMap<String, Value> = [
+            ("server", "127.0.0.1:53"),
+            ("zone", "dc1.test"),
+            ("key_name", "kloud"),
+            ("secret", "c3VwZXItc2VjcmV0LXRzaWcta2V5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+        let p = DnsProvider::from_block(&attrs, Path::new(".")).unwrap();
+        let dbg = format!("{p:?} {:#?}", p.config());
+        assert!(!dbg.contains("c3VwZXIt"), "{dbg}");
+        assert!(!dbg.contains("super-secret"), "{dbg}");
+    }
+}

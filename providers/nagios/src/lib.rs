@@ -409,6 +409,18 @@ mod tests {
                 "local.cfg"
             ]
         );
+        let dry = p
+            .converge(&ConvergeRequest {
+                hosts: vec![],
+                force: false,
+                dry_run: true,
+            })
+            .unwrap();
+        assert_eq!(dry.removed, 1);
+        assert!(
+            p.dir.join("host-a.dc1.cfg").exists(),
+            "a dry run removed a file"
+        );
         let r = p.converge(&req(vec![])).unwrap();
         assert_eq!(r.removed, 1);
         let r = p

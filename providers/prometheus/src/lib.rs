@@ -302,6 +302,15 @@ mod tests {
         };
         let a = host("a.dc1", "10.0.0.1", &[]);
         let b = host("b.dc1", "10.0.0.2", &[]);
+        let dry = p
+            .converge(&ConvergeRequest {
+                hosts: vec![a.clone(), b.clone()],
+                force: false,
+                dry_run: true,
+            })
+            .unwrap();
+        assert_eq!(dry.added, 2);
+        assert!(!path.exists(), "a dry run wrote the file");
         let r = p.converge(&req(vec![a.clone(), b.clone()])).unwrap();
         assert_eq!((r.added, r.updated, r.removed), (2, 0, 0));
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
