@@ -36,6 +36,7 @@ on_both_servers!(
     delete_guard_allows_thirty_percent_and_refuses_more,
     a_wrong_key_is_refused_and_the_zone_is_unchanged,
     a_failed_prerequisite_is_reread_not_forced,
+    a_zone_the_server_does_not_serve_is_a_clear_error,
 );
 
 fn req(hosts: Vec<kloud_provider_api::integration::HostRecord>) -> ConvergeRequest {
@@ -265,4 +266,26 @@ fn a_failed_prerequisite_is_reread_not_forced(kind: Kind) {
         server.dig(&format!("web-2.{ZONE}"), "A"),
         vec!["10.40.0.12"]
     );
+}
+
+fn a_zone_the_server_does_not_serve_is_a_clear_error(kind: Kind) {
+    let Some(server) = DnsServer::start_kind(kind) else {
+        return;
+    };
+    let mut block = server.block(support::SECRET, false);
+    block.insert("zone".into(), serde_json::json!("nowhere.test"));
+    let dns = kloud_provider_dns::DnsProvider::from_block(&block, std::path::Path::new("."))
+        .expect("block");
+    let mut h = host("web-1", "10.40.0.1");
+    h.fqdn = "web-1.nowhere.test".into();
+    let err = dns.converge(&req(vec![h])).expect_err("zone not served");
+    assert!(err.to_string().contains("NOTAUTH"), "{err}");
+    // BIND signs its answer, so kloud can tell the key was fine; Knot and PowerDNS answer
+    // unsigned, and the error says both causes are possible.
+    if kind == Kind::Bind {
+        assert!(matches!(err, IntegrationError::Protocol { .. }), "{err}");
+        assert!(err.to_string().contains("not authoritative"), "{err}");
+    } else {
+        assert!(err.to_string().contains("does not serve the zone"), "{err}");
+    }
 }
