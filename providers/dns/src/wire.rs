@@ -211,8 +211,10 @@ impl Connection {
 
     fn auth_error(&self, code: ResponseCode, tsig_error: Option<TsigError>) -> DnsError {
         let reason = match tsig_error {
+            // BIND means an unknown key; Knot also answers BADKEY when its ACL denies the key.
             Some(TsigError::BadKey) => format!(
-                "the server does not know key `{}` (BADKEY)",
+                "the server does not accept key `{}` (BADKEY): it does not know the key, or \
+                 does not allow it this operation on the zone",
                 self.signer.signer_name()
             ),
             Some(TsigError::BadSig) => format!(

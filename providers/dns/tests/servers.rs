@@ -37,6 +37,7 @@ on_both_servers!(
     a_wrong_key_is_refused_and_the_zone_is_unchanged,
     a_failed_prerequisite_is_reread_not_forced,
     a_zone_the_server_does_not_serve_is_a_clear_error,
+    a_key_without_update_rights_is_refused,
 );
 
 fn req(hosts: Vec<kloud_provider_api::integration::HostRecord>) -> ConvergeRequest {
@@ -288,4 +289,24 @@ fn a_zone_the_server_does_not_serve_is_a_clear_error(kind: Kind) {
     } else {
         assert!(err.to_string().contains("does not serve the zone"), "{err}");
     }
+}
+
+fn a_key_without_update_rights_is_refused(kind: Kind) {
+    let Some(server) = DnsServer::start_with(kind, false) else {
+        return;
+    };
+    let before = server.axfr(ZONE);
+    let err = server
+        .provider()
+        .converge(&req(hosts(3)))
+        .expect_err("no update rights");
+    assert!(matches!(err, IntegrationError::Auth { .. }), "{err}");
+    // Knot reports an ACL denial as BADKEY; BIND and PowerDNS as REFUSED.
+    let expected = if kind == Kind::Knot {
+        "BADKEY"
+    } else {
+        "REFUSED"
+    };
+    assert!(err.to_string().contains(expected), "{err}");
+    assert_eq!(server.axfr(ZONE), before);
 }

@@ -427,7 +427,10 @@ mod tests {
         assert!(h.contains("check_command        check_http\n"), "{h}");
         assert!(h.contains("service_description  ssh\n"), "{h}");
         let t = &files["kloud-host-template.cfg"];
-        assert!(t.contains("define service") && t.contains(SERVICE_TEMPLATE), "{t}");
+        assert!(
+            t.contains("define service") && t.contains(SERVICE_TEMPLATE),
+            "{t}"
+        );
         for directive in [
             "check_command",
             "max_check_attempts",

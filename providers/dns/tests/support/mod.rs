@@ -108,6 +108,12 @@ impl DnsServer {
 
     /// Start BIND or Knot with the same zones, key and permissions.
     pub fn start_kind(kind: Kind) -> Option<DnsServer> {
+        Self::start_with(kind, true)
+    }
+
+    /// Start a server whose key may transfer the zones but, unless `updates_allowed`, not
+    /// update them.
+    pub fn start_with(kind: Kind, updates_allowed: bool) -> Option<DnsServer> {
         let (server_bin, dig, nsupdate) = tools(kind)?;
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display().to_string();
@@ -132,10 +138,15 @@ impl DnsServer {
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
         let child = match kind {
             Kind::Bind => {
+                let update = if updates_allowed {
+                    format!("key {KEY_NAME};")
+                } else {
+                    "none;".to_string()
+                };
                 let zone = |name: &str, file: &str| {
                     format!(
                         "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
-                         allow-update {{ key {KEY_NAME}; }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
+                         allow-update {{ {update} }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
                     )
                 };
                 let conf = format!(
@@ -158,12 +169,17 @@ impl DnsServer {
                     .expect("spawn named")
             }
             Kind::Knot => {
+                let actions = if updates_allowed {
+                    "update, transfer"
+                } else {
+                    "transfer"
+                };
                 let conf = format!(
                     "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  user: root:root\n  \
                      background-workers: 1\n  udp-workers: 1\n  tcp-workers: 1\n\
                      database:\n  storage: \"{d}/db\"\n\
                      key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-                     acl:\n  - id: kloud_acl\n    key: {KEY_NAME}\n    action: [update, transfer]\n\
+                     acl:\n  - id: kloud_acl\n    key: {KEY_NAME}\n    action: [{actions}]\n\
                      template:\n  - id: default\n    storage: \"{d}\"\n    journal-content: changes\n\
                      zone:\n  - domain: {ZONE}\n    file: fwd.db\n    acl: kloud_acl\n\
                      \x20 - domain: {REVERSE_ZONE}\n    file: rev.db\n    acl: kloud_acl\n\
@@ -194,10 +210,11 @@ impl DnsServer {
                     dir.path().join("pdns.conf"),
                     format!(
                         "launch=gsqlite3\ngsqlite3-database={}\nlocal-address=127.0.0.1\n\
-                         local-port={port}\ndnsupdate=yes\nallow-dnsupdate-from=127.0.0.0/8\n\
+                         local-port={port}\ndnsupdate=yes\nallow-dnsupdate-from={update_from}\n\
                          allow-axfr-ips=\ndisable-axfr=no\nsocket-dir={d}\nguardian=no\n\
                          daemon=no\nwrite-pid=no\ndistributor-threads=1\nreceiver-threads=1\n",
-                        db.display()
+                        db.display(),
+                        update_from = if updates_allowed { "127.0.0.0/8" } else { "" },
                     ),
                 )
                 .expect("pdns.conf");
@@ -211,7 +228,9 @@ impl DnsServer {
                 for (zone, file) in [(ZONE, "fwd.db"), (REVERSE_ZONE, "rev.db")] {
                     let file = format!("{d}/{file}");
                     util(&["load-zone", zone, &file]);
-                    util(&["set-meta", zone, "TSIG-ALLOW-DNSUPDATE", KEY_NAME]);
+                    if updates_allowed {
+                        util(&["set-meta", zone, "TSIG-ALLOW-DNSUPDATE", KEY_NAME]);
+                    }
                     util(&["set-meta", zone, "TSIG-ALLOW-AXFR", KEY_NAME]);
                 }
                 Command::new(server_bin)
