@@ -181,7 +181,7 @@ impl DnsProvider {
                 } else {
                     &desired.reverse
                 };
-                let changes = plan::diff(want, &actual, cfg.ttl, &mut run_diags);
+                let changes = plan::diff(want, &desired.frozen, &actual, cfg.ttl, &mut run_diags);
                 per_zone.push((zone.clone(), changes));
             }
             let mut planned = Counts::default();
@@ -316,7 +316,7 @@ mod tests {
         let zone = Name::from_ascii("dc1.example.internal.").unwrap();
         let d = plan::desired(&hosts(5000), &zone, None);
         let mut diags = Vec::new();
-        let changes = plan::diff(&d.forward, &BTreeMap::new(), 300, &mut diags);
+        let changes = plan::diff(&d.forward, &d.frozen, &BTreeMap::new(), 300, &mut diags);
         assert_eq!(changes.len(), 5000);
         let out = batches(&zone, &changes);
         assert!(out.len() > 1, "5000 names must not fit one message");

@@ -48,6 +48,15 @@ fn req(hosts: Vec<kloud_provider_api::integration::HostRecord>) -> ConvergeReque
     }
 }
 
+/// The set after web-2 moved to 10.40.3.3.
+fn after_move(
+    set: &[kloud_provider_api::integration::HostRecord],
+) -> Vec<kloud_provider_api::integration::HostRecord> {
+    let mut v = set.to_vec();
+    v[1].ip = "10.40.3.3".into();
+    v
+}
+
 fn converge_publishes_names_and_follows_changes(kind: Kind) {
     let Some(server) = DnsServer::start_kind(kind) else {
         return;
@@ -81,6 +90,21 @@ fn converge_publishes_names_and_follows_changes(kind: Kind) {
     assert_eq!(server.dig(&format!("web-2.{ZONE}"), "A"), vec!["10.40.3.3"]);
     assert_eq!(server.reverse("10.40.3.3"), vec![format!("web-2.{ZONE}.")]);
     assert!(server.reverse("10.40.0.2").is_empty());
+
+    // A host whose address is momentarily unknown keeps its records (and its PTR).
+    let mut unknown = after_move(&set);
+    unknown[0].ip = String::new();
+    let r = server.provider().converge(&req(unknown)).expect("converge");
+    assert!(r.is_noop(), "{r:?}");
+    assert!(r
+        .diagnostics
+        .iter()
+        .any(|d| d.summary.contains("no valid IP")));
+    assert_eq!(server.dig(&set[0].fqdn, "A"), vec![set[0].ip.clone()]);
+    assert_eq!(
+        server.reverse(&set[0].ip),
+        vec![format!("{}.", set[0].fqdn)]
+    );
 
     // The hand-made records were never touched.
     assert_eq!(

@@ -229,7 +229,15 @@ impl NagiosProvider {
                 d("use", TEMPLATE),
                 d("host_name", &name),
                 d("alias", value(&h.fqdn)),
-                d("address", value(&h.ip)),
+                // Without an address Nagios checks the host by its host_name (the FQDN).
+                d(
+                    "address",
+                    if h.ip.trim().is_empty() {
+                        value(&h.fqdn)
+                    } else {
+                        value(&h.ip)
+                    },
+                ),
                 d(
                     "hostgroups",
                     member_of.into_iter().collect::<Vec<_>>().join(","),
