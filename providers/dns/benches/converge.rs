@@ -1,7 +1,7 @@
 //! Time to converge 1,000 hosts into an empty zone on a real BIND 9, Knot and PowerDNS
 //! (loopback), batched UPDATEs over one TCP connection. Each run gets a fresh server; prints
 //! the median of 5 runs, forward only and forward + reverse (2,000 names), and of the no-op
-//! re-converge (the zone transfers only).
+//! re-converge (the zone transfers only) and of adding one host to the 1,000.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -33,6 +33,7 @@ fn main() {
     ] {
         let mut first = Vec::new();
         let mut noop = Vec::new();
+        let mut one_more = Vec::new();
         for _ in 0..5 {
             let Some(bind) = DnsServer::start_kind(kind) else {
                 return;
@@ -51,6 +52,13 @@ fn main() {
             noop.push(t.elapsed());
             assert!(r.is_noop());
             assert_eq!(bind.dig("web-1000.dc1.test", "A"), vec!["10.40.4.1"]);
+            // What a `sync --watch` pass costs when one host appears: read, diff, one UPDATE.
+            let mut grown = req.clone();
+            grown.hosts.push(support::host("extra-1", "10.40.200.1"));
+            let t = Instant::now();
+            let r = dns.converge(&grown).expect("converge");
+            one_more.push(t.elapsed());
+            assert_eq!(r.added, if reverse { 2 } else { 1 });
         }
         let label = if reverse {
             "A+PTR (2000 names)"
@@ -65,6 +73,10 @@ fn main() {
         println!(
             "{kind:?}: dns re-converge 1000 hosts, nothing to change, {label}: median {:.1} ms",
             median(noop).as_secs_f64() * 1e3
+        );
+        println!(
+            "{kind:?}: dns converge 1 new host into the 1000, {label}: median {:.1} ms",
+            median(one_more).as_secs_f64() * 1e3
         );
     }
 }
