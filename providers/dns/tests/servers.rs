@@ -8,7 +8,7 @@ mod support;
 
 use kloud_provider_api::integration::{ConvergeRequest, Integration, IntegrationError};
 use kloud_provider_api::Severity;
-use support::{host, hosts, DnsServer, Kind, REVERSE_ZONE, WRONG_SECRET, ZONE};
+use support::{host, hosts, DnsServer, Kind, Updates, REVERSE_ZONE, WRONG_SECRET, ZONE};
 
 /// Run a scenario `fn(Kind)` against BIND, Knot and PowerDNS.
 macro_rules! on_both_servers {
@@ -38,6 +38,7 @@ on_both_servers!(
     a_failed_prerequisite_is_reread_not_forced,
     a_zone_the_server_does_not_serve_is_a_clear_error,
     a_key_without_update_rights_is_refused,
+    a_failure_after_some_writes_says_what_was_done,
 );
 
 fn req(hosts: Vec<kloud_provider_api::integration::HostRecord>) -> ConvergeRequest {
@@ -222,9 +223,6 @@ fn a_wrong_key_is_refused_and_the_zone_is_unchanged(kind: Kind) {
 
 #[test]
 fn an_unreachable_server_is_a_clear_error() {
-    if support::tools(support::Kind::Bind).is_none() {
-        return;
-    }
     // Bind and drop a listener so the port is known to be closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -316,7 +314,7 @@ fn a_zone_the_server_does_not_serve_is_a_clear_error(kind: Kind) {
 }
 
 fn a_key_without_update_rights_is_refused(kind: Kind) {
-    let Some(server) = DnsServer::start_with(kind, false) else {
+    let Some(server) = DnsServer::start_with(kind, Updates::None) else {
         return;
     };
     let before = server.axfr(ZONE);
@@ -333,4 +331,39 @@ fn a_key_without_update_rights_is_refused(kind: Kind) {
     };
     assert!(err.to_string().contains(expected), "{err}");
     assert_eq!(server.axfr(ZONE), before);
+}
+
+fn a_failure_after_some_writes_says_what_was_done(kind: Kind) {
+    // The key may update the forward zone but not the reverse one: the forward batch lands,
+    // then the reverse batch is refused.
+    let Some(server) = DnsServer::start_with(kind, Updates::ForwardOnly) else {
+        return;
+    };
+    let set = hosts(3);
+    let err = server
+        .provider()
+        .converge(&req(set.clone()))
+        .expect_err("reverse zone refused");
+    match &err {
+        IntegrationError::Partial {
+            added,
+            updated,
+            removed,
+            reason,
+        } => {
+            assert_eq!((*added, *updated, *removed), (3, 0, 0), "{err}");
+            let expected = if kind == Kind::Knot {
+                "BADKEY"
+            } else {
+                "REFUSED"
+            };
+            assert!(reason.contains(expected), "{err}");
+        }
+        other => panic!("expected a partial failure, got {other}"),
+    }
+    // What the error says was done is exactly what the server holds.
+    for h in &set {
+        assert_eq!(server.dig(&h.fqdn, "A"), vec![h.ip.clone()]);
+        assert!(server.reverse(&h.ip).is_empty());
+    }
 }

@@ -92,6 +92,24 @@ fn free_port() -> u16 {
     panic!("no free loopback port");
 }
 
+/// Which zones our key may update (it may always transfer both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updates {
+    All,
+    ForwardOnly,
+    None,
+}
+
+impl Updates {
+    fn allows(self, zone: &str) -> bool {
+        match self {
+            Updates::All => true,
+            Updates::ForwardOnly => zone == ZONE,
+            Updates::None => false,
+        }
+    }
+}
+
 pub struct DnsServer {
     pub port: u16,
     child: Child,
@@ -108,12 +126,11 @@ impl DnsServer {
 
     /// Start BIND or Knot with the same zones, key and permissions.
     pub fn start_kind(kind: Kind) -> Option<DnsServer> {
-        Self::start_with(kind, true)
+        Self::start_with(kind, Updates::All)
     }
 
-    /// Start a server whose key may transfer the zones but, unless `updates_allowed`, not
-    /// update them.
-    pub fn start_with(kind: Kind, updates_allowed: bool) -> Option<DnsServer> {
+    /// Start a server whose key may transfer both zones and update those `updates` allows.
+    pub fn start_with(kind: Kind, updates: Updates) -> Option<DnsServer> {
         let (server_bin, dig, nsupdate) = tools(kind)?;
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display().to_string();
@@ -138,12 +155,12 @@ impl DnsServer {
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
         let child = match kind {
             Kind::Bind => {
-                let update = if updates_allowed {
-                    format!("key {KEY_NAME};")
-                } else {
-                    "none;".to_string()
-                };
                 let zone = |name: &str, file: &str| {
+                    let update = if updates.allows(name) {
+                        format!("key {KEY_NAME};")
+                    } else {
+                        "none;".to_string()
+                    };
                     format!(
                         "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
                          allow-update {{ {update} }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
@@ -169,21 +186,26 @@ impl DnsServer {
                     .expect("spawn named")
             }
             Kind::Knot => {
-                let actions = if updates_allowed {
-                    "update, transfer"
-                } else {
-                    "transfer"
+                let acl = |zone: &str| {
+                    if updates.allows(zone) {
+                        "kloud_rw"
+                    } else {
+                        "kloud_ro"
+                    }
                 };
                 let conf = format!(
                     "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  user: root:root\n  \
                      background-workers: 1\n  udp-workers: 1\n  tcp-workers: 1\n\
                      database:\n  storage: \"{d}/db\"\n\
                      key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-                     acl:\n  - id: kloud_acl\n    key: {KEY_NAME}\n    action: [{actions}]\n\
+                     acl:\n  - id: kloud_rw\n    key: {KEY_NAME}\n    action: [update, transfer]\n\
+                     \x20 - id: kloud_ro\n    key: {KEY_NAME}\n    action: [transfer]\n\
                      template:\n  - id: default\n    storage: \"{d}\"\n    journal-content: changes\n\
-                     zone:\n  - domain: {ZONE}\n    file: fwd.db\n    acl: kloud_acl\n\
-                     \x20 - domain: {REVERSE_ZONE}\n    file: rev.db\n    acl: kloud_acl\n\
-                     log:\n  - target: stderr\n    any: info\n"
+                     zone:\n  - domain: {ZONE}\n    file: fwd.db\n    acl: {}\n\
+                     \x20 - domain: {REVERSE_ZONE}\n    file: rev.db\n    acl: {}\n\
+                     log:\n  - target: stderr\n    any: info\n",
+                    acl(ZONE),
+                    acl(REVERSE_ZONE),
                 );
                 // Knot keeps its journal there; updates fail without it.
                 std::fs::create_dir_all(dir.path().join("db")).expect("knot db dir");
@@ -210,11 +232,10 @@ impl DnsServer {
                     dir.path().join("pdns.conf"),
                     format!(
                         "launch=gsqlite3\ngsqlite3-database={}\nlocal-address=127.0.0.1\n\
-                         local-port={port}\ndnsupdate=yes\nallow-dnsupdate-from={update_from}\n\
+                         local-port={port}\ndnsupdate=yes\nallow-dnsupdate-from=\n\
                          allow-axfr-ips=\ndisable-axfr=no\nsocket-dir={d}\nguardian=no\n\
                          daemon=no\nwrite-pid=no\ndistributor-threads=1\nreceiver-threads=1\n",
                         db.display(),
-                        update_from = if updates_allowed { "127.0.0.0/8" } else { "" },
                     ),
                 )
                 .expect("pdns.conf");
@@ -228,7 +249,9 @@ impl DnsServer {
                 for (zone, file) in [(ZONE, "fwd.db"), (REVERSE_ZONE, "rev.db")] {
                     let file = format!("{d}/{file}");
                     util(&["load-zone", zone, &file]);
-                    if updates_allowed {
+                    // Updates are allowed per zone: from loopback, signed with our key.
+                    if updates.allows(zone) {
+                        util(&["set-meta", zone, "ALLOW-DNSUPDATE-FROM", "127.0.0.0/8"]);
                         util(&["set-meta", zone, "TSIG-ALLOW-DNSUPDATE", KEY_NAME]);
                     }
                     util(&["set-meta", zone, "TSIG-ALLOW-AXFR", KEY_NAME]);
