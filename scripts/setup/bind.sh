@@ -15,11 +15,11 @@ fi
 export KLOUD_TEST_KNOTD=/usr/sbin/knotd
 # PowerDNS (SQLite backend): the third RFC 2136 + TSIG implementation the DNS tests run against.
 if ! [ -x /usr/sbin/pdns_server ] || ! [ -x /usr/bin/pdnsutil ] || ! [ -x /usr/bin/sqlite3 ] \
-    || ! [ -f /usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql ]; then
+    || ! [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         pdns-server pdns-backend-sqlite3 sqlite3 >/dev/null
 fi
 export KLOUD_TEST_PDNS=/usr/sbin/pdns_server
 export KLOUD_TEST_PDNSUTIL=/usr/bin/pdnsutil
 export KLOUD_TEST_SQLITE3=/usr/bin/sqlite3
-export KLOUD_TEST_PDNS_SCHEMA=/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql
+export KLOUD_TEST_PDNS_SCHEMA=/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql

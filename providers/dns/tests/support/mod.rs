@@ -66,7 +66,7 @@ pub fn tools(kind: Kind) -> Option<(PathBuf, PathBuf, PathBuf)> {
     }
 }
 
-const PDNS_SCHEMA: &str = "/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql";
+const PDNS_SCHEMA: &str = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql";
 
 /// Run a setup command for a server, failing the test with its output if it fails.
 fn run(cmd: &mut Command) {
