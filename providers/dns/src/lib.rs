@@ -15,7 +15,7 @@ pub mod wire;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::Message;
 use hickory_proto::rr::Name;
 use kloud_provider_api::integration::{
     ConfigError, ConvergeRequest, ConvergeResponse, Integration, IntegrationError,
@@ -192,12 +192,19 @@ impl DnsProvider {
                 && owned >= DELETE_GUARD_MIN_EXISTING
                 && planned.removed as f64 > owned as f64 * DELETE_GUARD_RATIO
             {
-                return Err(IntegrationError::Guard(format!(
+                let refusal = format!(
                     "dns: this run would delete {} of the {owned} names kloud manages (more than \
-                     {}%); nothing was changed. Re-run with force if that is intended",
+                     {}%); re-run with force if that is intended",
                     planned.removed,
                     (DELETE_GUARD_RATIO * 100.0) as u32
-                )));
+                );
+                // After a re-read some changes may already be in: say so rather than claim
+                // that nothing was changed.
+                return Err(if done.any() {
+                    self.fail_reason(refusal, &done)
+                } else {
+                    IntegrationError::Guard(format!("{refusal}; nothing was changed"))
+                });
             }
             if req.dry_run {
                 diagnostics.extend(run_diags);
@@ -241,13 +248,13 @@ impl DnsProvider {
                     ));
                 }
                 Some(code) => diagnostics.push(kloud_provider_api::Diagnostic::warning(format!(
-                    "dns: a prerequisite failed ({}): the zone changed under us; re-read it and \
-                     retried",
-                    response_code_name(code)
+                    "dns: a prerequisite failed ({code}): the zone changed under us; re-read it \
+                     and retried"
                 ))),
             }
         }
-        Err(self.fail_reason("unreachable retry state".into(), &done))
+        // Every attempt returns; the last one turns a conflict into an error.
+        Err(self.fail_reason("no attempt was made".into(), &done))
     }
 
     fn fail(&self, e: DnsError, done: &Counts) -> IntegrationError {
@@ -273,10 +280,6 @@ impl DnsProvider {
             }
         }
     }
-}
-
-fn response_code_name(code: ResponseCode) -> String {
-    format!("{code}")
 }
 
 impl Integration for DnsProvider {
