@@ -1,6 +1,7 @@
-//! Time to converge 1,000 hosts into an empty zone on a real BIND 9 (loopback), batched
-//! UPDATEs over one TCP connection. Each run gets a fresh named; prints the median of 5 runs,
-//! forward only and forward + reverse (2,000 names). Also the no-op re-converge (two AXFRs).
+//! Time to converge 1,000 hosts into an empty zone on a real BIND 9, Knot and PowerDNS
+//! (loopback), batched UPDATEs over one TCP connection. Each run gets a fresh server; prints
+//! the median of 5 runs, forward only and forward + reverse (2,000 names), and of the no-op
+//! re-converge (the zone transfers only) and of adding one host to the 1,000.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -8,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kloud_provider_api::integration::{ConvergeRequest, Integration};
-use support::Named;
+use support::{DnsServer, Kind};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -22,11 +23,21 @@ fn main() {
         force: false,
         dry_run: false,
     };
-    for reverse in [false, true] {
+    for (kind, reverse) in [
+        (Kind::Bind, false),
+        (Kind::Bind, true),
+        (Kind::Knot, false),
+        (Kind::Knot, true),
+        (Kind::PowerDns, false),
+        (Kind::PowerDns, true),
+    ] {
         let mut first = Vec::new();
         let mut noop = Vec::new();
+        let mut one_more = Vec::new();
         for _ in 0..5 {
-            let Some(bind) = Named::start() else { return };
+            let Some(bind) = DnsServer::start_kind(kind) else {
+                return;
+            };
             let dns = kloud_provider_dns::DnsProvider::from_block(
                 &bind.block(support::SECRET, reverse),
                 std::path::Path::new("."),
@@ -41,6 +52,13 @@ fn main() {
             noop.push(t.elapsed());
             assert!(r.is_noop());
             assert_eq!(bind.dig("web-1000.dc1.test", "A"), vec!["10.40.4.1"]);
+            // What a `sync --watch` pass costs when one host appears: read, diff, one UPDATE.
+            let mut grown = req.clone();
+            grown.hosts.push(support::host("extra-1", "10.40.200.1"));
+            let t = Instant::now();
+            let r = dns.converge(&grown).expect("converge");
+            one_more.push(t.elapsed());
+            assert_eq!(r.added, if reverse { 2 } else { 1 });
         }
         let label = if reverse {
             "A+PTR (2000 names)"
@@ -48,13 +66,17 @@ fn main() {
             "A only (1000 names)"
         };
         println!(
-            "dns converge 1000 hosts into empty zone, {label}: median {:.1} ms (runs: {:?})",
+            "{kind:?}: dns converge 1000 hosts into empty zone, {label}: median {:.1} ms (runs: {:?})",
             median(first.clone()).as_secs_f64() * 1e3,
             first.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
         );
         println!(
-            "dns re-converge 1000 hosts, nothing to change, {label}: median {:.1} ms",
+            "{kind:?}: dns re-converge 1000 hosts, nothing to change, {label}: median {:.1} ms",
             median(noop).as_secs_f64() * 1e3
+        );
+        println!(
+            "{kind:?}: dns converge 1 new host into the 1000, {label}: median {:.1} ms",
+            median(one_more).as_secs_f64() * 1e3
         );
     }
 }

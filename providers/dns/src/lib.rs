@@ -15,7 +15,7 @@ pub mod wire;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::Message;
 use hickory_proto::rr::Name;
 use kloud_provider_api::integration::{
     ConfigError, ConvergeRequest, ConvergeResponse, Integration, IntegrationError,
@@ -181,7 +181,7 @@ impl DnsProvider {
                 } else {
                     &desired.reverse
                 };
-                let changes = plan::diff(want, &actual, cfg.ttl, &mut run_diags);
+                let changes = plan::diff(want, &desired.frozen, &actual, cfg.ttl, &mut run_diags);
                 per_zone.push((zone.clone(), changes));
             }
             let mut planned = Counts::default();
@@ -192,12 +192,19 @@ impl DnsProvider {
                 && owned >= DELETE_GUARD_MIN_EXISTING
                 && planned.removed as f64 > owned as f64 * DELETE_GUARD_RATIO
             {
-                return Err(IntegrationError::Guard(format!(
+                let refusal = format!(
                     "dns: this run would delete {} of the {owned} names kloud manages (more than \
-                     {}%); nothing was changed. Re-run with force if that is intended",
+                     {}%); re-run with force if that is intended",
                     planned.removed,
                     (DELETE_GUARD_RATIO * 100.0) as u32
-                )));
+                );
+                // After a re-read some changes may already be in: say so rather than claim
+                // that nothing was changed.
+                return Err(if done.any() {
+                    self.fail_reason(refusal, &done)
+                } else {
+                    IntegrationError::Guard(format!("{refusal}; nothing was changed"))
+                });
             }
             if req.dry_run {
                 diagnostics.extend(run_diags);
@@ -241,13 +248,13 @@ impl DnsProvider {
                     ));
                 }
                 Some(code) => diagnostics.push(kloud_provider_api::Diagnostic::warning(format!(
-                    "dns: a prerequisite failed ({}): the zone changed under us; re-read it and \
-                     retried",
-                    response_code_name(code)
+                    "dns: a prerequisite failed ({code}): the zone changed under us; re-read it \
+                     and retried"
                 ))),
             }
         }
-        Err(self.fail_reason("unreachable retry state".into(), &done))
+        // Every attempt returns; the last one turns a conflict into an error.
+        Err(self.fail_reason("no attempt was made".into(), &done))
     }
 
     fn fail(&self, e: DnsError, done: &Counts) -> IntegrationError {
@@ -275,10 +282,6 @@ impl DnsProvider {
     }
 }
 
-fn response_code_name(code: ResponseCode) -> String {
-    format!("{code}")
-}
-
 impl Integration for DnsProvider {
     fn name(&self) -> &str {
         PROVIDER
@@ -288,5 +291,63 @@ impl Integration for DnsProvider {
     /// names: a host with a PTR record counts once in each zone.
     fn converge(&self, req: &ConvergeRequest) -> Result<ConvergeResponse, IntegrationError> {
         self.run(req, &mut |_| {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kloud_provider_api::integration::HostRecord;
+
+    fn hosts(n: usize) -> Vec<HostRecord> {
+        (0..n)
+            .map(|i| HostRecord {
+                fqdn: format!("a-rather-long-host-name-{i}.some-cluster.dc1.example.internal"),
+                ip: format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+                class: "web".into(),
+                tags: vec![],
+                labels: Default::default(),
+                machine: "hw".into(),
+                roles: vec![],
+                properties: Default::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_fit_a_tcp_message_and_carry_every_change_once() {
+        let zone = Name::from_ascii("dc1.example.internal.").unwrap();
+        let d = plan::desired(&hosts(5000), &zone, None);
+        let mut diags = Vec::new();
+        let changes = plan::diff(&d.forward, &d.frozen, &BTreeMap::new(), 300, &mut diags);
+        assert_eq!(changes.len(), 5000);
+        let out = batches(&zone, &changes);
+        assert!(out.len() > 1, "5000 names must not fit one message");
+        let mut seen = 0;
+        for (msg, members) in &out {
+            let len = msg.to_vec().unwrap().len();
+            // Room is left for the TSIG record (about 100 bytes for HMAC-SHA256).
+            assert!(len + 200 < 65_535, "batch of {len} bytes");
+            assert_eq!(msg.answers.len(), members.len());
+            seen += members.len();
+        }
+        assert_eq!(seen, 5000);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let attrs: BTreeMap<String, Value> = [
+            ("server", "127.0.0.1:53"),
+            ("zone", "dc1.test"),
+            ("key_name", "kloud"),
+            ("secret", "c3VwZXItc2VjcmV0LXRzaWcta2V5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+        let p = DnsProvider::from_block(&attrs, Path::new(".")).unwrap();
+        let dbg = format!("{p:?} {:#?}", p.config());
+        assert!(!dbg.contains("c3VwZXIt"), "{dbg}");
+        assert!(!dbg.contains("super-secret"), "{dbg}");
     }
 }

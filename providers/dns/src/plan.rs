@@ -6,7 +6,7 @@
 //! describing the state it was computed from, so the server applies it only if nobody changed
 //! that name in between.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use hickory_proto::rr::rdata::{A, AAAA, PTR, TXT};
@@ -84,6 +84,10 @@ pub fn zone_state(records: Vec<Record>) -> BTreeMap<Name, NameState> {
 pub struct Desired {
     pub forward: DesiredZone,
     pub reverse: DesiredZone,
+    /// Names of desired hosts whose records cannot be computed (no valid address): their
+    /// current records, and PTRs pointing at them, are left exactly as they are rather than
+    /// removed as if the host were gone.
+    pub frozen: BTreeSet<Name>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -97,6 +101,7 @@ pub fn desired(hosts: &[HostRecord], zone: &Name, reverse_zone: Option<&Name>) -
     let mut d = Desired {
         forward: BTreeMap::new(),
         reverse: BTreeMap::new(),
+        frozen: BTreeSet::new(),
         diagnostics: Vec::new(),
     };
     for host in hosts {
@@ -119,9 +124,10 @@ pub fn desired(hosts: &[HostRecord], zone: &Name, reverse_zone: Option<&Name>) -
         }
         let Ok(ip) = host.ip.trim().parse::<IpAddr>() else {
             d.diagnostics.push(Diagnostic::error(format!(
-                "dns: `{}` has no valid IP address (`{}`); skipped",
+                "dns: `{}` has no valid IP address (`{}`); its records are left as they are",
                 host.fqdn, host.ip
             )));
+            d.frozen.insert(name);
             continue;
         };
         let (rtype, data) = match ip {
@@ -194,6 +200,7 @@ fn rdata_size(data: &RData) -> usize {
 /// The changes that turn `actual` into `desired` for one zone, and conflicts as diagnostics.
 pub fn diff(
     desired: &DesiredZone,
+    frozen: &BTreeSet<Name>,
     actual: &BTreeMap<Name, NameState>,
     ttl: u32,
     diagnostics: &mut Vec<Diagnostic>,
@@ -255,7 +262,15 @@ pub fn diff(
         }
     }
     for (name, have) in actual {
-        if !have.owned() || desired.contains_key(name) {
+        if !have.owned() || desired.contains_key(name) || frozen.contains(name) {
+            continue;
+        }
+        let points_at_frozen = have.managed.get(&RecordType::PTR).is_some_and(|set| {
+            set.data
+                .values()
+                .any(|d| matches!(d, RData::PTR(p) if frozen.contains(&p.0.to_lowercase())))
+        });
+        if points_at_frozen {
             continue;
         }
         let mut updates: Vec<Record> = have
@@ -380,7 +395,7 @@ mod tests {
             rec("other.dc1.test.", a("10.0.0.50")),
         ]);
         let mut diags = Vec::new();
-        let changes = diff(&d.forward, &actual, 300, &mut diags);
+        let changes = diff(&d.forward, &d.frozen, &actual, 300, &mut diags);
         let summary: Vec<(Kind, String)> = changes
             .iter()
             .map(|c| (c.kind, c.name.to_string()))
@@ -423,7 +438,42 @@ mod tests {
             rec("same.dc1.test.", RData::A("10.0.0.3".parse::<A>().unwrap())),
         ]);
         let mut diags = Vec::new();
-        assert!(diff(&d.forward, &actual, 300, &mut diags).is_empty());
-        assert_eq!(diff(&d.forward, &actual, 60, &mut diags).len(), 1);
+        assert!(diff(&d.forward, &d.frozen, &actual, 300, &mut diags).is_empty());
+        assert_eq!(
+            diff(&d.forward, &d.frozen, &actual, 60, &mut diags).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_host_without_an_address_keeps_its_records() {
+        let zone = n("dc1.test.");
+        let rz = n("40.10.in-addr.arpa.");
+        let d = desired(&[host("web-1.dc1.test", "")], &zone, Some(&rz));
+        assert!(d.frozen.contains(&n("web-1.dc1.test.")));
+        let fwd = zone_state(vec![
+            rec("web-1.dc1.test.", heritage()),
+            rec(
+                "web-1.dc1.test.",
+                RData::A("10.40.0.1".parse::<A>().unwrap()),
+            ),
+            rec("web-2.dc1.test.", heritage()),
+        ]);
+        let rev = zone_state(vec![
+            rec("1.0.40.10.in-addr.arpa.", heritage()),
+            rec(
+                "1.0.40.10.in-addr.arpa.",
+                RData::PTR(PTR(n("web-1.dc1.test."))),
+            ),
+        ]);
+        let mut diags = Vec::new();
+        let f = diff(&d.forward, &d.frozen, &fwd, 300, &mut diags);
+        let names: Vec<String> = f.iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(
+            names,
+            ["web-2.dc1.test."],
+            "only the host that is really gone goes"
+        );
+        assert!(diff(&d.reverse, &d.frozen, &rev, 300, &mut diags).is_empty());
     }
 }

@@ -153,11 +153,36 @@ impl Connection {
             return Err(self.protocol("response does not match the request"));
         }
         let code = msg.metadata.response_code;
-        if code == ResponseCode::NotAuth || msg.signature().is_none() {
-            // The server did not sign: it could not (or would not) check our key, so the TSIG
-            // error in the reply (if any) says why. Nothing it says can be trusted beyond that.
-            let tsig_error = msg.signature().and_then(|s| s.data.error);
+        let tsig_error = msg.signature().and_then(|s| s.data.error);
+        if tsig_error.is_some() {
+            // The server could not (or would not) check our key; the TSIG error says why.
             return Err(self.auth_error(code, tsig_error));
+        }
+        if code == ResponseCode::NotAuth {
+            // NOTAUTH without a TSIG error: signed, our key was fine and the server does not
+            // serve the zone; unsigned, the server does not say which of the two it was.
+            return Err(match msg.signature() {
+                Some(_) if verifier.verify(&bytes).is_ok() => self.protocol(
+                    "the server is not authoritative for the zone (NOTAUTH): check `zone` and \
+                     `reverse_zone`",
+                ),
+                _ => DnsError::Auth {
+                    server: self.server.clone(),
+                    reason: "the server answered NOTAUTH unsigned: it rejected our TSIG key, or \
+                             it does not serve the zone"
+                        .to_string(),
+                },
+            });
+        }
+        if msg.signature().is_none() {
+            // Nothing unsigned is trusted: it could come from anyone on the path.
+            return Err(match code {
+                ResponseCode::Refused => self.refused(),
+                _ => self.protocol(format!(
+                    "the server answered {code} without a TSIG signature; kloud accepts only \
+                     signed answers (every message of a zone transfer must be signed)"
+                )),
+            });
         }
         verifier
             .verify(&bytes)
@@ -168,22 +193,28 @@ impl Connection {
             | ResponseCode::YXRRSet
             | ResponseCode::NXDomain
             | ResponseCode::NXRRSet => Ok(Err(code)),
-            ResponseCode::Refused => Err(DnsError::Auth {
-                server: self.server.clone(),
-                reason: "the server refused (REFUSED): does its allow-update / update-policy / \
-                         allow-transfer permit this key for the zone?"
-                    .to_string(),
-            }),
+            ResponseCode::Refused => Err(self.refused()),
             ResponseCode::NotZone => Err(self
                 .protocol("the server is not authoritative for the zone (NOTZONE): check `zone`")),
             other => Err(self.protocol(format!("server answered {other}"))),
         }
     }
 
+    fn refused(&self) -> DnsError {
+        DnsError::Auth {
+            server: self.server.clone(),
+            reason: "the server refused (REFUSED): does its allow-update / update-policy / \
+                     allow-transfer permit this key for the zone?"
+                .to_string(),
+        }
+    }
+
     fn auth_error(&self, code: ResponseCode, tsig_error: Option<TsigError>) -> DnsError {
         let reason = match tsig_error {
+            // BIND means an unknown key; Knot also answers BADKEY when its ACL denies the key.
             Some(TsigError::BadKey) => format!(
-                "the server does not know key `{}` (BADKEY)",
+                "the server does not accept key `{}` (BADKEY): it does not know the key, or \
+                 does not allow it this operation on the zone",
                 self.signer.signer_name()
             ),
             Some(TsigError::BadSig) => format!(
@@ -195,9 +226,6 @@ impl Connection {
                     .to_string()
             }
             Some(other) => format!("TSIG error {other:?}"),
-            None if code == ResponseCode::NotAuth => {
-                "the server rejected our TSIG signature (NOTAUTH)".to_string()
-            }
             None => format!("the server answered {code} without a TSIG signature"),
         };
         DnsError::Auth {

@@ -3,11 +3,14 @@
 //!
 //! Layout of the directory (every file starts with [`HEADER`], which is how kloud knows a file
 //! is its own; files without it are never touched):
-//! - `kloud-host-template.cfg`: the `kloud-host` template carrying every directive Nagios
-//!   requires of a host (check_command, max_check_attempts, check_period, contact_groups,
-//!   notification_interval, notification_period), so each host only adds what is its own;
+//! - `kloud-host-template.cfg`: the `kloud-host` and `kloud-service` templates carrying every
+//!   directive Nagios requires of a host or service (check_command, max_check_attempts,
+//!   check_interval, retry_interval, check_period, contact_groups, notification_interval,
+//!   notification_period), so each object only adds what is its own;
 //! - `host-<fqdn>.cfg`: one host (host_name, alias, address, its hostgroups, and custom
-//!   variables `_CLASS`, `_MACHINE` and one per machine label);
+//!   variables `_CLASS`, `_MACHINE` and one per machine label), and one service per entry of
+//!   the host's `nagios_checks` property (derived config, so usually set on a tag): `"http"`
+//!   becomes service `http` running command `check_http`, on the `kloud-service` template;
 //! - `hostgroup-class-<class>.cfg`, `hostgroup-tag-<tag>.cfg`: one hostgroup per class and per
 //!   tag; hosts join them through their `hostgroups` directive, so no line grows with the fleet.
 //!
@@ -44,6 +47,10 @@ pub const DEFAULT_CONTACT_GROUPS: &str = "admins";
 pub const DEFAULT_CHECK_PERIOD: &str = "24x7";
 /// Name of the host template kloud generates.
 pub const TEMPLATE: &str = "kloud-host";
+/// Name of the service template kloud generates.
+pub const SERVICE_TEMPLATE: &str = "kloud-service";
+/// The derived-config property listing a host's service checks.
+pub const CHECKS_PROPERTY: &str = "nagios_checks";
 const TEMPLATE_FILE: &str = "kloud-host-template.cfg";
 
 /// The `nagios` integration.
@@ -101,12 +108,39 @@ fn custom_var(key: &str) -> String {
 
 fn define(kind: &str, directives: &[(String, String)]) -> String {
     let width = directives.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut s = format!("{HEADER}\ndefine {kind} {{\n");
+    let mut s = format!("define {kind} {{\n");
     for (k, v) in directives {
         s.push_str(&format!("    {k:width$}  {v}\n"));
     }
     s.push_str("}\n");
     s
+}
+
+/// A file of ours: the header, then its objects separated by blank lines.
+fn file(objects: &[String]) -> String {
+    format!("{HEADER}\n{}", objects.join("\n"))
+}
+
+/// The service checks a host asks for through its `nagios_checks` property (a list of names,
+/// or one name), sanitised, sorted and de-duplicated; plus what could not be used.
+pub fn checks(host: &HostRecord) -> (Vec<String>, Vec<String>) {
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    match host.properties.get(CHECKS_PROPERTY) {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => ok.push(object_name(s)),
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::String(s) if !s.trim().is_empty() => ok.push(object_name(s)),
+                    other => bad.push(other.to_string()),
+                }
+            }
+        }
+        Some(other) => bad.push(other.to_string()),
+    }
+    ok.sort();
+    ok.dedup();
+    (ok, bad)
 }
 
 fn d(k: &str, v: impl Into<String>) -> (String, String) {
@@ -154,11 +188,9 @@ impl NagiosProvider {
     }
 
     fn template(&self) -> String {
-        define(
-            "host",
-            &[
-                d("name", TEMPLATE),
-                d("check_command", &self.check_command),
+        let common = |name: &str| {
+            vec![
+                d("name", name),
                 d("max_check_attempts", "3"),
                 d("check_interval", "5"),
                 d("retry_interval", "1"),
@@ -167,8 +199,14 @@ impl NagiosProvider {
                 d("notification_interval", "30"),
                 d("notification_period", &self.check_period),
                 d("register", "0"),
-            ],
-        )
+            ]
+        };
+        let mut host = common(TEMPLATE);
+        host.insert(1, d("check_command", &self.check_command));
+        file(&[
+            define("host", &host),
+            define("service", &common(SERVICE_TEMPLATE)),
+        ])
     }
 
     /// Every file kloud wants in the directory: file name → content.
@@ -191,7 +229,15 @@ impl NagiosProvider {
                 d("use", TEMPLATE),
                 d("host_name", &name),
                 d("alias", value(&h.fqdn)),
-                d("address", value(&h.ip)),
+                // Without an address Nagios checks the host by its host_name (the FQDN).
+                d(
+                    "address",
+                    if h.ip.trim().is_empty() {
+                        value(&h.fqdn)
+                    } else {
+                        value(&h.ip)
+                    },
+                ),
                 d(
                     "hostgroups",
                     member_of.into_iter().collect::<Vec<_>>().join(","),
@@ -205,15 +251,27 @@ impl NagiosProvider {
                     directives.push((var, value(v)));
                 }
             }
-            files.insert(format!("host-{name}.cfg"), define("host", &directives));
+            let mut objects = vec![define("host", &directives)];
+            for check in checks(h).0 {
+                objects.push(define(
+                    "service",
+                    &[
+                        d("use", SERVICE_TEMPLATE),
+                        d("host_name", &name),
+                        d("service_description", &check),
+                        d("check_command", format!("check_{check}")),
+                    ],
+                ));
+            }
+            files.insert(format!("host-{name}.cfg"), file(&objects));
         }
         for (group, alias) in groups {
             files.insert(
                 format!("hostgroup-{group}.cfg"),
-                define(
+                file(&[define(
                     "hostgroup",
                     &[d("hostgroup_name", &group), d("alias", alias)],
-                ),
+                )]),
             );
         }
         files
@@ -262,6 +320,12 @@ impl Integration for NagiosProvider {
         let is_host = |n: &str| n.starts_with("host-");
         let mut seen = BTreeSet::new();
         for h in &req.hosts {
+            for bad in checks(h).1 {
+                resp.diagnostics.push(Diagnostic::warning(format!(
+                    "nagios: `{}`: ignored `{CHECKS_PROPERTY}` entry {bad}: expected a check name",
+                    h.fqdn
+                )));
+            }
             if !seen.insert(object_name(&h.fqdn)) {
                 resp.diagnostics.push(Diagnostic::warning(format!(
                     "nagios: `{}` appears twice; the last definition wins",
@@ -360,7 +424,21 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("_RACK       r1\\;x\n"), "{h}");
+        assert!(!h.contains("define service"), "{h}");
+        let mut with_checks = host("web-2.dc1", "web", &[]);
+        with_checks
+            .properties
+            .insert(CHECKS_PROPERTY.into(), json!(["http", "ssh", "http", 7]));
+        let files = p.render(&[with_checks]);
+        let h = &files["host-web-2.dc1.cfg"];
+        assert_eq!(h.matches("define service").count(), 2, "{h}");
+        assert!(h.contains("check_command        check_http\n"), "{h}");
+        assert!(h.contains("service_description  ssh\n"), "{h}");
         let t = &files["kloud-host-template.cfg"];
+        assert!(
+            t.contains("define service") && t.contains(SERVICE_TEMPLATE),
+            "{t}"
+        );
         for directive in [
             "check_command",
             "max_check_attempts",
@@ -408,6 +486,18 @@ mod tests {
                 "kloud-host-template.cfg",
                 "local.cfg"
             ]
+        );
+        let dry = p
+            .converge(&ConvergeRequest {
+                hosts: vec![],
+                force: false,
+                dry_run: true,
+            })
+            .unwrap();
+        assert_eq!(dry.removed, 1);
+        assert!(
+            p.dir.join("host-a.dc1.cfg").exists(),
+            "a dry run removed a file"
         );
         let r = p.converge(&req(vec![])).unwrap();
         assert_eq!(r.removed, 1);

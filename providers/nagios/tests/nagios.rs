@@ -1,6 +1,6 @@
 //! The Nagios integration against the real `nagios4 -v`: a main config that includes the
-//! generated directory verifies with no errors and no warnings, and counts exactly our hosts
-//! and hostgroups; after a shrink, stale definitions are gone and it still verifies.
+//! generated directory verifies with no errors and no warnings, and counts exactly our hosts,
+//! hostgroups and services; after a shrink, stale definitions are gone and it still verifies.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,12 @@ fn nagios_accepts_the_generated_directory() {
     .expect("block");
     let cfg = main_config(dir.path(), &provider.dir);
     let mut hosts: Vec<HostRecord> = (1..=20)
-        .map(|i| host(i, "web", &["web", "checkout"]))
+        .map(|i| {
+            let mut h = host(i, "web", &["web", "checkout"]);
+            // As a `tag "web" { properties = { nagios_checks = ["http"] } }` would give.
+            h.properties.insert("nagios_checks".into(), json!(["http"]));
+            h
+        })
         .chain((21..=25).map(|i| host(i, "db", &["db"])))
         .collect();
     let req = |hosts: &[HostRecord]| ConvergeRequest {
@@ -111,6 +116,8 @@ fn nagios_accepts_the_generated_directory() {
     // 25 of ours + the operator's localhost; class-web, class-db, tag-web, tag-checkout, tag-db.
     assert_eq!(checked(&out, "hosts"), Some(26), "{out}");
     assert_eq!(checked(&out, "host groups"), Some(5), "{out}");
+    // One http service per web host, plus the operator's own.
+    assert_eq!(checked(&out, "services"), Some(21), "{out}");
 
     // The db class goes away entirely: its hosts and hostgroups go with it.
     hosts.truncate(20);

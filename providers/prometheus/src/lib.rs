@@ -67,10 +67,12 @@ fn target(ip: &str, port: u16) -> String {
     }
 }
 
-/// The target groups for `hosts`, one per host, sorted by FQDN then address.
+/// The target groups for `hosts`, one per host, sorted by FQDN then address. A host without
+/// an address (not yet allocated) has nothing to scrape and gets no group.
 pub fn target_groups(hosts: &[HostRecord], port: u16) -> Vec<TargetGroup> {
     let mut groups: Vec<TargetGroup> = hosts
         .iter()
+        .filter(|h| !h.ip.trim().is_empty())
         .map(|h| {
             let mut labels: BTreeMap<String, String> = h
                 .labels
@@ -184,6 +186,12 @@ impl Integration for PrometheusProvider {
     /// compared with the file as it was.
     fn converge(&self, req: &ConvergeRequest) -> Result<ConvergeResponse, IntegrationError> {
         let mut resp = ConvergeResponse::default();
+        for h in req.hosts.iter().filter(|h| h.ip.trim().is_empty()) {
+            resp.diagnostics.push(Diagnostic::warning(format!(
+                "prometheus: `{}` has no address yet; not a target",
+                h.fqdn
+            )));
+        }
         let Some(path) = &self.file_sd else {
             return Ok(resp);
         };
@@ -272,6 +280,9 @@ mod tests {
                   "machine": "hw-1", "power_feed": "a", "rack": "r1", "tags": ",checkout,web,"}}
             ])
         );
+        let mut no_ip = host("web-3.dc1", " ", &[]);
+        no_ip.ip = String::new();
+        assert_eq!(target_groups(&[no_ip], 9100), vec![]);
         let mut reversed = hosts.clone();
         reversed.reverse();
         assert_eq!(file_sd_json(&hosts, 9100), http_sd_body(&reversed, 9100));
@@ -302,6 +313,15 @@ mod tests {
         };
         let a = host("a.dc1", "10.0.0.1", &[]);
         let b = host("b.dc1", "10.0.0.2", &[]);
+        let dry = p
+            .converge(&ConvergeRequest {
+                hosts: vec![a.clone(), b.clone()],
+                force: false,
+                dry_run: true,
+            })
+            .unwrap();
+        assert_eq!(dry.added, 2);
+        assert!(!path.exists(), "a dry run wrote the file");
         let r = p.converge(&req(vec![a.clone(), b.clone()])).unwrap();
         assert_eq!((r.added, r.updated, r.removed), (2, 0, 0));
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();

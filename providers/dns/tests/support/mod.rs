@@ -1,6 +1,7 @@
-//! A real BIND 9 for the DNS tests and benchmark: a `named` of our own on a free loopback port,
-//! in a temp dir, with a forward and a reverse zone that accept TSIG-signed updates and
-//! transfers, plus `dig`/`nsupdate` helpers as the independent client. Killed by pid on drop.
+//! Real DNS servers for the DNS tests and benchmark: a BIND 9 `named` or a Knot `knotd` of our
+//! own on a free loopback port, in a temp dir, with a forward and a reverse zone that accept
+//! TSIG-signed updates and transfers, plus `dig`/`nsupdate` helpers as the independent client.
+//! Killed by pid on drop.
 
 #![allow(dead_code)]
 
@@ -28,11 +29,28 @@ fn tool(var: &str, default: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// The named/dig/nsupdate binaries, or None (test skipped) when absent outside CI. Under
+/// Which DNS server to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bind,
+    Knot,
+    PowerDns,
+}
+
+/// The server/dig/nsupdate binaries, or None (test skipped) when absent outside CI. Under
 /// `CI=true` a missing program fails the test.
-pub fn tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
+pub fn tools(kind: Kind) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let server = match kind {
+        Kind::Bind => tool("KLOUD_TEST_NAMED", "/usr/sbin/named"),
+        Kind::Knot => tool("KLOUD_TEST_KNOTD", "/usr/sbin/knotd"),
+        Kind::PowerDns => tool("KLOUD_TEST_PDNS", "/usr/sbin/pdns_server").filter(|_| {
+            tool("KLOUD_TEST_PDNSUTIL", "/usr/bin/pdnsutil").is_some()
+                && tool("KLOUD_TEST_SQLITE3", "/usr/bin/sqlite3").is_some()
+                && tool("KLOUD_TEST_PDNS_SCHEMA", PDNS_SCHEMA).is_some()
+        }),
+    };
     let found = (
-        tool("KLOUD_TEST_NAMED", "/usr/sbin/named"),
+        server,
         tool("KLOUD_TEST_DIG", "/usr/bin/dig"),
         tool("KLOUD_TEST_NSUPDATE", "/usr/bin/nsupdate"),
     );
@@ -40,14 +58,25 @@ pub fn tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
         (Some(n), Some(d), Some(u)) => Some((n, d, u)),
         _ => {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "named, dig or nsupdate missing under CI=true: source scripts/setup/bind.sh"
-                );
+                panic!("{kind:?} server, dig or nsupdate missing under CI=true: source scripts/setup/bind.sh");
             }
-            eprintln!("SKIPPED: named/dig/nsupdate not installed (source scripts/setup/bind.sh)");
+            eprintln!("SKIPPED: {kind:?} server/dig/nsupdate not installed (source scripts/setup/bind.sh)");
             None
         }
     }
+}
+
+const PDNS_SCHEMA: &str = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql";
+
+/// Run a setup command for a server, failing the test with its output if it fails.
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run setup command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
@@ -63,7 +92,25 @@ fn free_port() -> u16 {
     panic!("no free loopback port");
 }
 
-pub struct Named {
+/// Which zones our key may update (it may always transfer both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updates {
+    All,
+    ForwardOnly,
+    None,
+}
+
+impl Updates {
+    fn allows(self, zone: &str) -> bool {
+        match self {
+            Updates::All => true,
+            Updates::ForwardOnly => zone == ZONE,
+            Updates::None => false,
+        }
+    }
+}
+
+pub struct DnsServer {
     pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
@@ -71,10 +118,20 @@ pub struct Named {
     nsupdate: PathBuf,
 }
 
-impl Named {
-    /// Start named with both zones; the forward zone holds a hand-made `handmade` A record.
-    pub fn start() -> Option<Named> {
-        let (named, dig, nsupdate) = tools()?;
+impl DnsServer {
+    /// Start BIND with both zones; the forward zone holds a hand-made `handmade` A record.
+    pub fn start() -> Option<DnsServer> {
+        Self::start_kind(Kind::Bind)
+    }
+
+    /// Start BIND or Knot with the same zones, key and permissions.
+    pub fn start_kind(kind: Kind) -> Option<DnsServer> {
+        Self::start_with(kind, Updates::All)
+    }
+
+    /// Start a server whose key may transfer both zones and update those `updates` allows.
+    pub fn start_with(kind: Kind, updates: Updates) -> Option<DnsServer> {
+        let (server_bin, dig, nsupdate) = tools(kind)?;
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display().to_string();
         let port = free_port();
@@ -95,32 +152,119 @@ impl Named {
             ),
         )
         .expect("zone file");
-        let zone = |name: &str, file: &str| {
-            format!(
-                "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
-                 allow-update {{ key {KEY_NAME}; }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
-            )
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+        let child = match kind {
+            Kind::Bind => {
+                let zone = |name: &str, file: &str| {
+                    let update = if updates.allows(name) {
+                        format!("key {KEY_NAME};")
+                    } else {
+                        "none;".to_string()
+                    };
+                    format!(
+                        "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
+                         allow-update {{ {update} }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
+                    )
+                };
+                let conf = format!(
+                    "options {{\n directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n \
+                     listen-on-v6 {{ none; }};\n pid-file \"{d}/named.pid\";\n \
+                     session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n \
+                     recursion no;\n notify no;\n dnssec-validation no;\n}};\ncontrols {{ }};\n\
+                     key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n{}{}",
+                    zone(ZONE, "fwd.db"),
+                    zone(REVERSE_ZONE, "rev.db"),
+                );
+                let conf_path = dir.path().join("named.conf");
+                std::fs::write(&conf_path, conf).expect("named.conf");
+                Command::new(server_bin)
+                    .args(["-g", "-n", "1", "-c"])
+                    .arg(&conf_path)
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn named")
+            }
+            Kind::Knot => {
+                let acl = |zone: &str| {
+                    if updates.allows(zone) {
+                        "kloud_rw"
+                    } else {
+                        "kloud_ro"
+                    }
+                };
+                let conf = format!(
+                    "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  user: root:root\n  \
+                     background-workers: 1\n  udp-workers: 1\n  tcp-workers: 1\n\
+                     database:\n  storage: \"{d}/db\"\n\
+                     key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+                     acl:\n  - id: kloud_rw\n    key: {KEY_NAME}\n    action: [update, transfer]\n\
+                     \x20 - id: kloud_ro\n    key: {KEY_NAME}\n    action: [transfer]\n\
+                     template:\n  - id: default\n    storage: \"{d}\"\n    journal-content: changes\n\
+                     zone:\n  - domain: {ZONE}\n    file: fwd.db\n    acl: {}\n\
+                     \x20 - domain: {REVERSE_ZONE}\n    file: rev.db\n    acl: {}\n\
+                     log:\n  - target: stderr\n    any: info\n",
+                    acl(ZONE),
+                    acl(REVERSE_ZONE),
+                );
+                // Knot keeps its journal there; updates fail without it.
+                std::fs::create_dir_all(dir.path().join("db")).expect("knot db dir");
+                let conf_path = dir.path().join("knot.conf");
+                std::fs::write(&conf_path, conf).expect("knot.conf");
+                Command::new(server_bin)
+                    .arg("-c")
+                    .arg(&conf_path)
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn knotd")
+            }
+            Kind::PowerDns => {
+                let path =
+                    |var: &str, default: &str| tool(var, default).expect("checked in tools()");
+                let db = dir.path().join("pdns.db");
+                let schema = std::fs::File::open(path("KLOUD_TEST_PDNS_SCHEMA", PDNS_SCHEMA))
+                    .expect("pdns schema");
+                run(Command::new(path("KLOUD_TEST_SQLITE3", "/usr/bin/sqlite3"))
+                    .arg(&db)
+                    .stdin(schema));
+                std::fs::write(
+                    dir.path().join("pdns.conf"),
+                    format!(
+                        "launch=gsqlite3\ngsqlite3-database={}\nlocal-address=127.0.0.1\n\
+                         local-port={port}\ndnsupdate=yes\nallow-dnsupdate-from=\n\
+                         allow-axfr-ips=\ndisable-axfr=no\nsocket-dir={d}\nguardian=no\n\
+                         daemon=no\nwrite-pid=no\ndistributor-threads=1\nreceiver-threads=1\n",
+                        db.display(),
+                    ),
+                )
+                .expect("pdns.conf");
+                let pdnsutil = path("KLOUD_TEST_PDNSUTIL", "/usr/bin/pdnsutil");
+                let util = |args: &[&str]| {
+                    run(Command::new(&pdnsutil)
+                        .arg(format!("--config-dir={d}"))
+                        .args(args));
+                };
+                util(&["import-tsig-key", KEY_NAME, "hmac-sha256", SECRET]);
+                for (zone, file) in [(ZONE, "fwd.db"), (REVERSE_ZONE, "rev.db")] {
+                    let file = format!("{d}/{file}");
+                    util(&["load-zone", zone, &file]);
+                    // Updates are allowed per zone: from loopback, signed with our key.
+                    if updates.allows(zone) {
+                        util(&["set-meta", zone, "ALLOW-DNSUPDATE-FROM", "127.0.0.0/8"]);
+                        util(&["set-meta", zone, "TSIG-ALLOW-DNSUPDATE", KEY_NAME]);
+                    }
+                    util(&["set-meta", zone, "TSIG-ALLOW-AXFR", KEY_NAME]);
+                }
+                Command::new(server_bin)
+                    .arg(format!("--config-dir={d}"))
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn pdns_server")
+            }
         };
-        let conf = format!(
-            "options {{\n directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n \
-             listen-on-v6 {{ none; }};\n pid-file \"{d}/named.pid\";\n \
-             session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n \
-             recursion no;\n notify no;\n dnssec-validation no;\n}};\ncontrols {{ }};\n\
-             key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n{}{}",
-            zone(ZONE, "fwd.db"),
-            zone(REVERSE_ZONE, "rev.db"),
-        );
-        let conf_path = dir.path().join("named.conf");
-        std::fs::write(&conf_path, conf).expect("named.conf");
-        let log = std::fs::File::create(dir.path().join("named.log")).expect("log");
-        let child = Command::new(named)
-            .args(["-g", "-n", "1", "-c"])
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn named");
-        let mut n = Named {
+        let mut n = DnsServer {
             port,
             child,
             dir,
@@ -133,7 +277,7 @@ impl Named {
                 return Some(n);
             }
             if let Ok(Some(status)) = n.child.try_wait() {
-                panic!("named exited ({status}): {}", n.log());
+                panic!("{kind:?} server exited ({status}): {}", n.log());
             }
             assert!(
                 Instant::now() < deadline,
@@ -145,7 +289,7 @@ impl Named {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     pub fn server(&self) -> String {
@@ -266,8 +410,11 @@ impl Named {
     }
 }
 
-impl Drop for Named {
+impl Drop for DnsServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- DNS server log ---\n{}", self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
