@@ -43,7 +43,13 @@ fn main() {
         let files = files.clone();
         let start = Instant::now();
         let mut diags = Diagnostics::default();
-        let c = config::load_sources(Path::new("."), files, &VarOverrides::new(), &BTreeMap::new(), &mut diags);
+        let c = config::load_sources(
+            Path::new("."),
+            files,
+            &VarOverrides::new(),
+            &BTreeMap::new(),
+            &mut diags,
+        );
         times.push(start.elapsed().as_secs_f64() * 1000.0);
         assert!(diags.is_empty(), "{diags}");
         let c = c.expect("valid");
