@@ -389,3 +389,99 @@ fn a_second_apply_fails_at_once_naming_the_holder() {
         "nothing was created"
     );
 }
+
+#[test]
+fn refresh_finds_vanished_and_orphaned_containers_and_import_adopts() {
+    if !lxc_ready("refresh") {
+        return;
+    }
+    let lab = Lab::new(64, WEB);
+    let out = lab
+        .kloud()
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.assert_converged(3);
+    let store = lab.store();
+    let web1 = store
+        .get_host(&format!("web-1.{}", lab.domain))
+        .unwrap()
+        .unwrap();
+    let web2 = store
+        .get_host(&format!("web-2.{}", lab.domain))
+        .unwrap()
+        .unwrap();
+
+    // web-1 vanishes behind kloud's back; web-2's record is lost.
+    let path = lab.lxc_root.join(web1.machine.as_deref().unwrap());
+    let gone = Command::new("lxc-destroy")
+        .arg("-P")
+        .arg(&path)
+        .args(["-f", "-n", &web1.name])
+        .output()
+        .unwrap();
+    assert!(
+        gone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    store
+        .delete_host(
+            &web2.name,
+            kloud::hostdb::Expect::Any,
+            &kloud::hostdb::Actor::new("test"),
+        )
+        .unwrap();
+
+    let out = lab.kloud().args(["refresh", "."]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!("vanished: {}", web1.name)),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("orphan: {}", web2.name)),
+        "{report}"
+    );
+    assert!(
+        lab.containers().values().any(|s| s.contains(&web2.name)),
+        "an orphan is never deleted"
+    );
+
+    let out = lab
+        .kloud()
+        .args(["import", &web2.name, "."])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = lab
+        .kloud()
+        .args(["plan", ".", "--compact"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains(&web1.name) && !plan.contains(&web2.name),
+        "only the vanished host is re-created:\n{plan}"
+    );
+    let out = lab
+        .kloud()
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.assert_converged(3);
+}
