@@ -13,7 +13,8 @@
 
 use super::fleet::Fleet;
 use super::model::Strategy;
-use super::score::{self, Fit};
+use super::bins;
+use super::score::{self, Affinity, Fit};
 use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};
 use std::collections::HashMap;
@@ -34,6 +35,16 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
             break;
         }
         let s = construct(base, hosts, order, fit);
+        left = left.saturating_sub(s.work);
+        if s.cost() < best.cost() {
+            *best = s;
+        }
+    }
+    for kind in [Affinity::Dot, Affinity::Snug, Affinity::Largest] {
+        if left < pass_cost.saturating_mul(2) {
+            break;
+        }
+        let s = bins::fill(base, hosts, kind);
         left = left.saturating_sub(s.work);
         if s.cost() < best.cost() {
             *best = s;
@@ -91,7 +102,9 @@ impl<'a, 'p> Search<'a, 'p> {
         let mut failures = 0;
         while failures < FAILURES && self.left > 0 {
             let Some(target) = self.target(&failed) else { break };
-            if self.attempt(target) {
+            let ok = self.attempt(target);
+            if std::env::var("PLACE_DEBUG").is_ok() { eprintln!("attempt {target} ok={ok} left={}", self.left); }
+            if ok {
                 failures = 0;
             } else {
                 failed[target as usize] = true;
@@ -156,6 +169,7 @@ impl<'a, 'p> Search<'a, 'p> {
                 continue;
             }
             let Some((k, m, out)) = self.swap(&pending, &used, &tabu, moves) else {
+                if std::env::var("PLACE_DEBUG").is_ok() { eprintln!("no swap after {moves} pending {}", pending.len()); }
                 (self.sol, self.bins) = saved;
                 return false;
             };
@@ -205,57 +219,63 @@ impl<'a, 'p> Search<'a, 'p> {
         tabu: &HashMap<(usize, u32), u32>,
         now: u32,
     ) -> Option<(usize, u32, Vec<usize>)> {
+        let hosts = self.hosts;
+        let group = |i: usize| &hosts.groups[hosts.group_of[i].unwrap_or_default()];
+        let size = |i: usize| group(i).size;
         let is_tabu = |i: usize, m: u32| tabu.get(&(i, m)).is_some_and(|&until| until > now);
-        let mut best: Option<(i128, usize, u32, Vec<usize>)> = None;
+        let mut best: Option<(i128, usize, u32, [usize; 2])> = None;
         for (k, &p) in pending.iter().enumerate() {
-            let pg = self.group(p).clone();
+            let pg = group(p).clone();
+            let wp = self.weight[p] as i128;
+            let has_rules = !self.sol.fleet.classes[pg.class as usize].rules.is_empty();
             for &m in used {
                 if is_tabu(p, m) || self.sol.fleet.statics.machines[m as usize].driver != pg.driver {
                     continue;
                 }
                 let free = self.sol.fleet.free(m);
                 let items = self.bins[m as usize].clone();
-                let mut subsets: Vec<Vec<usize>> = items.iter().map(|&r| vec![r]).collect();
-                for a in 0..items.len() {
-                    for b in a + 1..items.len() {
-                        subsets.push(vec![items[a], items[b]]);
-                    }
-                }
-                for out in subsets {
-                    if out.iter().any(|&r| is_tabu(r, m)) {
-                        continue;
-                    }
-                    let delta = out.iter().map(|&r| self.weight[r] as i128).sum::<i128>()
-                        - self.weight[p] as i128;
-                    if best.as_ref().is_some_and(|b| b.0 <= delta) {
-                        continue;
-                    }
-                    let mut room = free;
-                    for &r in &out {
-                        let s = self.group(r).size;
-                        for d in 0..3 {
-                            room[d] += s[d];
+                let n = items.len();
+                // Pairs (a, b) with b == usize::MAX standing for "a alone".
+                for a in 0..n {
+                    for b in (a + 1..n).chain(std::iter::once(usize::MAX)) {
+                        self.left = self.left.saturating_sub(1);
+                        let ra = items[a];
+                        let rb = (b != usize::MAX).then(|| items[b]);
+                        let w = self.weight[ra] as i128 + rb.map_or(0, |r| self.weight[r] as i128);
+                        let delta = w - wp;
+                        if best.as_ref().is_some_and(|x| x.0 <= delta) {
+                            continue;
                         }
-                    }
-                    if (0..3).any(|d| room[d] < pg.size[d]) {
-                        continue;
-                    }
-                    self.left = self.left.saturating_sub(1);
-                    for &r in &out {
-                        let g = self.group(r).clone();
-                        self.sol.fleet.take(g.class, g.size, m);
-                    }
-                    let ok = feasible(&self.sol.fleet, &pg, m).is_ok();
-                    for &r in &out {
-                        let g = self.group(r).clone();
-                        self.sol.fleet.put(g.class, g.size, m);
-                    }
-                    if ok {
-                        best = Some((delta, k, m, out));
+                        let sa = size(ra);
+                        let sb = rb.map_or([0; 3], size);
+                        if (0..3).any(|d| free[d] + sa[d] + sb[d] < pg.size[d]) {
+                            continue;
+                        }
+                        if is_tabu(ra, m) || rb.is_some_and(|r| is_tabu(r, m)) {
+                            continue;
+                        }
+                        if has_rules {
+                            // max_per counts depend on which hosts leave; check for real.
+                            let fleet = &mut self.sol.fleet;
+                            let out = [Some(ra), rb];
+                            for r in out.iter().flatten() {
+                                let g = group(*r);
+                                fleet.take(g.class, g.size, m);
+                            }
+                            let ok = feasible(fleet, &pg, m).is_ok();
+                            for r in out.iter().flatten() {
+                                let g = group(*r);
+                                fleet.put(g.class, g.size, m);
+                            }
+                            if !ok {
+                                continue;
+                            }
+                        }
+                        best = Some((delta, k, m, [ra, rb.unwrap_or(usize::MAX)]));
                     }
                 }
             }
         }
-        best.map(|(_, k, m, out)| (k, m, out))
+        best.map(|(_, k, m, out)| (k, m, out.into_iter().filter(|&r| r != usize::MAX).collect()))
     }
 }

@@ -8,6 +8,7 @@
 //! ([`improve`]) tries other orderings and empties lightly used machines by moving new hosts only.
 //! [`check`] verifies the invariants of any placement; [`ip`] hands out addresses.
 
+mod bins;
 pub mod check;
 mod explain;
 mod fleet;
