@@ -115,7 +115,7 @@ pub fn ffd(problem: &Problem) -> usize {
 /// and 2 TiB, 40 per rack, 5 racks per switch, every class with `max_per` on machine, rack and
 /// switch, every fourth class spread, the rest packed.
 pub fn datacenter(hosts: usize) -> Problem {
-    let machines_n = (hosts / 4).max(40);
+    let machines_n = (hosts / 4).div_ceil(40).max(1) * 40;
     let racks = machines_n.div_ceil(40);
     let switches = racks.div_ceil(5);
     let machines = (0..machines_n)
@@ -143,7 +143,7 @@ pub fn datacenter(hosts: usize) -> Problem {
             Rules {
                 max_per: BTreeMap::from([
                     ("machine".to_string(), 1 + (c % 3) as u32),
-                    ("rack".to_string(), (per_class.div_ceil(racks) + 2 + c % 4) as u32),
+                    ("rack".to_string(), (per_class.div_ceil(racks) * 3 / 2 + 2 + c % 4) as u32),
                     ("switch".to_string(), (per_class.div_ceil(switches) + 5 * (1 + c % 3)) as u32),
                 ]),
                 strategy: if c % 4 == 3 { Strategy::Spread } else { Strategy::Pack },

@@ -6,14 +6,15 @@
 
 use super::fleet::Fleet;
 use super::model::Strategy;
-use super::score::{self, Affinity, Fit};
+use super::score::{self, Affinity};
 use super::select::Selector;
-use super::stages::feasible;
+use super::stages::{feasible, Group};
 use super::{Hosts, Order, Solution};
 
 pub(crate) fn fill<'p>(base: &Fleet<'p>, hosts: &Hosts, kind: Affinity) -> Solution<'p> {
     let mut fleet = base.clone();
-    let mut selector = Selector::new(&fleet, hosts.groups.len(), Fit::Sum);
+    let spread = |g: &Group| fleet.classes[g.class as usize].strategy == Strategy::Spread;
+    let mut selector = Selector::new(&fleet, &hosts.groups, &hosts.counts(spread));
     let mut assign = vec![None; hosts.requests.len()];
     // Per group, its hosts in reverse name order so that `pop` hands out the first name.
     let mut queue: Vec<Vec<usize>> = vec![Vec::new(); hosts.groups.len()];
@@ -22,7 +23,7 @@ pub(crate) fn fill<'p>(base: &Fleet<'p>, hosts: &Hosts, kind: Affinity) -> Solut
         let group = &hosts.groups[g];
         if fleet.classes[group.class as usize].strategy == Strategy::Spread {
             if let Some(m) = selector.choose(&fleet, g, group) {
-                selector.put(&mut fleet, group, m);
+                selector.put(&mut fleet, g, group, m);
                 assign[i] = Some(m);
             }
         } else {

@@ -19,7 +19,7 @@ use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};
 use std::collections::HashMap;
 
-const PASSES: [(Order, Fit); 3] = [(Order::Max, Fit::Sum), (Order::Sum, Fit::Squares), (Order::Max, Fit::Squares)];
+const ORDERS: [Order; 1] = [Order::Max];
 
 /// Moves an attempt to empty one machine may make before it is given up.
 const MOVES_PER_ATTEMPT: u32 = 400;
@@ -28,13 +28,22 @@ const MOVES_PER_ATTEMPT: u32 = 400;
 const FAILURES: u32 = 3;
 
 pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'p>, budget: u64) {
+    let opened = (0..base.hosts_on.len())
+        .filter(|&m| base.hosts_on[m] == 0 && best.fleet.hosts_on[m] > 0)
+        .count();
+    if opened <= 1 && best.cost().0 == 0 {
+        // Everything fits on machines already in use, or on one more that the largest host
+        // opened because none in use could take it: rarely anything to gain, and adding a host
+        // to a large fleet must stay fast.
+        return;
+    }
     let mut left = budget;
     let pass_cost = best.work.max(1);
-    for (order, fit) in PASSES {
+    for order in ORDERS {
         if left < pass_cost {
             break;
         }
-        let s = construct(base, hosts, order, fit);
+        let s = construct(base, hosts, order);
         left = left.saturating_sub(s.work);
         if s.cost() < best.cost() {
             *best = s;
@@ -50,6 +59,7 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
             *best = s;
         }
     }
+    if std::env::var("PLACE_DEBUG").is_ok() { eprintln!("portfolio done, left {left}"); }
     let mut search = Search::new(hosts, best.clone(), left);
     search.run();
     *best = search.sol;
