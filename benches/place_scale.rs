@@ -49,7 +49,13 @@ fn main() {
     let mut settled = None;
     for &hosts in sizes {
         let problem = support::datacenter(hosts);
-        let runs = if only_stability { 1 } else if hosts <= 20_000 { 5 } else { 3 };
+        let runs = if only_stability {
+            1
+        } else if hosts <= 20_000 {
+            5
+        } else {
+            3
+        };
         let (wall, cpu, placement) = median_time(runs, &problem);
         support::assert_sound(&problem, &placement);
         println!(
@@ -72,7 +78,10 @@ fn main() {
         size: Resources::new(2, 4096, 40),
         driver: "lxc".into(),
     });
-    let runs = std::env::var("KLOUD_BENCH_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(21);
+    let runs = std::env::var("KLOUD_BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(21);
     let (wall, cpu, placement) = median_time(runs, &fleet);
     support::assert_sound(&fleet, &placement);
     assert_eq!(placement.assigned.len(), 1, "only the new host is assigned");

@@ -16,7 +16,10 @@ fn main() {
     };
     let filter = std::env::var("KLOUD_VBP_FILTER").unwrap_or_default();
     let mut options = Options::default();
-    if let Some(b) = std::env::var("KLOUD_PLACE_BUDGET").ok().and_then(|b| b.parse().ok()) {
+    if let Some(b) = std::env::var("KLOUD_PLACE_BUDGET")
+        .ok()
+        .and_then(|b| b.parse().ok())
+    {
         options.work_budget = b;
     }
     let known = support::known(&dir);
@@ -61,10 +64,22 @@ fn main() {
         println!("{c:<8} {:>6} {:>7} {:>7} {:>7}", e[0], e[1], e[2], e[3]);
     }
     println!("instances: {n}");
-    println!("machines used (place): {ours}  ratio to LB {:.4}", ours as f64 / lb as f64);
-    println!("machines used (plain FFD): {ffd}  ratio to LB {:.4}", ffd as f64 / lb as f64);
-    println!("best of any published algorithm: {best}  ratio to LB {:.4}", best as f64 / lb as f64);
+    println!(
+        "machines used (place): {ours}  ratio to LB {:.4}",
+        ours as f64 / lb as f64
+    );
+    println!(
+        "machines used (plain FFD): {ffd}  ratio to LB {:.4}",
+        ffd as f64 / lb as f64
+    );
+    println!(
+        "best of any published algorithm: {best}  ratio to LB {:.4}",
+        best as f64 / lb as f64
+    );
     println!("lower bound: {lb}");
     println!("worst instance: {} at {:.4} x LB", worst.1, worst.0);
-    println!("time: {total:.2} s total, slowest instance {} {:.3} s", slowest.1, slowest.0);
+    println!(
+        "time: {total:.2} s total, slowest instance {} {:.3} s",
+        slowest.1, slowest.0
+    );
 }

@@ -30,8 +30,18 @@ pub fn known(dir: &Path) -> BTreeMap<String, (usize, usize, usize, usize)> {
     let mut out = BTreeMap::new();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).expect("known.tsv column");
-    let (lb, best, ic, bc) = (col("LB"), col("best_overall"), col("best_IC"), col("best_BC"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .expect("known.tsv column")
+    };
+    let (lb, best, ic, bc) = (
+        col("LB"),
+        col("best_overall"),
+        col("best_IC"),
+        col("best_BC"),
+    );
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() < header.len() {
@@ -103,7 +113,10 @@ pub fn ffd(problem: &Problem) -> usize {
     items.sort_by(|a, b| key(b).total_cmp(&key(a)));
     let mut bins: Vec<[u64; 3]> = Vec::new();
     for it in items {
-        match bins.iter_mut().find(|b| (0..3).all(|d| b[d] + it[d] <= cap[d])) {
+        match bins
+            .iter_mut()
+            .find(|b| (0..3).all(|d| b[d] + it[d] <= cap[d]))
+        {
             Some(b) => (0..3).for_each(|d| b[d] += it[d]),
             None => bins.push(it),
         }
@@ -143,10 +156,20 @@ pub fn datacenter(hosts: usize) -> Problem {
             Rules {
                 max_per: BTreeMap::from([
                     ("machine".to_string(), 1 + (c % 3) as u32),
-                    ("rack".to_string(), (per_class.div_ceil(racks) * 3 / 2 + 2 + c % 4) as u32),
-                    ("switch".to_string(), (per_class.div_ceil(switches) + 5 * (1 + c % 3)) as u32),
+                    (
+                        "rack".to_string(),
+                        (per_class.div_ceil(racks) * 3 / 2 + 2 + c % 4) as u32,
+                    ),
+                    (
+                        "switch".to_string(),
+                        (per_class.div_ceil(switches) + 5 * (1 + c % 3)) as u32,
+                    ),
                 ]),
-                strategy: if c % 4 == 3 { Strategy::Spread } else { Strategy::Pack },
+                strategy: if c % 4 == 3 {
+                    Strategy::Spread
+                } else {
+                    Strategy::Pack
+                },
             },
         );
         let size = Resources::new(
@@ -173,7 +196,11 @@ pub fn datacenter(hosts: usize) -> Problem {
 
 /// The problem after `placement`: every assigned host becomes an existing one.
 pub fn settle(problem: &Problem, placement: &Placement) -> Problem {
-    let by_name: HashMap<&str, &Request> = problem.requests.iter().map(|r| (r.name.as_str(), r)).collect();
+    let by_name: HashMap<&str, &Request> = problem
+        .requests
+        .iter()
+        .map(|r| (r.name.as_str(), r))
+        .collect();
     let mut next = problem.clone();
     next.requests.clear();
     for (host, machine) in &placement.assigned {

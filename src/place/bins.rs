@@ -36,7 +36,8 @@ pub(crate) fn fill<'p>(base: &Fleet<'p>, hosts: &Hosts, kind: Affinity) -> Solut
     }
     let mut live: Vec<usize> = (0..queue.len()).filter(|&g| !queue[g].is_empty()).collect();
     let n = fleet.hosts_on.len() as u32;
-    let (mut machines, empty): (Vec<u32>, Vec<u32>) = (0..n).partition(|&m| fleet.hosts_on[m as usize] > 0);
+    let (mut machines, empty): (Vec<u32>, Vec<u32>) =
+        (0..n).partition(|&m| fleet.hosts_on[m as usize] > 0);
     machines.extend(empty);
     for m in machines {
         if live.is_empty() {
@@ -69,5 +70,9 @@ pub(crate) fn fill<'p>(base: &Fleet<'p>, hosts: &Hosts, kind: Affinity) -> Solut
             }
         }
     }
-    Solution { fleet, assign, work }
+    Solution {
+        fleet,
+        assign,
+        work,
+    }
 }

@@ -7,7 +7,11 @@ use super::stages::{feasible, Group, Reason};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Rejection counts per reason key, and the sentence.
-pub(crate) fn explain(fleet: &Fleet, group: &Group, class_hosts: u32) -> (BTreeMap<String, u32>, String) {
+pub(crate) fn explain(
+    fleet: &Fleet,
+    group: &Group,
+    class_hosts: u32,
+) -> (BTreeMap<String, u32>, String) {
     let mut counts: BTreeMap<Reason, u32> = BTreeMap::new();
     for m in 0..fleet.statics.machines.len() as u32 {
         if let Err(r) = feasible(fleet, group, m) {
@@ -18,7 +22,12 @@ pub(crate) fn explain(fleet: &Fleet, group: &Group, class_hosts: u32) -> (BTreeM
     (reasons, sentence(fleet, group, class_hosts, &counts))
 }
 
-fn sentence(fleet: &Fleet, group: &Group, class_hosts: u32, counts: &BTreeMap<Reason, u32>) -> String {
+fn sentence(
+    fleet: &Fleet,
+    group: &Group,
+    class_hosts: u32,
+    counts: &BTreeMap<Reason, u32>,
+) -> String {
     let statics = fleet.statics;
     let driver = &statics.drivers[group.driver as usize];
     if statics.machines.is_empty() {
@@ -43,7 +52,11 @@ fn sentence(fleet: &Fleet, group: &Group, class_hosts: u32, counts: &BTreeMap<Re
         None => "every machine was rejected".to_string(),
         Some(Reason::Capacity(d)) => {
             let need = group.size[d];
-            let largest_free = with_driver.iter().map(|&m| fleet.free(m)[d]).max().unwrap_or(0);
+            let largest_free = with_driver
+                .iter()
+                .map(|&m| fleet.free(m)[d])
+                .max()
+                .unwrap_or(0);
             let largest = with_driver
                 .iter()
                 .map(|&m| statics.machines[m as usize].cap[d])
@@ -71,7 +84,10 @@ fn sentence(fleet: &Fleet, group: &Group, class_hosts: u32, counts: &BTreeMap<Re
             };
             let limit = rule.limit;
             if limit == 0 {
-                return format!("max_per {key} = 0 allows no {} host anywhere; raise it", class.name);
+                return format!(
+                    "max_per {key} = 0 allows no {} host anywhere; raise it",
+                    class.name
+                );
             }
             let values: BTreeSet<u32> = with_driver
                 .iter()
@@ -137,7 +153,10 @@ pub(crate) fn amount(d: usize, n: u64) -> String {
 }
 
 fn plural(word: &str) -> String {
-    if ["s", "sh", "ch", "x", "z"].iter().any(|e| word.ends_with(e)) {
+    if ["s", "sh", "ch", "x", "z"]
+        .iter()
+        .any(|e| word.ends_with(e))
+    {
         format!("{word}es")
     } else {
         format!("{word}s")

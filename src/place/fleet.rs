@@ -181,7 +181,9 @@ impl<'a> Statics<'a> {
                         if key == MACHINE_KEY {
                             Some(id as u32)
                         } else {
-                            m.labels.get(key).and_then(|v| value_ids[k].get(v.as_str()).copied())
+                            m.labels
+                                .get(key)
+                                .and_then(|v| value_ids[k].get(v.as_str()).copied())
                         }
                     })
                     .collect();

@@ -11,9 +11,9 @@
 //!    attempt is undone. Every move passes the same stages as the first pass, so rules hold.
 //!    Existing hosts and hosts of spread classes are never moved by this phase.
 
+use super::bins;
 use super::fleet::Fleet;
 use super::model::Strategy;
-use super::bins;
 use super::score::{self, Affinity, Fit};
 use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};
@@ -59,7 +59,6 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
             *best = s;
         }
     }
-    if std::env::var("PLACE_DEBUG").is_ok() { eprintln!("portfolio done, left {left}"); }
     let mut search = Search::new(hosts, best.clone(), left);
     search.run();
     *best = search.sol;
@@ -80,7 +79,9 @@ impl<'a, 'p> Search<'a, 'p> {
         let mut bins = vec![Vec::new(); sol.fleet.hosts_on.len()];
         let mut weight = vec![0; hosts.requests.len()];
         for (i, a) in sol.assign.iter().enumerate() {
-            let (Some(m), Some(g)) = (*a, hosts.group_of[i]) else { continue };
+            let (Some(m), Some(g)) = (*a, hosts.group_of[i]) else {
+                continue;
+            };
             let group = &hosts.groups[g];
             if sol.fleet.classes[group.class as usize].strategy == Strategy::Pack {
                 bins[m as usize].push(i);
@@ -111,10 +112,10 @@ impl<'a, 'p> Search<'a, 'p> {
         let mut failed = vec![false; self.bins.len()];
         let mut failures = 0;
         while failures < FAILURES && self.left > 0 {
-            let Some(target) = self.target(&failed) else { break };
-            let ok = self.attempt(target);
-            if std::env::var("PLACE_DEBUG").is_ok() { eprintln!("attempt {target} ok={ok} left={}", self.left); }
-            if ok {
+            let Some(target) = self.target(&failed) else {
+                break;
+            };
+            if self.attempt(target) {
                 failures = 0;
             } else {
                 failed[target as usize] = true;
@@ -128,9 +129,16 @@ impl<'a, 'p> Search<'a, 'p> {
         let fleet = &self.sol.fleet;
         (0..self.bins.len())
             .filter(|&m| {
-                !failed[m] && fleet.hosts_on[m] > 0 && fleet.hosts_on[m] as usize == self.bins[m].len()
+                !failed[m]
+                    && fleet.hosts_on[m] > 0
+                    && fleet.hosts_on[m] as usize == self.bins[m].len()
             })
-            .map(|m| (self.bins[m].iter().map(|&i| self.weight[i]).sum::<u128>(), m as u32))
+            .map(|m| {
+                (
+                    self.bins[m].iter().map(|&i| self.weight[i]).sum::<u128>(),
+                    m as u32,
+                )
+            })
             .min()
             .map(|(_, m)| m)
     }
@@ -179,7 +187,6 @@ impl<'a, 'p> Search<'a, 'p> {
                 continue;
             }
             let Some((k, m, out)) = self.swap(&pending, &used, &tabu, moves) else {
-                if std::env::var("PLACE_DEBUG").is_ok() { eprintln!("no swap after {moves} pending {}", pending.len()); }
                 (self.sol, self.bins) = saved;
                 return false;
             };
@@ -239,7 +246,8 @@ impl<'a, 'p> Search<'a, 'p> {
             let wp = self.weight[p] as i128;
             let has_rules = !self.sol.fleet.classes[pg.class as usize].rules.is_empty();
             for &m in used {
-                if is_tabu(p, m) || self.sol.fleet.statics.machines[m as usize].driver != pg.driver {
+                if is_tabu(p, m) || self.sol.fleet.statics.machines[m as usize].driver != pg.driver
+                {
                     continue;
                 }
                 let free = self.sol.fleet.free(m);

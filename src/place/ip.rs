@@ -53,7 +53,10 @@ pub fn allocate(
 /// Whether `a` is an address of `net` that is never given to a host.
 pub fn reserved(net: &IpNet, a: IpAddr) -> bool {
     match net {
-        IpNet::V4(v4) => v4.prefix_len() < 31 && (IpAddr::V4(v4.network()) == a || IpAddr::V4(v4.broadcast()) == a),
+        IpNet::V4(v4) => {
+            v4.prefix_len() < 31
+                && (IpAddr::V4(v4.network()) == a || IpAddr::V4(v4.broadcast()) == a)
+        }
         IpNet::V6(v6) => v6.prefix_len() < 127 && IpAddr::V6(v6.network()) == a,
     }
 }

@@ -19,7 +19,9 @@ mod score;
 mod select;
 mod stages;
 
-pub use model::{Existing, Machine, Placement, Problem, Request, Resources, Rules, Strategy, Unplaced};
+pub use model::{
+    Existing, Machine, Placement, Problem, Request, Resources, Rules, Strategy, Unplaced,
+};
 
 use fleet::{Fleet, Statics};
 use select::Selector;
@@ -50,20 +52,15 @@ pub fn place(problem: &Problem) -> Placement {
 /// [`place`] with explicit tuning.
 pub fn place_with(problem: &Problem, options: &Options) -> Placement {
     // Index the machines and count the existing hosts in: they stay where they are.
-    let dbg = std::env::var("PLACE_DEBUG").is_ok();
-    let t0 = std::time::Instant::now();
     let (statics, classes) = Statics::build(problem);
     let base = Fleet::new(problem, &statics, classes);
     // Identical requests (class, driver, size) form a group the stages see as one.
     let hosts = Hosts::new(problem, &base);
     // First pass: large hosts first, each onto the best machine that passes every stage.
-    if dbg { eprintln!("build {:?}", t0.elapsed()); }
     let mut best = construct(&base, &hosts, Order::Sum);
-    if dbg { eprintln!("first {:?} work {}", t0.elapsed(), best.work); }
     // Improve the new hosts' assignment within a work budget: other orderings and fits, then
     // emptying the least used machines.
     improve::improve(&base, &hosts, &mut best, options.work_budget);
-    if dbg { eprintln!("improve {:?}", t0.elapsed()); }
     // Whatever is left unplaced is explained against the final state of the fleet.
     finish(problem, &hosts, &best)
 }
@@ -207,9 +204,10 @@ fn finish(problem: &Problem, hosts: &Hosts, best: &Solution) -> Placement {
     for (i, r) in problem.requests.iter().enumerate() {
         match (hosts.group_of[i], best.assign[i]) {
             (_, Some(m)) => {
-                placement
-                    .assigned
-                    .insert(r.name.clone(), fleet.statics.machines[m as usize].name.to_string());
+                placement.assigned.insert(
+                    r.name.clone(),
+                    fleet.statics.machines[m as usize].name.to_string(),
+                );
             }
             (None, None) => placement.unplaced.push(Unplaced {
                 name: r.name.clone(),

@@ -113,7 +113,11 @@ impl Selector {
             if !open {
                 sel.empties[sel.shape_of[id as usize] as usize].insert(id);
             }
-            for &g in by_driver.get(&m.driver).map(Vec::as_slice).unwrap_or_default() {
+            for &g in by_driver
+                .get(&m.driver)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 if open || sel.groups[g as usize].spread {
                     let key = sel.key(fleet, g, id);
                     sel.groups[g as usize].set.insert(key);
@@ -126,7 +130,10 @@ impl Selector {
 
     fn key(&self, fleet: &Fleet, g: u32, m: u32) -> Key {
         if self.groups[g as usize].spread {
-            let (a, b) = score::load(fleet.statics.machines[m as usize].cap, fleet.used[m as usize]);
+            let (a, b) = score::load(
+                fleet.statics.machines[m as usize].cap,
+                fleet.used[m as usize],
+            );
             (a, b, m)
         } else {
             (score::weight(self.reference, fleet.free(m)) as u64, 0, m)
@@ -186,7 +193,8 @@ impl Selector {
                 Some(m) => {
                     *cursor = m;
                     let cap = self.shapes[*shape as usize].1;
-                    let slack = score::weight(self.reference, cap) - score::weight(self.reference, group.size);
+                    let slack = score::weight(self.reference, cap)
+                        - score::weight(self.reference, group.size);
                     if best.is_none() || Some((slack, m)) < best {
                         best = Some((slack, m));
                     }
@@ -220,7 +228,11 @@ impl Selector {
             // Newly in use: every live pack group of the driver may now consider it.
             let driver = fleet.statics.machines[mi].driver;
             for (h, index) in self.groups.iter().enumerate() {
-                if !index.spread && index.driver == driver && index.remaining > 0 && !index.is_rejected(m) {
+                if !index.spread
+                    && index.driver == driver
+                    && index.remaining > 0
+                    && !index.is_rejected(m)
+                {
                     members.push(h as u32);
                 }
             }
