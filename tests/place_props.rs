@@ -7,7 +7,8 @@
 mod support;
 
 use kloud::place::{
-    place, Existing, Machine, Problem, Request, Resources, Rules, Strategy as Spreading,
+    place, place_with, Existing, Machine, Options, Problem, Request, Resources, Rules,
+    Strategy as Spreading,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,6 +124,13 @@ proptest! {
             let rejected: u32 = u.reasons.values().sum();
             prop_assert_eq!(rejected as usize, problem.machines.len(), "{:?}", u);
             prop_assert!(!u.explanation.is_empty());
+        }
+
+        // The first pass alone (no improvement budget) must be as complete.
+        let first = place_with(&problem, &Options { work_budget: 0 });
+        support::assert_sound(&problem, &first);
+        for u in &first.unplaced {
+            prop_assert_eq!(u.reasons.values().sum::<u32>() as usize, problem.machines.len(), "{:?}", u);
         }
 
         prop_assert_eq!(&p, &place(&problem));

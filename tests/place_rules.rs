@@ -435,3 +435,44 @@ fn checker_catches_broken_placements() {
     let missing = Placement::default();
     assert_eq!(check::check(&problem, &missing).len(), 2);
 }
+
+#[test]
+fn a_full_switch_and_full_machines_elsewhere_are_both_named() {
+    let machines = vec![
+        machine("a1", "r1", "sw-a", 8, 32),
+        machine("a2", "r1", "sw-a", 8, 32),
+        machine("a3", "r1", "sw-a", 8, 32),
+        machine("b1", "r2", "sw-b", 8, 32),
+        machine("b2", "r2", "sw-b", 8, 32),
+    ];
+    let existing = ["b1", "b2"]
+        .iter()
+        .map(|m| Existing {
+            name: format!("fill-{m}"),
+            class: "batch".into(),
+            machine: m.to_string(),
+            size: Resources::new(7, 4 * GIB, 10),
+        })
+        .collect();
+    let problem = Problem {
+        machines,
+        existing,
+        rules: BTreeMap::from([("lb".into(), rules(&[("switch", 1)], Strategy::Pack))]),
+        requests: vec![request("lb-1", "lb", 2, 2), request("lb-2", "lb", 2, 2)],
+    };
+    let p = placed(&problem);
+    assert_eq!(p.assigned.len(), 1);
+    let u = &p.unplaced[0];
+    assert_eq!(
+        u.reasons,
+        BTreeMap::from([
+            ("capacity:cpu".to_string(), 2),
+            ("max_per:switch".to_string(), 3)
+        ])
+    );
+    assert_eq!(
+        u.explanation,
+        "1 of 2 switches already holds max_per switch = 1 lb hosts; the machines of the other 1 are \
+         rejected for 2 capacity:cpu; add machines there or raise max_per switch"
+    );
+}

@@ -31,7 +31,7 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
     let opened = (0..base.hosts_on.len())
         .filter(|&m| base.hosts_on[m] == 0 && best.fleet.hosts_on[m] > 0)
         .count();
-    if opened <= 1 && best.cost().0 == 0 {
+    if budget == 0 || (opened <= 1 && best.cost().0 == 0) {
         // Everything fits on machines already in use, or on one more that the largest host
         // opened because none in use could take it: rarely anything to gain, and adding a host
         // to a large fleet must stay fast.
@@ -62,6 +62,46 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
     let mut search = Search::new(hosts, best.clone(), left);
     search.run();
     *best = search.sol;
+    retry_unplaced(hosts, best);
+}
+
+/// Moving hosts can free room a host left unplaced by the chosen pass could use: give every such
+/// host one more look at every machine, large first.
+fn retry_unplaced(hosts: &Hosts, best: &mut Solution) {
+    if best.cost().0 == 0 {
+        return;
+    }
+    let fleet = &mut best.fleet;
+    for i in hosts.ordered(Order::Sum) {
+        let Some(g) = hosts.group_of[i] else { continue };
+        if best.assign[i].is_some() {
+            continue;
+        }
+        let group = &hosts.groups[g];
+        let spread = fleet.classes[group.class as usize].strategy == Strategy::Spread;
+        let mut choice: Option<((bool, u64, u64, u128), u32)> = None;
+        for m in 0..fleet.hosts_on.len() as u32 {
+            if feasible(fleet, group, m).is_err() {
+                continue;
+            }
+            let cap = fleet.statics.machines[m as usize].cap;
+            // spread: least loaded; pack: machines in use first, then the best fit.
+            let key = if spread {
+                let (a, b) = score::load(cap, fleet.used[m as usize]);
+                (false, a, b, 0)
+            } else {
+                let slack = score::pack(Fit::Sum, cap, fleet.free(m), group.size);
+                (fleet.hosts_on[m as usize] == 0, 0, 0, slack)
+            };
+            if choice.is_none() || Some((key, m)) < choice {
+                choice = Some((key, m));
+            }
+        }
+        if let Some((_, m)) = choice {
+            fleet.put(group.class, group.size, m);
+            best.assign[i] = Some(m);
+        }
+    }
 }
 
 struct Search<'a, 'p> {
