@@ -9,6 +9,7 @@ mod engine;
 pub mod error;
 pub mod model;
 pub mod names;
+pub mod postgres;
 pub mod sqlite;
 pub mod store;
 pub mod util;
@@ -36,6 +37,9 @@ pub fn open(url: &str, base_dir: &Path) -> Result<Box<dyn Store>, StoreError> {
         }
         let path = base_dir.join(path);
         return Ok(Box::new(sqlite::open(&path)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(postgres::open(url)?));
     }
     Err(StoreError::Url {
         url: url.to_string(),
