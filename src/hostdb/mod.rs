@@ -4,12 +4,14 @@
 //! `sqlite:PATH` (embedded), `postgres://…` (shared) or `http(s)://…` (a `kloud hostdb serve`).
 //! The model types in [`model`] are also the JSON of the HTTP API.
 
+pub mod client;
 pub mod derive;
 mod engine;
 pub mod error;
 pub mod model;
 pub mod names;
 pub mod postgres;
+pub mod server;
 pub mod sqlite;
 pub mod store;
 pub mod util;
@@ -40,6 +42,9 @@ pub fn open(url: &str, base_dir: &Path) -> Result<Box<dyn Store>, StoreError> {
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Box::new(postgres::open(url)?));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Box::new(client::HttpStore::from_env(url)?));
     }
     Err(StoreError::Url {
         url: url.to_string(),
