@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod url;
 pub mod util;
 
 use std::path::Path;
