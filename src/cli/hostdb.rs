@@ -42,9 +42,17 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_body: usize,
+    /// Longest a blocking query (`?index=N&wait=D`) is held, e.g. `5m` or `500ms`
+    #[arg(long, default_value = "5m", value_parser = parse_wait, value_name = "DURATION")]
+    pub max_wait: std::time::Duration,
     /// Worker threads (default: the number of CPUs)
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    crate::hostdb::util::parse_duration(s)
+        .ok_or_else(|| format!("expected a duration such as `5m`, `30s` or `500ms`, got `{s}`"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -146,6 +154,7 @@ fn run_serve(a: ServeArgs) -> miette::Result<ExitCode> {
     let config = ServerConfig {
         anonymous_read: a.anonymous_read,
         max_body: a.max_body,
+        max_wait: a.max_wait,
         ..ServerConfig::default()
     };
     let shown = store.url();
