@@ -432,3 +432,34 @@ fn a_stale_plan_is_refused_naming_what_moved() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plan_against_http_hostdb_equals_the_embedded_one() {
+    use std::sync::Arc;
+    let config = load(&example("quickstart"), &[("web_count", "4")]);
+    let dir = tempfile::tempdir().unwrap();
+    let local = hostdb::sqlite::open(&dir.path().join("h.db")).unwrap();
+    // Some recorded state first, so the plan has creates, no-ops and deletes.
+    let seeded = load(&example("quickstart"), &[("web_count", "3")]);
+    let first = make(&seeded, &local, &plan::Options::default()).unwrap();
+    record(&seeded, &local, &first);
+    let embedded = make(&config, &local, &plan::Options::default()).unwrap();
+
+    let (_, secret) = local
+        .token_create("plan-test", hostdb::Role::Reader)
+        .unwrap();
+    let server = hostdb::server::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(local),
+        hostdb::server::ServerConfig::default(),
+        2,
+    )
+    .unwrap();
+    let remote = hostdb::client::HttpStore::new(&server.url(), Some(secret)).unwrap();
+    let over_http = make(&config, &remote, &plan::Options::default()).unwrap();
+    assert_eq!(embedded.changes, over_http.changes);
+    assert_eq!(embedded.summary, over_http.summary);
+    assert_eq!(embedded.hostdb.index, over_http.hostdb.index);
+    assert_eq!(embedded.summary.create, 1);
+    assert_eq!(embedded.summary.no_op, 5);
+}
