@@ -5,8 +5,8 @@
 # (scripts/setup/lxc.sh). Cleans up after itself (destroy, bridge).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q --release --bin kloud
-kloud="$PWD/target/release/kloud"
+cargo build -q --bin kloud  # apply time is LXC's, not kloud's: a debug build measures the same
+kloud="$PWD/target/debug/kloud"
 work=$(mktemp -d)
 root=/var/lib/kloud/bench-apply-$$
 trap '(cd "$work" && KLOUD_LXC_ROOT=$root "$kloud" destroy . --auto-approve >/dev/null 2>&1); rm -rf "$work" "$root"; ip link del kl-bench60 2>/dev/null || true' EXIT
