@@ -63,6 +63,11 @@ pub enum Command {
 
 /// Parse the command line, run the command and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
+    // Like any Unix filter: `kloud hosts | head` ends quietly when the reader goes away.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Validate(a) => validate::run(a),
