@@ -76,9 +76,13 @@ pub enum ConfigError {
 
 impl LxcConfig {
     /// Defaults, changed by `KLOUD_LXC_ROOT` (directory), `KLOUD_LXC_BACKING` (`dir`|`loop`)
-    /// and `KLOUD_LXC_IMAGES` (path of a JSON image map, see [`ImageMap::with_file`]).
+    /// and `KLOUD_LXC_IMAGES` (path of a JSON image map, see [`ImageMap::with_file`]), with
+    /// ssh settings from [`SshOptions::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut c = Self::default();
+        let mut c = Self {
+            ssh: SshOptions::from_env(),
+            ..Self::default()
+        };
         if let Some(root) = std::env::var_os("KLOUD_LXC_ROOT") {
             c.root = PathBuf::from(root);
         }

@@ -75,9 +75,13 @@ pub enum ConfigError {
 
 impl OpenVzConfig {
     /// Defaults plus the entries of the JSON file named by `KLOUD_OPENVZ_IMAGES`
-    /// (`{"debian-12": "debian-12.0-x86_64-minimal"}`), whose entries win.
+    /// (`{"debian-12": "debian-12.0-x86_64-minimal"}`), whose entries win, with ssh settings
+    /// from [`SshOptions::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut c = Self::default();
+        let mut c = Self {
+            ssh: SshOptions::from_env(),
+            ..Self::default()
+        };
         if let Some(path) = std::env::var_os("KLOUD_OPENVZ_IMAGES") {
             let path = PathBuf::from(path);
             let shown = path.display().to_string();
