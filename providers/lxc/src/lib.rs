@@ -50,6 +50,9 @@ pub struct LxcConfig {
     pub images: ImageMap,
     /// Seconds `lxc-stop` waits for a clean shutdown before killing.
     pub stop_timeout_s: u32,
+    /// Build each image once per computer as a base container (under `<root>/.images`) and
+    /// make containers by copying it, instead of running the template for every container.
+    pub clone_images: bool,
     pub ssh: SshOptions,
 }
 
@@ -60,6 +63,7 @@ impl Default for LxcConfig {
             backing: Backing::Dir,
             images: ImageMap::default(),
             stop_timeout_s: 10,
+            clone_images: true,
             ssh: SshOptions::default(),
         }
     }
@@ -75,7 +79,8 @@ pub enum ConfigError {
 }
 
 impl LxcConfig {
-    /// Defaults, changed by `KLOUD_LXC_ROOT` (directory), `KLOUD_LXC_BACKING` (`dir`|`loop`)
+    /// Defaults, changed by `KLOUD_LXC_ROOT` (directory), `KLOUD_LXC_BACKING` (`dir`|`loop`),
+    /// `KLOUD_LXC_CLONE=0` (run the template for every container)
     /// and `KLOUD_LXC_IMAGES` (path of a JSON image map, see [`ImageMap::with_file`]), with
     /// ssh settings from [`SshOptions::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -92,6 +97,9 @@ impl LxcConfig {
                 "loop" => Backing::Loop,
                 other => return Err(ConfigError::Backing(other.to_string())),
             };
+        }
+        if std::env::var("KLOUD_LXC_CLONE").is_ok_and(|v| v == "0") {
+            c.clone_images = false;
         }
         if let Some(path) = std::env::var_os("KLOUD_LXC_IMAGES") {
             c.images = ImageMap::with_file(&PathBuf::from(path))?;
@@ -116,16 +124,21 @@ enum Presence {
     Present(ContainerState),
 }
 
-/// Creates a container from a config file on stdin; kloud's block replaces the template's
-/// values of the keys kloud owns. Arguments: path, name, busybox-init (yes|no), then the
-/// `lxc-create` options.
+/// Makes a container from a config file on stdin, by `lxc-create` (mode `create`) or by
+/// copying an image's base container (mode `copy`); kloud's block then replaces the values
+/// of the keys kloud owns. Arguments: path, name, busybox-init (yes|no), mode, then the
+/// options of `lxc-create` or `lxc-copy`.
 const CREATE_SCRIPT: &str = r#"set -e
-P="$1"; N="$2"; BB="$3"; shift 3
+P="$1"; N="$2"; BB="$3"; MODE="$4"; shift 4
 mkdir -p "$P"
 f=$(mktemp "$P/.kloud-create.XXXXXX")
 trap 'rm -f "$f"' EXIT
 cat > "$f"
-lxc-create -P "$P" -n "$N" -f "$f" "$@" >/dev/null
+if [ "$MODE" = copy ]; then
+  lxc-copy -p "$P" -N "$N" "$@" >/dev/null
+else
+  lxc-create -P "$P" -n "$N" -f "$f" "$@" >/dev/null
+fi
 if [ "$BB" = yes ]; then
   printf '#!/bin/sh\n# kloud: eth0 keeps the address from the LXC config (no udhcpc)\n/bin/syslogd\n/bin/mount -a\n' > "$P/$N/kloud-rcS"
   chmod 755 "$P/$N/kloud-rcS"
@@ -134,6 +147,20 @@ c="$P/$N/config"
 grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' "$c" > "$c.kloud" || true
 cat "$f" >> "$c.kloud"
 mv "$c.kloud" "$c"
+"#;
+
+/// Builds an image's base container once per computer, under a lock so parallel creates
+/// wait for one build. A base without its `kloud-ready` mark is the remains of an
+/// interrupted build and is rebuilt. Arguments: images path, base name, `lxc-create` options.
+const BASE_SCRIPT: &str = r#"set -e
+I="$1"; B="$2"; shift 2
+mkdir -p "$I"
+exec 9>>"$I/.lock"
+flock 9
+[ -f "$I/$B/kloud-ready" ] && exit 0
+lxc-destroy -P "$I" -n "$B" -f >/dev/null 2>&1 || true
+lxc-create -P "$I" -n "$B" -B dir "$@" >/dev/null
+touch "$I/$B/kloud-ready"
 "#;
 
 /// Prints `ABSENT` or the LXC state word of one container.
@@ -162,6 +189,31 @@ ip link set dev "$1" up"#;
 const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
 
 const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The base container of an image: named by the image and a hash of how it is built, so
+/// changing an image's template or arguments builds a new base instead of reusing the old.
+fn base_name(image: &str, spec: &ImageSpec) -> String {
+    let mut recipe = spec.template.clone();
+    for a in &spec.args {
+        recipe.push('\0');
+        recipe.push_str(a);
+    }
+    let readable: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!(
+        "{readable}-{:08x}",
+        names::hash(recipe.as_bytes()) & 0xffff_ffff
+    )
+}
 
 impl LxcDriver {
     pub fn new(config: LxcConfig) -> Self {
@@ -192,6 +244,12 @@ impl LxcDriver {
             });
         }
         Ok(self.config.root.join(&m.name).display().to_string())
+    }
+
+    /// Where base containers of images live on a machine; machine names cannot start with
+    /// a dot, so this never clashes with a machine's path.
+    fn images_path(&self) -> String {
+        self.config.root.join(".images").display().to_string()
     }
 
     fn check_name(m: &MachineRef, name: &str) -> Result<(), DriverError> {
@@ -333,10 +391,15 @@ impl LxcDriver {
             memory_mib: spec.memory_mib,
         });
 
-        let mut create: Vec<String> = vec!["-t".into(), image.template.clone()];
+        let mut template: Vec<String> = vec!["-t".into(), image.template.clone()];
+        if !image.args.is_empty() {
+            template.push("--".into());
+            template.extend(image.args.iter().cloned());
+        }
+        let mut backing: Vec<String> = Vec::new();
         match self.config.backing {
             Backing::Dir => {
-                create.extend(["-B".into(), "dir".into()]);
+                backing.extend(["-B".into(), "dir".into()]);
                 diagnostics.push(Diagnostic::warning(format!(
                     "disk size {} GiB of `{}` is not enforced: the LXC `dir` backing store has no quota",
                     spec.disk_gib, spec.name
@@ -348,27 +411,53 @@ impl LxcDriver {
                         "disk must be above zero for the loop backing store".into(),
                     ));
                 }
-                create.extend([
-                    "-B".into(),
-                    "loop".into(),
-                    "--fssize".into(),
-                    format!("{}G", spec.disk_gib),
-                ]);
+                backing.extend(["-B".into(), "loop".into()]);
             }
         }
-        if !image.args.is_empty() {
-            create.push("--".into());
-            create.extend(image.args.iter().cloned());
-        }
+        let fssize = format!("{}G", spec.disk_gib);
+
+        // Either copy the image's base container (built once), or run the template.
+        let (mode, shown_prog, opts): (&str, &str, Vec<String>) = if self.config.clone_images {
+            let images = self.images_path();
+            let base = base_name(&spec.image, image);
+            let mut base_args: Vec<&str> = vec![&images, &base];
+            base_args.extend(template.iter().map(String::as_str));
+            let out = self.runner.script(m, BASE_SCRIPT, &base_args, None)?;
+            if !out.success() {
+                let mut shown: Vec<&str> = vec!["lxc-create", "-P", &images, "-n", &base];
+                shown.extend(template.iter().map(String::as_str));
+                return Err(failed(m, &shown, &out));
+            }
+            let mut opts: Vec<String> = vec!["-P".into(), images.clone(), "-n".into(), base];
+            opts.extend(backing);
+            if self.config.backing == Backing::Loop {
+                opts.extend(["-L".into(), fssize]);
+            }
+            ("copy", "lxc-copy", opts)
+        } else {
+            let mut opts = template;
+            opts.extend(backing);
+            if self.config.backing == Backing::Loop {
+                opts.extend(["--fssize".into(), fssize]);
+            }
+            ("create", "lxc-create", opts)
+        };
         let bb = if rcs.is_some() { "yes" } else { "no" };
-        let mut args: Vec<&str> = vec![path, &spec.name, bb];
-        args.extend(create.iter().map(String::as_str));
+        let mut args: Vec<&str> = vec![path, &spec.name, bb, mode];
+        args.extend(opts.iter().map(String::as_str));
         let out = self
             .runner
             .script(m, CREATE_SCRIPT, &args, Some(block.as_bytes()))?;
         if !out.success() {
-            let mut shown: Vec<&str> = vec!["lxc-create", "-P", path, "-n", &spec.name];
-            shown.extend(create.iter().map(String::as_str));
+            let mut shown: Vec<&str> = vec![shown_prog];
+            if mode == "copy" {
+                shown.extend(opts[..4].iter().map(String::as_str));
+                shown.extend(["-p", path, "-N", &spec.name]);
+                shown.extend(opts[4..].iter().map(String::as_str));
+            } else {
+                shown.extend(["-P", path, "-n", &spec.name]);
+                shown.extend(opts.iter().map(String::as_str));
+            }
             return Err(failed(m, &shown, &out));
         }
         Ok(diagnostics)
@@ -593,5 +682,29 @@ impl ComputeDriver for LxcDriver {
 
     fn images(&self) -> Vec<String> {
         self.config.images.names()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_change_with_the_recipe_and_stay_usable() {
+        let spec = |t: &str, args: &[&str]| ImageSpec {
+            template: t.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            busybox_init: None,
+        };
+        let a = base_name("busybox", &spec("busybox", &[]));
+        assert_eq!(a, base_name("busybox", &spec("busybox", &[])));
+        assert!(a.starts_with("busybox-"));
+        assert_ne!(a, base_name("busybox", &spec("busybox", &["-x"])));
+        assert_ne!(
+            base_name("d", &spec("local", &["a", "b"])),
+            base_name("d", &spec("local", &["a b"]))
+        );
+        let odd = base_name("debian 12/x", &spec("local", &[]));
+        assert!(names::is_safe_component(&odd), "{odd}");
     }
 }
