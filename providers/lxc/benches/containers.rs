@@ -24,13 +24,16 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Ok(machines) = std::fs::read_dir(&self.root) {
-            for m in machines.flatten() {
-                if let Ok(cs) = std::fs::read_dir(m.path()) {
+            // Image bases last: overlay containers are snapshots of them.
+            let mut paths: Vec<PathBuf> = machines.flatten().map(|m| m.path()).collect();
+            paths.sort_by_key(|p| p.ends_with(".images"));
+            for path in paths {
+                if let Ok(cs) = std::fs::read_dir(&path) {
                     for c in cs.flatten() {
                         if c.path().join("config").exists() {
                             let _ = Command::new("lxc-destroy")
                                 .arg("-P")
-                                .arg(m.path())
+                                .arg(&path)
                                 .arg("-n")
                                 .arg(c.file_name())
                                 .arg("-f")

@@ -31,14 +31,28 @@ use conf::Cgroup;
 pub use images::{ImageMap, ImageMapError, ImageSpec};
 pub use names::bridge_name;
 
-/// Where containers' root filesystems live; decides whether disk sizes are enforced.
+/// Where containers' root filesystems live; decides how fast a create is and whether disk
+/// sizes are enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backing {
-    /// A directory: fast to create, no disk limit.
+    /// An overlayfs snapshot of the image's base container: a create writes almost nothing
+    /// (the fastest), the base must stay, no disk limit.
     #[default]
+    Overlay,
+    /// A directory of its own: a full copy of the image, no disk limit.
     Dir,
     /// An ext4 image file of `disk_gib` on a loop device: the size is a hard limit.
     Loop,
+}
+
+impl Backing {
+    fn name(self) -> &'static str {
+        match self {
+            Backing::Overlay => "overlay",
+            Backing::Dir => "dir",
+            Backing::Loop => "loop",
+        }
+    }
 }
 
 /// Settings of an [`LxcDriver`].
@@ -60,7 +74,7 @@ impl Default for LxcConfig {
     fn default() -> Self {
         Self {
             root: PathBuf::from("/var/lib/kloud/lxc"),
-            backing: Backing::Dir,
+            backing: Backing::Overlay,
             images: ImageMap::default(),
             stop_timeout_s: 10,
             clone_images: true,
@@ -74,7 +88,7 @@ impl Default for LxcConfig {
 pub enum ConfigError {
     #[error(transparent)]
     Images(#[from] ImageMapError),
-    #[error("`KLOUD_LXC_BACKING` must be `dir` or `loop`, not `{0}`")]
+    #[error("`KLOUD_LXC_BACKING` must be `overlay`, `dir` or `loop`, not `{0}`")]
     Backing(String),
 }
 
@@ -93,6 +107,7 @@ impl LxcConfig {
         }
         if let Ok(b) = std::env::var("KLOUD_LXC_BACKING") {
             c.backing = match b.as_str() {
+                "overlay" => Backing::Overlay,
                 "dir" => Backing::Dir,
                 "loop" => Backing::Loop,
                 other => return Err(ConfigError::Backing(other.to_string())),
@@ -189,6 +204,15 @@ ip link set dev "$1" up"#;
 const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
 
 const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The warning that a disk size is only recorded, not enforced.
+fn unenforced_disk(backing: Backing, disk_gib: u64, name: &str) -> Diagnostic {
+    Diagnostic::warning(format!(
+        "disk size {disk_gib} GiB of `{name}` is not enforced: the LXC `{}` backing store has no quota",
+        backing.name()
+    ))
+    .with_detail("set KLOUD_LXC_BACKING=loop for a fixed-size disk image per container")
+}
 
 /// The base container of an image: named by the image and a hash of how it is built, so
 /// changing an image's template or arguments builds a new base instead of reusing the old.
@@ -396,28 +420,24 @@ impl LxcDriver {
             template.push("--".into());
             template.extend(image.args.iter().cloned());
         }
-        let mut backing: Vec<String> = Vec::new();
-        match self.config.backing {
-            Backing::Dir => {
-                backing.extend(["-B".into(), "dir".into()]);
-                diagnostics.push(Diagnostic::warning(format!(
-                    "disk size {} GiB of `{}` is not enforced: the LXC `dir` backing store has no quota",
-                    spec.disk_gib, spec.name
-                )).with_detail("set KLOUD_LXC_BACKING=loop for a fixed-size disk image per container"));
+        let backing = self.config.backing;
+        match backing {
+            Backing::Overlay | Backing::Dir => {
+                diagnostics.push(unenforced_disk(backing, spec.disk_gib, &spec.name));
             }
-            Backing::Loop => {
-                if spec.disk_gib == 0 {
-                    return Err(invalid(
-                        "disk must be above zero for the loop backing store".into(),
-                    ));
-                }
-                backing.extend(["-B".into(), "loop".into()]);
+            Backing::Loop if spec.disk_gib == 0 => {
+                return Err(invalid(
+                    "disk must be above zero for the loop backing store".into(),
+                ));
             }
+            Backing::Loop => {}
         }
         let fssize = format!("{}G", spec.disk_gib);
 
-        // Either copy the image's base container (built once), or run the template.
-        let (mode, shown_prog, opts): (&str, &str, Vec<String>) = if self.config.clone_images {
+        // Either copy the image's base container (built once), or run the template. An
+        // overlay is a snapshot of the base, so it always copies.
+        let clone = self.config.clone_images || backing == Backing::Overlay;
+        let (mode, shown_prog, opts): (&str, &str, Vec<String>) = if clone {
             let images = self.images_path();
             let base = base_name(&spec.image, image);
             let mut base_args: Vec<&str> = vec![&images, &base];
@@ -429,15 +449,18 @@ impl LxcDriver {
                 return Err(failed(m, &shown, &out));
             }
             let mut opts: Vec<String> = vec!["-P".into(), images.clone(), "-n".into(), base];
-            opts.extend(backing);
-            if self.config.backing == Backing::Loop {
+            if backing == Backing::Overlay {
+                opts.push("-s".into());
+            }
+            opts.extend(["-B".into(), backing.name().into()]);
+            if backing == Backing::Loop {
                 opts.extend(["-L".into(), fssize]);
             }
             ("copy", "lxc-copy", opts)
         } else {
             let mut opts = template;
-            opts.extend(backing);
-            if self.config.backing == Backing::Loop {
+            opts.extend(["-B".into(), backing.name().into()]);
+            if backing == Backing::Loop {
                 opts.extend(["--fssize".into(), fssize]);
             }
             ("create", "lxc-create", opts)
@@ -576,9 +599,9 @@ impl ComputeDriver for LxcDriver {
 
         let mut diagnostics = Vec::new();
         match self.config.backing {
-            Backing::Dir => diagnostics.push(Diagnostic::warning(format!(
-                "disk size {disk_gib} GiB of `{name}` is not enforced: the LXC `dir` backing store has no quota"
-            ))),
+            b @ (Backing::Overlay | Backing::Dir) => {
+                diagnostics.push(unenforced_disk(b, disk_gib, name))
+            }
             Backing::Loop => {
                 let size = self.lxc(m, &["stat", "-c", "%s", &format!("{path}/{name}/rootdev")])?;
                 let have = size.trim().parse::<u64>().unwrap_or(0);

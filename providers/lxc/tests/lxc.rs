@@ -162,7 +162,12 @@ fn two_machines_on_one_computer_keep_their_containers_apart() {
     }
     let mut guard = Cleanup::new();
     let net = guard.network();
-    let d = driver(&guard.root);
+    // Full copies of the image (the `dir` backing store) rather than overlay snapshots.
+    let d = LxcDriver::new(LxcConfig {
+        root: guard.root.clone(),
+        backing: kloud_provider_lxc::Backing::Dir,
+        ..LxcConfig::default()
+    });
     let (a, b) = (local_machine("hw-a"), local_machine("hw-b"));
     let na = format!("{}.test", unique("on-a"));
     let nb = format!("{}.test", unique("on-b"));
@@ -402,6 +407,7 @@ fn images_build_once_into_a_base_that_is_never_listed() {
     let plain = LxcDriver::new(LxcConfig {
         root: guard.root.clone(),
         clone_images: false,
+        backing: kloud_provider_lxc::Backing::Dir,
         ..LxcConfig::default()
     });
     let c = local_machine("hw-c");

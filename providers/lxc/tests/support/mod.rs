@@ -175,8 +175,10 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Ok(machines) = std::fs::read_dir(&self.root) {
-            for m in machines.flatten() {
-                let path = m.path();
+            // Image bases last: overlay containers are snapshots of them.
+            let mut paths: Vec<PathBuf> = machines.flatten().map(|m| m.path()).collect();
+            paths.sort_by_key(|p| p.ends_with(".images"));
+            for path in paths {
                 if let Ok(containers) = std::fs::read_dir(&path) {
                     for c in containers.flatten() {
                         if c.path().join("config").exists() {
