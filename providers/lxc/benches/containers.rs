@@ -72,7 +72,10 @@ struct Figures {
     destroy: Duration,
 }
 
-fn run(count: usize, workers: usize, run_id: usize) -> Result<Figures, String> {
+/// One run on a fresh root. `warm`: the image's base container is built (by creating and
+/// destroying one container) before the clock starts, as on a machine that already ran
+/// kloud; cold runs include building it.
+fn run(count: usize, workers: usize, run_id: usize, warm: bool) -> Result<Figures, String> {
     let tag = format!("{}-{workers}-{run_id}", std::process::id());
     let net_name = format!("bench{}", run_id % 10);
     let guard = Cleanup {
@@ -115,6 +118,16 @@ fn run(count: usize, workers: usize, run_id: usize) -> Result<Figures, String> {
             }
         })
         .collect();
+
+    if warm {
+        let mut first = specs[0].clone();
+        first.name = format!("warmup-{tag}.test");
+        first.hostname = first.name.clone();
+        driver.create(&machine, &first).map_err(|e| e.to_string())?;
+        driver
+            .destroy(&machine, &first.name)
+            .map_err(|e| e.to_string())?;
+    }
 
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -203,37 +216,42 @@ fn main() {
         return;
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("LXC driver: {count} busybox containers created and answering ping, {cpus} CPUs, {runs} runs each");
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>12}",
-        "workers", "median s", "min s", "max s", "destroy s"
+        "LXC driver: {count} busybox containers created and answering ping, {cpus} CPUs, {runs} runs each, median (min-max) seconds"
+    );
+    println!(
+        "{:>8} {:>22} {:>22} {:>10}",
+        "workers", "cold (builds image)", "warm (image built)", "destroy"
     );
     let mut run_id = 0;
     for w in workers {
-        let mut ups = Vec::new();
+        let mut cells = Vec::new();
         let mut downs = Vec::new();
-        for _ in 0..runs {
-            run_id += 1;
-            match run(count, w, run_id) {
-                Ok(f) => {
-                    ups.push(f.up.as_secs_f64());
-                    downs.push(f.destroy.as_secs_f64());
-                }
-                Err(e) => {
-                    eprintln!("workers {w}: run failed:\n{e}");
+        for warm in [false, true] {
+            let mut ups = Vec::new();
+            for _ in 0..runs {
+                run_id += 1;
+                match run(count, w, run_id, warm) {
+                    Ok(f) => {
+                        ups.push(f.up.as_secs_f64());
+                        downs.push(f.destroy.as_secs_f64());
+                    }
+                    Err(e) => eprintln!("workers {w}: run failed:\n{e}"),
                 }
             }
+            cells.push(if ups.is_empty() {
+                "failed".to_string()
+            } else {
+                let min = ups.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = ups.iter().copied().fold(0.0, f64::max);
+                format!("{:.2} ({min:.2}-{max:.2})", median(ups))
+            });
         }
-        if ups.is_empty() {
-            println!("{w:>8} {:>10}", "failed");
-            continue;
-        }
-        let min = ups.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = ups.iter().copied().fold(0.0, f64::max);
-        println!(
-            "{w:>8} {:>10.2} {min:>10.2} {max:>10.2} {:>12.2}",
-            median(ups),
-            median(downs)
-        );
+        let destroy = if downs.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.2}", median(downs))
+        };
+        println!("{w:>8} {:>22} {:>22} {destroy:>10}", cells[0], cells[1]);
     }
 }
