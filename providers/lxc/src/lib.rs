@@ -200,6 +200,12 @@ const BRIDGE_SCRIPT: &str = r#"ip link show dev "$1" >/dev/null 2>&1 || ip link 
 ip addr replace "$2" dev "$1"
 ip link set dev "$1" up"#;
 
+/// Runs a command holding the container's lock (`<path>/.lock-<name>`), so the calls on one
+/// container never interleave, even with calls left running by a kloud process that was
+/// killed. Arguments: path, name, then the command.
+const LOCK_SCRIPT: &str = r#"P="$1"; N="$2"; shift 2
+mkdir -p "$P" && exec flock "$P/.lock-$N" "$@""#;
+
 /// Writes stdin to a file atomically (a crash leaves the old config or the new, never half).
 const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
 
@@ -288,8 +294,44 @@ impl LxcDriver {
         }
     }
 
+    /// Runs `argv` on the machine under the container's lock (see `LOCK_SCRIPT`).
+    fn locked(
+        &self,
+        m: &MachineRef,
+        path: &str,
+        name: &str,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<kloud_provider_exec::Output, DriverError> {
+        let mut all = vec![path, name];
+        all.extend_from_slice(argv);
+        self.runner.script(m, LOCK_SCRIPT, &all, stdin)
+    }
+
+    /// As [`Self::locked`], failing on a non-zero exit with `argv` as the command shown.
+    fn lxc_locked(
+        &self,
+        m: &MachineRef,
+        path: &str,
+        name: &str,
+        argv: &[&str],
+    ) -> Result<String, DriverError> {
+        let out = self.locked(m, path, name, argv, None)?;
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(failed(m, argv, &out))
+        }
+    }
+
     fn presence(&self, m: &MachineRef, path: &str, name: &str) -> Result<Presence, DriverError> {
-        let out = self.runner.script(m, STATE_SCRIPT, &[path, name], None)?;
+        let out = self.locked(
+            m,
+            path,
+            name,
+            &["sh", "-c", STATE_SCRIPT, "kloud", path, name],
+            None,
+        )?;
         if !out.success() {
             return Err(failed(m, &["lxc-info", "-P", path, "-n", name, "-s"], &out));
         }
@@ -329,13 +371,18 @@ impl LxcDriver {
     }
 
     fn start_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
-        self.lxc(m, &["lxc-start", "-P", path, "-n", name])
+        self.lxc_locked(m, path, name, &["lxc-start", "-P", path, "-n", name])
             .map(drop)
     }
 
     fn destroy_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
-        self.lxc(m, &["lxc-destroy", "-P", path, "-n", name, "-f"])
-            .map(drop)
+        self.lxc_locked(
+            m,
+            path,
+            name,
+            &["lxc-destroy", "-P", path, "-n", name, "-f"],
+        )
+        .map(drop)
     }
 
     fn build(
@@ -466,11 +513,18 @@ impl LxcDriver {
             ("create", "lxc-create", opts)
         };
         let bb = if rcs.is_some() { "yes" } else { "no" };
-        let mut args: Vec<&str> = vec![path, &spec.name, bb, mode];
+        let mut args: Vec<&str> = vec![
+            "sh",
+            "-c",
+            CREATE_SCRIPT,
+            "kloud",
+            path,
+            &spec.name,
+            bb,
+            mode,
+        ];
         args.extend(opts.iter().map(String::as_str));
-        let out = self
-            .runner
-            .script(m, CREATE_SCRIPT, &args, Some(block.as_bytes()))?;
+        let out = self.locked(m, path, &spec.name, &args, Some(block.as_bytes()))?;
         if !out.success() {
             let mut shown: Vec<&str> = vec![shown_prog];
             if mode == "copy" {
@@ -583,17 +637,26 @@ impl ComputeDriver for LxcDriver {
         };
         let cg = self.cgroup(m)?;
         let config_path = format!("{path}/{name}/config");
-        let config = self.lxc(m, &["cat", &config_path])?;
+        let config = self.lxc_locked(m, &path, name, &["cat", &config_path])?;
         let new = conf::set_limits(&config, cg, cpu, memory_mib);
-        let out = self
-            .runner
-            .script(m, WRITE_SCRIPT, &[&config_path], Some(new.as_bytes()))?;
+        let out = self.locked(
+            m,
+            &path,
+            name,
+            &["sh", "-c", WRITE_SCRIPT, "kloud", &config_path],
+            Some(new.as_bytes()),
+        )?;
         if !out.success() {
             return Err(failed(m, &["tee", &config_path], &out));
         }
         if state == ContainerState::Running {
             for (key, value) in conf::limits(cg, cpu, memory_mib) {
-                self.lxc(m, &["lxc-cgroup", "-P", &path, "-n", name, key, &value])?;
+                self.lxc_locked(
+                    m,
+                    &path,
+                    name,
+                    &["lxc-cgroup", "-P", &path, "-n", name, key, &value],
+                )?;
             }
         }
 
@@ -643,7 +706,12 @@ impl ComputeDriver for LxcDriver {
             Presence::Present(ContainerState::Stopped) => Ok(Response::default()),
             Presence::Present(_) => {
                 let timeout = self.config.stop_timeout_s.to_string();
-                self.lxc(m, &["lxc-stop", "-P", &path, "-n", name, "-t", &timeout])?;
+                self.lxc_locked(
+                    m,
+                    &path,
+                    name,
+                    &["lxc-stop", "-P", &path, "-n", name, "-t", &timeout],
+                )?;
                 Ok(Response::default())
             }
         }

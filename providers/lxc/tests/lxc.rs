@@ -419,3 +419,54 @@ fn images_build_once_into_a_base_that_is_never_listed() {
     ));
     assert_eq!(plain.list(&c).unwrap().containers.len(), 1);
 }
+
+#[test]
+fn calls_on_one_container_wait_for_a_call_still_running() {
+    if !lxc_available("lock") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let name = format!("{}.test", unique("locked"));
+    let s = spec(&name, &net, 80);
+    d.create(&m, &s).unwrap();
+
+    // What a killed kloud leaves behind: a command on the container still running. It holds
+    // the container's lock, and stops the container when it finishes.
+    let path = guard.root.join(&m.name);
+    let mut orphan = std::process::Command::new("flock")
+        .arg(path.join(format!(".lock-{name}")))
+        .args([
+            "sh",
+            "-c",
+            "touch \"$0.held\"; sleep 1.5; lxc-stop -P \"$1\" -n \"$2\" -k",
+        ])
+        .arg(path.join("orphan"))
+        .arg(&path)
+        .arg(&name)
+        .spawn()
+        .unwrap();
+    let held = path.join("orphan.held");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !held.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(held.exists(), "the orphan never took the lock");
+
+    // Without the lock, create would see the container running and return at once, and the
+    // orphan would stop it a moment later. With it, create sees the stopped container and
+    // starts it.
+    let r = d.create(&m, &s).unwrap();
+    assert!(r.adopted);
+    assert!(orphan.wait().unwrap().success());
+    assert_eq!(
+        d.list(&m).unwrap().containers[0].state,
+        ContainerState::Running
+    );
+    assert!(pings(
+        &s.network.address.to_string(),
+        Duration::from_secs(5)
+    ));
+}
