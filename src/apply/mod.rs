@@ -1,1 +1,478 @@
-//! apply (work in progress).
+//! Apply: carry out a plan through the compute drivers, recording every step in HostDB.
+//!
+//! One run takes the HostDB `apply` lock (a lease, renewed while we work; a crashed run's lease
+//! expires), refuses a plan made against an older HostDB index, then works through the hosts
+//! with bounded parallelism. Per host the order is fixed so that HostDB is never behind what
+//! exists: record intent (`creating`, machine and address reserved) → driver → `running`.
+//! Deletes go the other way: `deleting` → driver → record removed. Every step is idempotent
+//! (drivers adopt a container that already exists and ignore one already gone), so a re-run
+//! after any failure or crash converges. One host's failure does not stop the others.
+
+mod drivers;
+mod lock;
+pub mod refresh;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kloud_provider_api::compute::{ContainerSpec, MachineRef, NetworkSpec};
+use thiserror::Error;
+
+pub use drivers::Drivers;
+pub use lock::{LockGuard, APPLY_LOCK};
+
+use crate::config::Config;
+use crate::hostdb::{Actor, Expect, Host, Kind, State, Store, StoreError, Write};
+use crate::plan::{Action, Change, HostState, Plan};
+
+/// Why apply could not run at all (per-host failures are in the [`Report`]).
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the plan is stale: HostDB moved from index {planned} to {current} since it was made{}",
+        describe_moved(moved)
+    )]
+    Stale {
+        planned: u64,
+        current: u64,
+        moved: Vec<(String, u64)>,
+    },
+    #[error("the plan was made from a different config (digest {planned}, now {current})")]
+    ConfigChanged { planned: String, current: String },
+    #[error("another apply holds the HostDB lock: {holder}, since {since} (lock id {id})")]
+    Locked {
+        holder: String,
+        since: String,
+        id: String,
+    },
+    #[error("{0}")]
+    Driver(String),
+}
+
+fn describe_moved(moved: &[(String, u64)]) -> String {
+    if moved.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = moved
+        .iter()
+        .take(10)
+        .map(|(o, i)| format!("{o} (index {i})"))
+        .collect();
+    format!(
+        "; changed since: {}{}",
+        shown.join(", "),
+        if moved.len() > 10 {
+            format!(" and {} more", moved.len() - 10)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub parallelism: usize,
+    /// Who is applying, for the lock and the change log.
+    pub actor: String,
+    /// Set when the operator interrupts: no new host is started, those in flight finish.
+    pub cancel: &'static AtomicBool,
+}
+
+/// The outcome of one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed(String),
+    /// Not started because the run was interrupted.
+    Skipped,
+}
+
+/// What one apply did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub results: BTreeMap<String, (Action, Outcome, Duration)>,
+    pub machines_synced: usize,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.results
+            .values()
+            .filter(|(_, o, _)| matches!(o, Outcome::Failed(_)))
+            .count()
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.results
+            .values()
+            .filter(|(_, o, _)| *o == Outcome::Skipped)
+            .count()
+    }
+}
+
+/// Check the plan against HostDB and the config it was made from.
+pub fn check_fresh(plan: &Plan, config: &Config, store: &dyn Store) -> Result<(), ApplyError> {
+    if let Some(c) = &plan.config {
+        if c.digest != config.digest {
+            return Err(ApplyError::ConfigChanged {
+                planned: c.digest.chars().take(12).collect(),
+                current: config.digest.chars().take(12).collect(),
+            });
+        }
+    }
+    let current = store.index()?;
+    if current != plan.hostdb.index {
+        let mut moved = Vec::new();
+        for c in &plan.changes {
+            let last = store.last_change(&c.address)?;
+            if last > plan.hostdb.index {
+                moved.push((c.address.clone(), last));
+            }
+        }
+        return Err(ApplyError::Stale {
+            planned: plan.hostdb.index,
+            current,
+            moved,
+        });
+    }
+    Ok(())
+}
+
+/// Apply `plan`. The caller holds the lock (see [`lock::acquire`]) and has checked freshness.
+pub fn apply(
+    plan: &Plan,
+    config: &Config,
+    store: &dyn Store,
+    drivers: &Drivers,
+    opts: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report, ApplyError> {
+    let mut report = Report::default();
+    let actor = Actor {
+        name: opts.actor.clone(),
+        message: Some("kloud apply".into()),
+    };
+    let owner = config.settings.owner.clone();
+
+    // Machine records first: hosts refer to them.
+    let mut writes = Vec::new();
+    for m in &plan.machines {
+        match (m.action, &m.after) {
+            (Action::Create | Action::Update, Some(a)) => {
+                let mut h = Host::machine(&a.name);
+                h.cpu = Some(a.cpu);
+                h.memory_mib = Some(a.memory_mib);
+                h.disk_gib = Some(a.disk_gib);
+                h.labels = a.labels.clone();
+                h.driver = Some(a.driver.clone());
+                h.connect = Some(a.connect.clone());
+                h.owner = Some(owner.clone());
+                writes.push(Write::PutHost {
+                    host: h,
+                    expect: Expect::Any,
+                });
+            }
+            (Action::Delete, _) => writes.push(Write::DeleteHost {
+                name: m.address.clone(),
+                expect: Expect::Any,
+            }),
+            _ => {}
+        }
+    }
+    if !writes.is_empty() {
+        report.machines_synced = writes.len();
+        store.write(writes, &actor)?;
+    }
+
+    // Deletes (in reverse order of creation), then replaces, creates and updates.
+    let mut queue: VecDeque<&Change> = VecDeque::new();
+    let mut deletes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .collect();
+    deletes.reverse();
+    queue.extend(deletes);
+    for action in [Action::Replace, Action::Create, Action::Update] {
+        queue.extend(plan.changes.iter().filter(|c| c.action == action));
+    }
+    let machines: BTreeMap<&str, &crate::config::Machine> = config
+        .machines
+        .iter()
+        .map(|m| (m.name.as_str(), m))
+        .collect();
+    let queue = Mutex::new(queue);
+    let results = Mutex::new(BTreeMap::new());
+    let workers = opts.parallelism.max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
+                let Some(change) = next else { break };
+                if opts.cancel.load(Ordering::SeqCst) {
+                    if let Ok(mut r) = results.lock() {
+                        r.insert(
+                            change.address.clone(),
+                            (change.action, Outcome::Skipped, Duration::ZERO),
+                        );
+                    }
+                    continue;
+                }
+                let started = Instant::now();
+                let step = Step {
+                    store,
+                    drivers,
+                    config,
+                    machines: &machines,
+                    actor: &actor,
+                    owner: &owner,
+                };
+                let outcome = match step.run(change) {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => Outcome::Failed(e),
+                };
+                let took = started.elapsed();
+                progress(&line(change, &outcome, took));
+                if let Ok(mut r) = results.lock() {
+                    r.insert(change.address.clone(), (change.action, outcome, took));
+                }
+            });
+        }
+    });
+    report.results = results.into_inner().unwrap_or_default();
+    Ok(report)
+}
+
+fn line(c: &Change, outcome: &Outcome, took: Duration) -> String {
+    let verb = match c.action {
+        Action::Create => "created",
+        Action::Update => "updated",
+        Action::Replace => "replaced",
+        Action::Delete => "destroyed",
+        Action::NoOp => "unchanged",
+    };
+    let on = c
+        .after
+        .as_ref()
+        .map(|a| {
+            format!(
+                " on {} ({})",
+                a.machine.as_deref().unwrap_or("?"),
+                a.ip.as_deref().unwrap_or("?")
+            )
+        })
+        .unwrap_or_default();
+    match outcome {
+        Outcome::Done => format!("{}: {verb}{on} in {:.1}s", c.address, took.as_secs_f64()),
+        Outcome::Failed(e) => format!("{}: FAILED to be {verb}: {e}", c.address),
+        Outcome::Skipped => format!("{}: skipped (interrupted)", c.address),
+    }
+}
+
+/// The work for one host.
+struct Step<'a> {
+    store: &'a dyn Store,
+    drivers: &'a Drivers,
+    config: &'a Config,
+    machines: &'a BTreeMap<&'a str, &'a crate::config::Machine>,
+    actor: &'a Actor,
+    owner: &'a str,
+}
+
+impl Step<'_> {
+    fn run(&self, c: &Change) -> Result<(), String> {
+        match c.action {
+            Action::Create => self.create(c.after.as_ref().ok_or("create without a target state")?),
+            Action::Delete => {
+                self.delete(c.before.as_ref().ok_or("delete without a recorded state")?)
+            }
+            Action::Replace => {
+                let before = c
+                    .before
+                    .as_ref()
+                    .ok_or("replace without a recorded state")?;
+                self.destroy_container(before)?;
+                self.create(c.after.as_ref().ok_or("replace without a target state")?)
+            }
+            Action::Update => self.update(
+                c.before.as_ref().ok_or("update without a recorded state")?,
+                c.after.as_ref().ok_or("update without a target state")?,
+            ),
+            Action::NoOp => Ok(()),
+        }
+    }
+
+    fn machine_ref(&self, name: &str) -> Result<(MachineRef, String), String> {
+        let m = self
+            .machines
+            .get(name)
+            .ok_or_else(|| format!("machine `{name}` is not in the config"))?;
+        let connect = m
+            .connect
+            .parse()
+            .map_err(|e| format!("machine `{name}`: {e}"))?;
+        Ok((MachineRef::new(name, connect), m.driver.clone()))
+    }
+
+    fn record(
+        &self,
+        h: &HostState,
+        state: State,
+        driver_id: Option<String>,
+        message: &str,
+    ) -> Result<(), String> {
+        let mut host = Host::container(&h.name);
+        host.class = Some(h.class.clone());
+        host.owner = Some(self.owner.to_string());
+        host.machine = h.machine.clone();
+        host.ip = h.ip.clone();
+        host.image = Some(h.image.clone());
+        host.roles = h.puppet_roles.clone();
+        host.tags = h.tags.clone();
+        host.properties = h.properties.clone();
+        host.cpu = Some(h.cpu);
+        host.memory_mib = Some(h.memory_mib);
+        host.disk_gib = Some(h.disk_gib);
+        host.labels = h.labels.clone();
+        host.state = Some(state);
+        host.driver_id = driver_id;
+        let actor = Actor {
+            name: self.actor.name.clone(),
+            message: Some(message.to_string()),
+        };
+        self.store
+            .put_host(host, Expect::Any, &actor)
+            .map(|_| ())
+            .map_err(|e| format!("HostDB: {e}"))
+    }
+
+    fn spec(&self, h: &HostState, driver_id: Option<String>) -> Result<ContainerSpec, String> {
+        let net = self
+            .config
+            .networks
+            .get(&h.network)
+            .ok_or_else(|| format!("network `{}` is not in the config", h.network))?;
+        let address: IpAddr =
+            h.ip.as_deref()
+                .ok_or("no address reserved")?
+                .parse()
+                .map_err(|e| format!("bad address: {e}"))?;
+        let gateway = net
+            .gateway
+            .or_else(|| net.cidr.hosts().next())
+            .ok_or("the network has no gateway")?;
+        Ok(ContainerSpec {
+            name: h.name.clone(),
+            hostname: h.name.split('.').next().unwrap_or(&h.name).to_string(),
+            image: h.image.clone(),
+            cpu: h.cpu,
+            memory_mib: h.memory_mib,
+            disk_gib: h.disk_gib,
+            network: NetworkSpec {
+                name: net.name.clone(),
+                cidr: net.cidr.to_string(),
+                gateway,
+                address,
+                prefix_len: net.cidr.prefix_len(),
+            },
+            driver_id,
+        })
+    }
+
+    fn create(&self, h: &HostState) -> Result<(), String> {
+        let machine = h.machine.as_deref().ok_or("no machine was chosen")?;
+        let (mref, kind) = self.machine_ref(machine)?;
+        let driver = self.drivers.get(&kind)?;
+        // Intent first: the machine and address are reserved before anything exists.
+        let existing_id = self
+            .store
+            .get_host(&h.name)
+            .ok()
+            .flatten()
+            .and_then(|x| x.driver_id);
+        self.record(h, State::Creating, existing_id.clone(), "creating")?;
+        let spec = self.spec(h, existing_id)?;
+        match driver.create(&mref, &spec) {
+            Ok(resp) => self.record(h, State::Running, resp.driver_id, "running"),
+            Err(e) => {
+                let msg = e.to_string();
+                self.record(h, State::Failed, None, &format!("create failed: {msg}"))?;
+                Err(msg)
+            }
+        }
+    }
+
+    fn destroy_container(&self, h: &HostState) -> Result<(), String> {
+        let Some(machine) = h.machine.as_deref() else {
+            return Ok(()); // never placed: nothing exists
+        };
+        let Ok((mref, kind)) = self.machine_ref(machine) else {
+            return Err(format!(
+                "cannot reach `{machine}` to destroy `{}`: it is no longer in the config",
+                h.name
+            ));
+        };
+        let driver = self.drivers.get(&kind)?;
+        self.record(h, State::Deleting, None, "deleting")?;
+        driver.destroy(&mref, &h.name).map(|_| ()).map_err(|e| {
+            let msg = e.to_string();
+            let _ = self.record(h, State::Failed, None, &format!("destroy failed: {msg}"));
+            msg
+        })
+    }
+
+    fn delete(&self, h: &HostState) -> Result<(), String> {
+        self.destroy_container(h)?;
+        let actor = Actor {
+            name: self.actor.name.clone(),
+            message: Some("destroyed".into()),
+        };
+        self.store
+            .write(
+                vec![Write::DeleteHost {
+                    name: h.name.clone(),
+                    expect: Expect::Any,
+                }],
+                &actor,
+            )
+            .map(|_| ())
+            .map_err(|e| format!("HostDB: {e}"))
+    }
+
+    fn update(&self, before: &HostState, after: &HostState) -> Result<(), String> {
+        if (before.cpu, before.memory_mib, before.disk_gib)
+            != (after.cpu, after.memory_mib, after.disk_gib)
+        {
+            let machine = after.machine.as_deref().ok_or("no machine")?;
+            let (mref, kind) = self.machine_ref(machine)?;
+            let driver = self.drivers.get(&kind)?;
+            driver
+                .resize(
+                    &mref,
+                    &after.name,
+                    after.cpu,
+                    after.memory_mib,
+                    after.disk_gib,
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        let driver_id = self
+            .store
+            .get_host(&after.name)
+            .ok()
+            .flatten()
+            .and_then(|x| x.driver_id);
+        self.record(after, State::Running, driver_id, "updated")
+    }
+}
+
+/// Whether a host record is a container this config manages.
+pub fn is_managed(h: &Host, owner: &str) -> bool {
+    h.kind == Kind::Container && h.owner.as_deref() == Some(owner)
+}

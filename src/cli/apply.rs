@@ -1,37 +1,275 @@
-//! `kloud apply` (work in progress).
+//! `kloud apply`, `destroy`, `refresh`, `import` and `force-unlock`: changing infrastructure.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use miette::miette;
+
+use super::common::{make_plan, open_store, print_human, read_plan, PlanOpts};
+use super::diagnostics::load_or_report;
+use crate::apply::{self, Drivers, LockGuard, Outcome};
+use crate::plan::Plan;
+
+/// Set by Ctrl-C: apply starts no new host and finishes those in flight.
+static CANCEL: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_yet("run")
+pub struct Args {
+    /// A config directory (plan and apply), or a plan file saved with `kloud plan --out`
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub plan: PlanOpts,
+    /// Apply without asking for confirmation
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many hosts to work on at once
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: usize,
+    /// Apply even when some hosts cannot be placed (they are left out)
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct DestroyArgs {}
+pub struct DestroyArgs {
+    /// The config directory
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub plan: PlanOpts,
+    #[arg(long)]
+    pub auto_approve: bool,
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: usize,
+}
 
-pub fn run_destroy(_args: DestroyArgs) -> miette::Result<ExitCode> {
-    super::not_yet("run_destroy")
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    if args.path.is_file() {
+        let plan = read_plan(&args.path)?;
+        let dir = plan
+            .config
+            .as_ref()
+            .map(|c| PathBuf::from(&c.dir))
+            .ok_or_else(|| miette!("the plan file does not say which config it was made from"))?;
+        let config = match load_or_report(&dir, &args.plan.vars) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        };
+        let store = open_store(&config, args.plan.hostdb.as_deref())?;
+        // A saved plan was reviewed already: apply it without asking again.
+        return execute(&plan, &config, store.as_ref(), args.parallelism);
+    }
+    let (config, store, plan) = match make_plan(&args.path, &args.plan, false) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    confirm_and_execute(
+        &plan,
+        &config,
+        store.as_ref(),
+        args.auto_approve,
+        args.allow_partial,
+        args.parallelism,
+    )
+}
+
+pub fn run_destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
+    let (config, store, plan) = match make_plan(&args.dir, &args.plan, true) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    confirm_and_execute(
+        &plan,
+        &config,
+        store.as_ref(),
+        args.auto_approve,
+        false,
+        args.parallelism,
+    )
+}
+
+fn confirm_and_execute(
+    plan: &Plan,
+    config: &crate::config::Config,
+    store: &dyn crate::hostdb::Store,
+    auto_approve: bool,
+    allow_partial: bool,
+    parallelism: usize,
+) -> miette::Result<ExitCode> {
+    print_human(plan, plan.changes.len() > 50);
+    if !plan.unplaced.is_empty() && !allow_partial {
+        return Err(miette!(
+            code = "kloud::apply::unplaced",
+            help = "add machines, relax the rules, or pass --allow-partial to apply the rest",
+            "{} host(s) cannot be placed",
+            plan.unplaced.len()
+        ));
+    }
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !auto_approve {
+        if !std::io::stdin().is_terminal() {
+            return Err(miette!(
+                code = "kloud::apply::not_approved",
+                help = "pass --auto-approve, or apply a reviewed plan file",
+                "refusing to apply without confirmation: standard input is not a terminal"
+            ));
+        }
+        print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            println!("Apply cancelled.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    execute(plan, config, store, parallelism)
+}
+
+fn execute(
+    plan: &Plan,
+    config: &crate::config::Config,
+    store: &dyn crate::hostdb::Store,
+    parallelism: usize,
+) -> miette::Result<ExitCode> {
+    let holder = format!(
+        "{}@{} (pid {})",
+        std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        hostname(),
+        std::process::id()
+    );
+    let guard = LockGuard::acquire(store, &holder).map_err(|e| {
+        miette!(
+            code = "kloud::apply::locked",
+            help = "wait for it to finish; if it crashed, its lease expires in 30 s, or run `kloud force-unlock ID`",
+            "{e}"
+        )
+    })?;
+    apply::check_fresh(plan, config, store).map_err(|e| {
+        miette!(
+            code = "kloud::apply::stale",
+            help = "make a new plan with `kloud plan --out FILE` and review it",
+            "{e}"
+        )
+    })?;
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now; the next apply repairs what is in flight");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing the hosts in flight, starting no new ones (Ctrl-C again to exit now)");
+    });
+    let drivers = Drivers::from_env();
+    let opts = apply::Options {
+        parallelism,
+        actor: holder.clone(),
+        cancel: &CANCEL,
+    };
+    let started = std::time::Instant::now();
+    let progress = |line: &str| println!("{line}");
+    let result = guard.while_held(|| apply::apply(plan, config, store, &drivers, &opts, &progress));
+    drop(guard);
+    let r = result.map_err(|e| miette!(code = "kloud::apply::failed", "{e}"))?;
+    let done = r
+        .results
+        .values()
+        .filter(|(_, o, _)| *o == Outcome::Done)
+        .count();
+    println!(
+        "\nApply {}: {done} done, {} failed, {} skipped, {} machine record(s) synced, in {:.1}s.",
+        if r.failed() == 0 && r.skipped() == 0 {
+            "complete"
+        } else {
+            "incomplete"
+        },
+        r.failed(),
+        r.skipped(),
+        r.machines_synced,
+        started.elapsed().as_secs_f64()
+    );
+    for (name, (_, outcome, _)) in &r.results {
+        if let Outcome::Failed(e) = outcome {
+            eprintln!("  {name}: {e}");
+        }
+    }
+    Ok(if r.failed() > 0 || r.skipped() > 0 {
+        if r.failed() > 0 {
+            eprintln!(
+                "Failed hosts are recorded as `failed` in HostDB; the next apply retries them."
+            );
+        }
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RefreshArgs {}
+pub struct RefreshArgs {
+    /// The config directory
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long, value_name = "URL", env = "KLOUD_HOSTDB")]
+    pub hostdb: Option<String>,
+}
 
-pub fn run_refresh(_args: RefreshArgs) -> miette::Result<ExitCode> {
-    super::not_yet("run_refresh")
+pub fn run_refresh(args: RefreshArgs) -> miette::Result<ExitCode> {
+    let config = match load_or_report(&args.dir, &[]) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = open_store(&config, args.hostdb.as_deref())?;
+    let drivers = Drivers::from_env();
+    let drift = apply::refresh::refresh(&config, store.as_ref(), &drivers)
+        .map_err(|e| miette!(code = "kloud::refresh::failed", "{e}"))?;
+    for line in drift.lines() {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {}
 
 pub fn run_import(_args: ImportArgs) -> miette::Result<ExitCode> {
-    super::not_yet("run_import")
+    super::not_yet("import")
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ForceUnlockArgs {}
+pub struct ForceUnlockArgs {
+    /// The lock id shown by the apply that holds it
+    pub id: String,
+    /// The config directory (to find HostDB)
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long, value_name = "URL", env = "KLOUD_HOSTDB")]
+    pub hostdb: Option<String>,
+}
 
-pub fn run_force_unlock(_args: ForceUnlockArgs) -> miette::Result<ExitCode> {
-    super::not_yet("run_force_unlock")
+pub fn run_force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
+    let config = match load_or_report(&args.dir, &[]) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = open_store(&config, args.hostdb.as_deref())?;
+    store
+        .lock_force_release(&args.id)
+        .map_err(|e| report_err(&e.to_string()))?;
+    println!("Released lock {}.", args.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_err(msg: &str) -> miette::Report {
+    miette!(code = "kloud::lock::force_unlock", "{msg}")
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod apply;
+pub mod common;
+pub mod diagnostics;
 pub mod enc;
 pub mod fmt;
 pub mod hostdb;

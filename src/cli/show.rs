@@ -1,9 +1,31 @@
-//! `kloud show` (work in progress).
+//! `kloud show [--json] FILE`: show a saved plan.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use super::common::{print_human, read_plan};
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_yet("run")
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A plan saved with `kloud plan --out FILE`
+    pub file: PathBuf,
+    /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// One line per change
+    #[arg(long)]
+    pub compact: bool,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let plan = read_plan(&args.file)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).map_err(|e| miette::miette!("{e}"))?
+        );
+    } else {
+        print_human(&plan, args.compact);
+    }
+    Ok(ExitCode::SUCCESS)
 }

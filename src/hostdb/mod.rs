@@ -1,1 +1,44 @@
-//! hostdb (work in progress).
+//! HostDB: the source of truth for machines and hosts (design §4).
+//!
+//! [`Store`] is the one interface; [`open`] picks the implementation from a URL:
+//! `sqlite:PATH` (embedded), `postgres://…` (shared) or `http(s)://…` (a `kloud hostdb serve`).
+//! The model types in [`model`] are also the JSON of the HTTP API.
+
+pub mod derive;
+mod engine;
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod sqlite;
+pub mod store;
+pub mod util;
+
+use std::path::Path;
+
+pub use engine::SqlStore;
+pub use error::StoreError;
+pub use model::{
+    Actor, Change, Expect, Host, HostQuery, Kind, Lease, Members, ObjectKind, Page, Role, Snapshot,
+    State, Tag, TokenInfo, Write,
+};
+pub use store::Store;
+
+/// Open the store a URL names. Relative SQLite paths are taken relative to `base_dir` (the
+/// config directory).
+pub fn open(url: &str, base_dir: &Path) -> Result<Box<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(StoreError::Url {
+                url: url.to_string(),
+                reason: "no file path after `sqlite:`".to_string(),
+            });
+        }
+        let path = base_dir.join(path);
+        return Ok(Box::new(sqlite::open(&path)?));
+    }
+    Err(StoreError::Url {
+        url: url.to_string(),
+        reason: "expected `sqlite:PATH`, `postgres://…` or `http(s)://…`".to_string(),
+    })
+}

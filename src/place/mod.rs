@@ -1,1 +1,229 @@
-//! place (work in progress).
+//! Placement: choose a machine for every new host, or explain why there is none.
+//!
+//! The shape follows Nomad's scheduler. Feasibility stages ([`stages`]: driver, capacity,
+//! `max_per`) accept or reject a machine and say why; scoring ([`score`]) ranks the feasible
+//! ones (pack: best fit, spread: least loaded); candidate indexes ([`select`]) keep each host from
+//! looking at every machine. [`place`] assembles the pipeline in one function. Existing hosts
+//! consume capacity and count against rules but are never moved. A bounded improvement phase
+//! ([`improve`]) tries other orderings and empties lightly used machines by moving new hosts only.
+//! [`check`] verifies the invariants of any placement; [`ip`] hands out addresses.
+
+pub mod check;
+mod explain;
+mod fleet;
+mod improve;
+pub mod ip;
+mod model;
+mod score;
+mod select;
+mod stages;
+
+pub use model::{
+    Existing, Machine, Placement, Problem, Request, Resources, Rules, Strategy, Unplaced,
+};
+
+use fleet::{Fleet, Statics};
+use score::Fit;
+use select::Selector;
+use stages::Group;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Tuning of [`place_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Feasibility checks the improvement phase may spend, on top of the first pass. Counting work
+    /// rather than time keeps the result the same on a slow machine as on a fast one.
+    pub work_budget: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            work_budget: 3_000_000,
+        }
+    }
+}
+
+/// Place every request of `problem` (see [`Placement`]). Same input, same output.
+pub fn place(problem: &Problem) -> Placement {
+    place_with(problem, &Options::default())
+}
+
+/// [`place`] with explicit tuning.
+pub fn place_with(problem: &Problem, options: &Options) -> Placement {
+    // Index the machines and count the existing hosts in: they stay where they are.
+    let (statics, classes) = Statics::build(problem);
+    let base = Fleet::new(problem, &statics, classes);
+    // Identical requests (class, driver, size) form a group the stages see as one.
+    let hosts = Hosts::new(problem, &statics);
+    // First pass: large hosts first, each onto the best machine that passes every stage.
+    let mut best = construct(&base, &hosts, Order::Sum, Fit::Sum);
+    // Improve the new hosts' assignment within a work budget: other orderings and fits, then
+    // emptying the least used machines.
+    improve::improve(&base, &hosts, &mut best, options.work_budget);
+    // Whatever is left unplaced is explained against the final state of the fleet.
+    finish(problem, &hosts, &best)
+}
+
+/// The requests, grouped, with the order they are considered in.
+pub(crate) struct Hosts<'p> {
+    pub requests: &'p [Request],
+    pub groups: Vec<Group>,
+    /// Group per request; `None` for a repeated host name, which is not placed twice.
+    pub group_of: Vec<Option<usize>>,
+    /// Hosts per class, existing and new, for sentences like "for 4 lb hosts".
+    pub class_hosts: HashMap<u32, u32>,
+    pub reference: [u64; 3],
+}
+
+impl<'p> Hosts<'p> {
+    fn new(problem: &'p Problem, statics: &Statics) -> Hosts<'p> {
+        let mut ids: BTreeMap<(u32, u32, [u64; 3]), usize> = BTreeMap::new();
+        let mut groups = Vec::new();
+        let mut names = HashSet::new();
+        let mut class_hosts: HashMap<u32, u32> = HashMap::new();
+        for e in &problem.existing {
+            *class_hosts.entry(statics.class_ids[&e.class]).or_default() += 1;
+        }
+        let group_of = problem
+            .requests
+            .iter()
+            .map(|r| {
+                if !names.insert(r.name.as_str()) {
+                    return None;
+                }
+                let class = statics.class_ids[&r.class];
+                *class_hosts.entry(class).or_default() += 1;
+                let driver = statics.driver_ids[&r.driver];
+                let size = r.size.vector();
+                Some(*ids.entry((class, driver, size)).or_insert_with(|| {
+                    groups.push(Group {
+                        class,
+                        driver,
+                        size,
+                    });
+                    groups.len() - 1
+                }))
+            })
+            .collect();
+        Hosts {
+            requests: &problem.requests,
+            groups,
+            group_of,
+            class_hosts,
+            reference: statics.reference,
+        }
+    }
+
+    /// Request indices, large hosts first (ties by name) under the given measure of size.
+    pub fn ordered(&self, order: Order) -> Vec<usize> {
+        let mut idx: Vec<(u128, usize)> = (0..self.requests.len())
+            .filter_map(|i| {
+                let g = self.group_of[i]?;
+                let size = self.groups[g].size;
+                let w = match order {
+                    Order::Sum => score::weight(self.reference, size),
+                    Order::Max => (0..3)
+                        .map(|d| {
+                            let mut unit = [0; 3];
+                            unit[d] = size[d];
+                            score::weight(self.reference, unit)
+                        })
+                        .max()
+                        .unwrap_or(0),
+                };
+                Some((w, i))
+            })
+            .collect();
+        idx.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| self.requests[a.1].name.cmp(&self.requests[b.1].name))
+        });
+        idx.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
+/// How "large" is measured when ordering hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Sum of the dimensions, each relative to the largest machine.
+    Sum,
+    /// The largest dimension, relative to the largest machine.
+    Max,
+}
+
+/// A complete assignment of the new hosts and the fleet state it leads to.
+#[derive(Clone)]
+pub(crate) struct Solution<'p> {
+    pub fleet: Fleet<'p>,
+    pub assign: Vec<Option<u32>>,
+    pub work: u64,
+}
+
+impl Solution<'_> {
+    /// Lower is better: unplaced hosts first, then machines in use.
+    pub fn cost(&self) -> (usize, usize) {
+        let unplaced = self.assign.iter().filter(|a| a.is_none()).count();
+        let used = self.fleet.hosts_on.iter().filter(|&&n| n > 0).count();
+        (unplaced, used)
+    }
+}
+
+/// One constructive pass: every host in order, onto the machine the selector picks.
+pub(crate) fn construct<'p>(
+    base: &Fleet<'p>,
+    hosts: &Hosts,
+    order: Order,
+    fit: Fit,
+) -> Solution<'p> {
+    let mut fleet = base.clone();
+    let mut selector = Selector::new(&fleet, hosts.groups.len(), fit);
+    let mut assign = vec![None; hosts.requests.len()];
+    for i in hosts.ordered(order) {
+        let Some(g) = hosts.group_of[i] else { continue };
+        let group = &hosts.groups[g];
+        if let Some(m) = selector.choose(&fleet, g, group) {
+            selector.put(&mut fleet, group, m);
+            assign[i] = Some(m);
+        }
+    }
+    Solution {
+        fleet,
+        assign,
+        work: selector.work,
+    }
+}
+
+fn finish(problem: &Problem, hosts: &Hosts, best: &Solution) -> Placement {
+    let fleet = &best.fleet;
+    let mut placement = Placement::default();
+    for (i, r) in problem.requests.iter().enumerate() {
+        match (hosts.group_of[i], best.assign[i]) {
+            (_, Some(m)) => {
+                placement.assigned.insert(
+                    r.name.clone(),
+                    fleet.statics.machines[m as usize].name.clone(),
+                );
+            }
+            (None, None) => placement.unplaced.push(Unplaced {
+                name: r.name.clone(),
+                class: r.class.clone(),
+                reasons: BTreeMap::from([("duplicate".to_string(), 1)]),
+                explanation: format!("host `{}` is requested more than once", r.name),
+            }),
+            (Some(g), None) => {
+                let group = &hosts.groups[g];
+                let total = hosts.class_hosts.get(&group.class).copied().unwrap_or(0);
+                let (reasons, explanation) = explain::explain(fleet, group, total);
+                placement.unplaced.push(Unplaced {
+                    name: r.name.clone(),
+                    class: r.class.clone(),
+                    reasons,
+                    explanation,
+                });
+            }
+        }
+    }
+    placement.unplaced.sort_by(|a, b| a.name.cmp(&b.name));
+    placement
+}

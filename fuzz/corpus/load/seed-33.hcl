@@ -1,0 +1,6 @@
+tag "t" {
+}
+
+network "n2" {
+  cidr = "nope"
+}

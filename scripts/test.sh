@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine as root: installs what the tests need
+# (Debian packages, the Rust toolchain if missing), starts the services they use on loopback
+# (scripts/setup/*.sh, each sourced so it can export the addresses it picked), then runs every
+# test of the workspace. Under CI=true a test whose component is missing fails; it never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+need_apt=()
+for pkg in build-essential pkg-config iproute2 iputils-ping python3; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    apt-get install -y -qq curl ca-certificates >/dev/null
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+
+# Services and tools the tests use; each script is idempotent and exports what it started.
+for setup in scripts/setup/*.sh; do
+  [ -e "$setup" ] || continue
+  echo "==> $setup"
+  # shellcheck disable=SC1090
+  source "$setup"
+done
+
+echo "==> cargo test"
+cargo test --workspace --no-fail-fast "$@"

@@ -1,0 +1,153 @@
+//! What several commands share: opening HostDB for a config, making a plan, printing it.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use miette::miette;
+
+use super::diagnostics::load_or_report;
+use crate::config::Config;
+use crate::hostdb::{self, Store};
+use crate::plan::{self, render, Plan};
+
+/// Options that choose what to plan, shared by plan, apply and destroy.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanOpts {
+    /// Set a variable: NAME=VALUE (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Only plan these host classes (repeatable)
+    #[arg(long = "target", value_name = "CLASS")]
+    pub targets: Vec<String>,
+    /// Allow deleting more than 30% of the managed hosts
+    #[arg(long)]
+    pub force: bool,
+    /// Use this HostDB instead of the one the config names
+    #[arg(long, value_name = "URL", env = "KLOUD_HOSTDB")]
+    pub hostdb: Option<String>,
+}
+
+/// Open the HostDB a config names (or `--hostdb`), relative to the config directory.
+pub fn open_store(config: &Config, url: Option<&str>) -> miette::Result<Box<dyn Store>> {
+    let url = url.unwrap_or(&config.settings.hostdb).to_string();
+    let store = hostdb::open(&url, &config.dir).map_err(|e| {
+        miette!(
+            code = "kloud::hostdb::open",
+            help = "check `hostdb` in the `kloud` block, or pass --hostdb URL",
+            "cannot open HostDB `{url}`: {e}"
+        )
+    })?;
+    Ok(store)
+}
+
+/// Load the config, snapshot HostDB and diff.
+pub fn make_plan(
+    dir: &Path,
+    opts: &PlanOpts,
+    destroy: bool,
+) -> Result<(Config, Box<dyn Store>, Plan), ExitCode> {
+    let config = load_or_report(dir, &opts.vars)?;
+    let store = open_store(&config, opts.hostdb.as_deref()).map_err(report)?;
+    let snapshot = store.snapshot(&config.settings.owner).map_err(|e| {
+        report(miette!(
+            code = "kloud::hostdb::read",
+            "cannot read HostDB: {e}"
+        ))
+    })?;
+    let used = store.used_ips().map_err(|e| {
+        report(miette!(
+            code = "kloud::hostdb::read",
+            "cannot read HostDB: {e}"
+        ))
+    })?;
+    let plan_opts = plan::Options {
+        destroy,
+        targets: opts.targets.clone(),
+        force: opts.force,
+    };
+    let plan = plan::diff(&config, &snapshot, &used, &store.url(), &plan_opts).map_err(|e| {
+        let help = match &e {
+            plan::DiffError::MassDelete { .. } => {
+                "check the config; pass --force if the deletion is intended"
+            }
+            plan::DiffError::MachineInUse { .. } => {
+                "move or delete those hosts first, or keep the machine"
+            }
+            plan::DiffError::UnknownTarget { .. } => "name a host_class of the config",
+            plan::DiffError::AddressesExhausted { .. } => "widen the network's cidr",
+        };
+        report(miette!(code = "kloud::plan::refused", help = help, "{e}"))
+    })?;
+    Ok((config, store, plan))
+}
+
+/// Print an error report and give the exit code for it.
+pub fn report(e: miette::Report) -> ExitCode {
+    eprintln!("{e:?}");
+    ExitCode::from(1)
+}
+
+/// Whether to colour output: a terminal, and `NO_COLOR` unset.
+pub fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Print a plan for people.
+pub fn print_human(plan: &Plan, compact: bool) {
+    print!(
+        "{}",
+        render::human(
+            plan,
+            render::Style {
+                colour: colour(),
+                compact,
+            }
+        )
+    );
+}
+
+/// Save a plan to a file (JSON; it holds no secrets: provider settings are not part of a plan).
+pub fn save_plan(plan: &Plan, path: &PathBuf) -> miette::Result<()> {
+    let json =
+        serde_json::to_string_pretty(plan).map_err(|e| miette!("cannot encode the plan: {e}"))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            miette!(
+                code = "kloud::plan::save",
+                "cannot write `{}`: {e}",
+                path.display()
+            )
+        })
+}
+
+/// Read a saved plan.
+pub fn read_plan(path: &Path) -> miette::Result<Plan> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        miette!(
+            code = "kloud::plan::read",
+            "cannot read `{}`: {e}",
+            path.display()
+        )
+    })?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        miette!(
+            code = "kloud::plan::read",
+            help = "make a plan with `kloud plan --out FILE`",
+            "`{}` is not a kloud plan: {e}",
+            path.display()
+        )
+    })?;
+    if plan.format_version != plan::FORMAT_VERSION {
+        return Err(miette!(
+            code = "kloud::plan::version",
+            "`{}` has plan format {}, this kloud reads {}",
+            path.display(),
+            plan.format_version,
+            plan::FORMAT_VERSION
+        ));
+    }
+    Ok(plan)
+}

@@ -1,0 +1,1331 @@
+//! Loading a config directory: parse every `*.hcl`, decode each block, expand, cross-check.
+//!
+//! Loading never stops at the first problem: every file is parsed, every block decoded, and
+//! the cross-checks run on whatever decoded cleanly, so one run reports everything it can.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hcl_edit::structure::{Block, BlockLabel, Body, Structure};
+use hcl_edit::Span;
+use sha2::{Digest, Sha256};
+
+use super::diag::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
+use super::eval::Evaluator;
+use super::model::*;
+use super::names::{domain_problem, label_problem, suggest_label, NameRenderer};
+use super::reader::{header_span, Reader};
+use super::schema::*;
+
+/// Variable values given on the command line (`--var NAME=VALUE`).
+pub type VarOverrides = BTreeMap<String, String>;
+
+/// A parsed file and its top-level blocks.
+struct Parsed {
+    file: Arc<SourceFile>,
+    body: Body,
+}
+
+/// A top-level block with the file it came from.
+#[derive(Clone, Copy)]
+struct Item<'a> {
+    file: &'a Arc<SourceFile>,
+    block: &'a Block,
+}
+
+impl Item<'_> {
+    fn label(&self) -> &str {
+        match self.block.labels.first() {
+            Some(BlockLabel::String(s)) => s.as_str(),
+            Some(BlockLabel::Ident(i)) => i.as_str(),
+            None => "",
+        }
+    }
+
+    fn label_span(&self) -> Range<usize> {
+        self.block
+            .labels
+            .first()
+            .and_then(|l| l.span())
+            .unwrap_or_else(|| header_span(self.block))
+    }
+}
+
+/// Read `*.hcl` in `dir` (sorted by name) into source files; I/O problems become diagnostics.
+pub fn read_dir(dir: &Path, diags: &mut Diagnostics) -> Vec<Arc<SourceFile>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(
+                Diagnostic::new(
+                    "kloud::config::io",
+                    format!("cannot read config directory `{}`: {e}", dir.display()),
+                )
+                .help("pass the directory that holds your *.hcl files"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hcl") && p.is_file())
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for path in paths {
+        let shown = display_path(&path);
+        match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => files.push(Arc::new(SourceFile::new(shown, text))),
+                Err(_) => diags.push(
+                    Diagnostic::new("kloud::config::io", format!("`{shown}` is not UTF-8 text"))
+                        .help("save the file as UTF-8"),
+                ),
+            },
+            Err(e) => diags.push(Diagnostic::new(
+                "kloud::config::io",
+                format!("cannot read `{shown}`: {e}"),
+            )),
+        }
+    }
+    if files.is_empty() && diags.is_empty() {
+        diags.push(
+            Diagnostic::new(
+                "kloud::config::no_config",
+                format!("no *.hcl files in `{}`", display_path(dir)),
+            )
+            .help("run kloud in a config directory or pass it as an argument, e.g. `kloud validate examples/quickstart`"),
+        );
+    }
+    files
+}
+
+fn display_path(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    let shown = cwd
+        .as_deref()
+        .and_then(|c| path.strip_prefix(c).ok())
+        .unwrap_or(path);
+    shown.display().to_string()
+}
+
+/// Load and validate the config in `dir`.
+pub fn load(dir: &Path, overrides: &VarOverrides) -> Result<Config, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let files = read_dir(dir, &mut diags);
+    let env_vars: BTreeMap<String, String> = std::env::vars()
+        .filter_map(|(k, v)| k.strip_prefix("KLOUD_VAR_").map(|n| (n.to_string(), v)))
+        .collect();
+    let config = load_sources(dir, files, overrides, &env_vars, &mut diags);
+    diags.sort();
+    match config {
+        Some(c) if diags.is_empty() => Ok(c),
+        _ => {
+            if diags.is_empty() {
+                diags.push(Diagnostic::new(
+                    "kloud::config::invalid",
+                    "the config is invalid",
+                ));
+            }
+            Err(diags)
+        }
+    }
+}
+
+/// Load from in-memory sources (used by `load`, tests and the fuzz target).
+pub fn load_sources(
+    dir: &Path,
+    files: Vec<Arc<SourceFile>>,
+    overrides: &VarOverrides,
+    env_vars: &BTreeMap<String, String>,
+    diags: &mut Diagnostics,
+) -> Option<Config> {
+    let mut parsed = Vec::new();
+    for file in &files {
+        match hcl_edit::parser::parse_body(&file.text) {
+            Ok(body) => parsed.push(Parsed {
+                file: Arc::clone(file),
+                body,
+            }),
+            Err(e) => {
+                let loc = e.location();
+                let start = file.offset_of(loc.line(), loc.column());
+                let end = (start + 1).min(file.text.len()).max(start);
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::syntax",
+                        format!("syntax error: {}", e.message()),
+                    )
+                    .at(file, start..end)
+                    .label("here")
+                    .help("check for a missing `}`, `]`, `\"` or `=` just before this point"),
+                );
+            }
+        }
+    }
+
+    // Sort top-level blocks by type; report stray attributes, unknown blocks, bad labels.
+    let mut by_type: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
+    for p in &parsed {
+        for s in p.body.iter() {
+            match s {
+                Structure::Attribute(a) => diags.push(
+                    Diagnostic::new(
+                        "kloud::config::unknown_attribute",
+                        format!("`{}` cannot be set at the top level", a.key.as_str()),
+                    )
+                    .at(&p.file, a.key.span().unwrap_or(0..0))
+                    .label("outside any block")
+                    .help("settings belong in a block, e.g. `kloud { domain = \"...\" }`"),
+                ),
+                Structure::Block(b) => {
+                    let ident = b.ident.as_str();
+                    let Some(&(kind, nlabels)) = BLOCKS.iter().find(|(k, _)| *k == ident) else {
+                        diags.push(
+                            Diagnostic::new(
+                                "kloud::config::unknown_block",
+                                format!("unknown block type `{ident}`"),
+                            )
+                            .at(&p.file, header_span(b))
+                            .label("unknown block")
+                            .help(
+                                did_you_mean(ident, BLOCKS.iter().map(|(k, _)| *k)).unwrap_or_else(
+                                    || {
+                                        let names: Vec<&str> =
+                                            BLOCKS.iter().map(|(k, _)| *k).collect();
+                                        format!("the block types are: {}", names.join(", "))
+                                    },
+                                ),
+                            ),
+                        );
+                        continue;
+                    };
+                    if b.labels.len() != nlabels {
+                        let example = if nlabels == 0 {
+                            format!("{kind} {{ ... }}")
+                        } else {
+                            format!("{kind} \"NAME\" {{ ... }}")
+                        };
+                        diags.push(
+                            Diagnostic::new(
+                                "kloud::config::block_labels",
+                                format!(
+                                    "a `{kind}` block takes {nlabels} label{}, found {}",
+                                    if nlabels == 1 { "" } else { "s" },
+                                    b.labels.len()
+                                ),
+                            )
+                            .at(&p.file, header_span(b))
+                            .label("wrong number of labels")
+                            .help(format!("write it as `{example}`")),
+                        );
+                        continue;
+                    }
+                    by_type.entry(kind).or_default().push(Item {
+                        file: &p.file,
+                        block: b,
+                    });
+                }
+            }
+        }
+    }
+    let items = |kind: &str| by_type.get(kind).cloned().unwrap_or_default();
+
+    // Names: valid, and unique per block type across all files.
+    for (kind, _) in BLOCKS.iter().filter(|(_, n)| *n == 1) {
+        let mut seen: BTreeMap<String, Item> = BTreeMap::new();
+        for item in items(kind) {
+            let name = item.label().to_string();
+            let problem = match *kind {
+                "variable" => (!is_identifier(&name)).then(|| {
+                    format!("`{name}` is not a valid variable name: use letters, digits and `_`")
+                }),
+                "provider" => None,
+                _ => label_problem(&name),
+            };
+            if let Some(problem) = problem {
+                let help = if *kind == "variable" {
+                    "start with a letter; use letters, digits and `_`".to_string()
+                } else {
+                    suggest_label(&name)
+                };
+                diags.push(
+                    Diagnostic::new("kloud::config::invalid_name", problem)
+                        .at(item.file, item.label_span())
+                        .label("invalid name")
+                        .help(help),
+                );
+            }
+            if let Some(first) = seen.get(&name) {
+                let (line, col) = first.file.line_col(first.label_span().start);
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::duplicate_name",
+                        format!("{kind} `{name}` is declared more than once"),
+                    )
+                    .at(item.file, item.label_span())
+                    .label("declared again here")
+                    .help(format!(
+                        "first declared at {}:{line}:{col}; rename or remove one",
+                        first.file.name
+                    )),
+                );
+            } else {
+                seen.insert(name, item);
+            }
+        }
+    }
+
+    // Variables first: every other block may refer to them.
+    let variables = decode_variables(&items("variable"), overrides, env_vars, diags);
+    let eval = Evaluator::with_variables(variables.clone());
+
+    let had_syntax_errors = parsed.len() < files.len();
+    let settings = decode_settings(
+        &items("kloud"),
+        &eval,
+        diags,
+        files.is_empty() || had_syntax_errors,
+    );
+    let mut machine_classes = BTreeMap::new();
+    let mut mc_spans = BTreeMap::new();
+    for item in first_of_each(&items("machine_class")) {
+        let mut r = reader(item, MACHINE_CLASS_ATTRS, &[], &eval, diags);
+        let cpu = r.uint("cpu", true, 1);
+        let memory = r.size("memory", MEMORY_UNIT, true);
+        let disk = r.size("disk", DISK_UNIT, true);
+        if let (Some(cpu), Some(memory_mib), Some(disk_gib)) = (cpu, memory, disk) {
+            let name = item.label().to_string();
+            mc_spans.insert(name.clone(), item);
+            machine_classes.insert(
+                name.clone(),
+                MachineClass {
+                    name,
+                    cpu: clamp_u32(cpu),
+                    memory_mib,
+                    disk_gib,
+                },
+            );
+        }
+    }
+    let known_classes: BTreeSet<String> = items("machine_class")
+        .iter()
+        .map(|i| i.label().to_string())
+        .collect();
+
+    let mut networks = BTreeMap::new();
+    let mut net_items = BTreeMap::new();
+    for item in first_of_each(&items("network")) {
+        let mut r = reader(item, NETWORK_ATTRS, &[], &eval, diags);
+        let cidr = r
+            .string("cidr", true)
+            .and_then(|c| match c.parse::<ipnet::IpNet>() {
+                Ok(net) => Some(net),
+                Err(_) => {
+                    let span = r.span_or_header("cidr");
+                    r.report(
+                        Diagnostic::new(
+                            "kloud::config::invalid_value",
+                            format!("`{c}` is not a CIDR"),
+                        )
+                        .at(item.file, span)
+                        .label("not a network")
+                        .help("write an address and prefix length, e.g. \"10.40.0.0/16\""),
+                    );
+                    None
+                }
+            });
+        let gateway = r
+            .string("gateway", false)
+            .and_then(|g| match g.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    let span = r.span_or_header("gateway");
+                    r.report(
+                        Diagnostic::new(
+                            "kloud::config::invalid_value",
+                            format!("`{g}` is not an IP address"),
+                        )
+                        .at(item.file, span)
+                        .label("not an address")
+                        .help("write an address inside the network's cidr, e.g. \"10.40.0.1\""),
+                    );
+                    None
+                }
+            });
+        if let (Some(net), Some(gw)) = (cidr, gateway) {
+            if !net.contains(&gw) {
+                let span = r.span_or_header("gateway");
+                r.report(
+                    Diagnostic::new(
+                        "kloud::config::invalid_value",
+                        format!("gateway {gw} is outside the network {net}"),
+                    )
+                    .at(item.file, span)
+                    .label("outside the cidr")
+                    .help(format!(
+                        "use an address inside {net}, e.g. {}",
+                        first_host(&net)
+                    )),
+                );
+            }
+        }
+        if let Some(cidr) = cidr {
+            let name = item.label().to_string();
+            net_items.insert(name.clone(), item);
+            networks.insert(
+                name.clone(),
+                Network {
+                    name,
+                    cidr: cidr.trunc(),
+                    gateway,
+                },
+            );
+        }
+    }
+    let known_networks: BTreeSet<String> = items("network")
+        .iter()
+        .map(|i| i.label().to_string())
+        .collect();
+
+    let mut tags = BTreeMap::new();
+    for item in first_of_each(&items("tag")) {
+        let mut r = reader(item, TAG_ATTRS, &[], &eval, diags);
+        let properties = r.json_map("properties").unwrap_or_default();
+        let _ = r.string("description", false);
+        let name = item.label().to_string();
+        tags.insert(name.clone(), Tag { name, properties });
+    }
+    let known_tags: BTreeSet<String> = items("tag").iter().map(|i| i.label().to_string()).collect();
+
+    // Machines.
+    let mut machine_groups = BTreeMap::new();
+    let mut group_items = BTreeMap::new();
+    for item in first_of_each(&items("machines")) {
+        let mut r = reader(item, MACHINES_ATTRS, &[], &eval, diags);
+        let class = r.string("class", true);
+        if let Some(class) = &class {
+            if !known_classes.contains(class) {
+                let span = r.span_or_header("class");
+                r.report(undefined(
+                    "machine_class",
+                    class,
+                    &known_classes,
+                    item.file,
+                    span,
+                ));
+            }
+        }
+        let count = r.uint("count", true, 0);
+        let name_template = r
+            .string("name", false)
+            .unwrap_or_else(|| "{{ group }}-{{ index }}".to_string());
+        let labels = r.string_map("labels").unwrap_or_default();
+        let driver = checked_driver(&mut r, item);
+        let connect_template = r
+            .string("connect", false)
+            .unwrap_or_else(|| "ssh://root@{{ name }}".to_string());
+        if let (Some(class), Some(count), Some(driver)) = (class, count, driver) {
+            let name = item.label().to_string();
+            group_items.insert(name.clone(), item);
+            machine_groups.insert(
+                name.clone(),
+                MachineGroup {
+                    name,
+                    class,
+                    count: clamp_u32(count),
+                    name_template,
+                    labels,
+                    driver,
+                    connect_template,
+                },
+            );
+        }
+    }
+
+    // Host classes.
+    let mut host_classes = BTreeMap::new();
+    let mut class_items: BTreeMap<String, (Item, Option<Range<usize>>, Option<Range<usize>>)> =
+        BTreeMap::new();
+    for item in first_of_each(&items("host_class")) {
+        let mut r = reader(item, HOST_CLASS_ATTRS, HOST_CLASS_BLOCKS, &eval, diags);
+        let count = r.uint("count", true, 0);
+        let cpu = r.uint("cpu", true, 1);
+        let memory = r.size("memory", MEMORY_UNIT, true);
+        let disk = r.size("disk", DISK_UNIT, true);
+        let image = r.string("image", true);
+        let network = r.string("network", true);
+        if let Some(n) = &network {
+            if !known_networks.contains(n) {
+                let span = r.span_or_header("network");
+                r.report(undefined("network", n, &known_networks, item.file, span));
+            }
+        }
+        let name_template = r
+            .string("name", false)
+            .unwrap_or_else(|| "{{ class }}-{{ index }}".to_string());
+        let class_tags = r.string_list("tags").unwrap_or_default();
+        for t in &class_tags {
+            if !known_tags.contains(t) {
+                let span = r.span_or_header("tags");
+                r.report(undefined("tag", t, &known_tags, item.file, span));
+            }
+        }
+        let properties = r.json_map("properties").unwrap_or_default();
+        let puppet_roles = r.string_list("puppet_roles").unwrap_or_default();
+        let driver = checked_driver(&mut r, item);
+        let name_span = r.value_span("name");
+        let mut placement = Placement::default();
+        let mut max_per_span = None;
+        for (i, pb) in item.block.body.get_blocks("placement").enumerate() {
+            if !pb.labels.is_empty() || i > 0 {
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::block_labels",
+                        "a host class takes one unlabelled `placement` block",
+                    )
+                    .at(item.file, header_span(pb))
+                    .label("unexpected")
+                    .help("merge the rules into a single `placement { ... }`"),
+                );
+                continue;
+            }
+            let mut pr = Reader::new(
+                item.file,
+                format!("the placement of host_class \"{}\"", item.label()),
+                header_span(pb),
+                &pb.body,
+                PLACEMENT_ATTRS,
+                &[],
+                &eval,
+                diags,
+            );
+            if let Some(m) = pr.uint_map("max_per", 1) {
+                placement.max_per = m.into_iter().map(|(k, v)| (k, clamp_u32(v))).collect();
+            }
+            max_per_span = pr.value_span("max_per");
+            if let Some(s) = pr.string("strategy", false) {
+                match s.as_str() {
+                    "pack" => placement.strategy = Strategy::Pack,
+                    "spread" => placement.strategy = Strategy::Spread,
+                    other => {
+                        let span = pr.span_or_header("strategy");
+                        pr.report(
+                            Diagnostic::new(
+                                "kloud::config::invalid_value",
+                                format!("unknown placement strategy `{other}`"),
+                            )
+                            .at(item.file, span)
+                            .label("unknown strategy")
+                            .help(
+                                did_you_mean(other, ["pack", "spread"])
+                                    .unwrap_or_else(|| "use \"pack\" or \"spread\"".into()),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let (
+            Some(count),
+            Some(cpu),
+            Some(memory_mib),
+            Some(disk_gib),
+            Some(image),
+            Some(network),
+            Some(driver),
+        ) = (count, cpu, memory, disk, image, network, driver)
+        {
+            let name = item.label().to_string();
+            class_items.insert(name.clone(), (item, name_span, max_per_span));
+            let mut class_tags = class_tags;
+            class_tags.sort();
+            class_tags.dedup();
+            host_classes.insert(
+                name.clone(),
+                HostClass {
+                    name,
+                    count: clamp_u32(count),
+                    cpu: clamp_u32(cpu),
+                    memory_mib,
+                    disk_gib,
+                    image,
+                    network,
+                    name_template,
+                    tags: class_tags,
+                    properties,
+                    puppet_roles,
+                    driver,
+                    placement,
+                },
+            );
+        }
+    }
+
+    // Providers.
+    let mut providers = BTreeMap::new();
+    for item in first_of_each(&items("provider")) {
+        let kind = item.label().to_string();
+        let Some((_, attrs)) = PROVIDERS.iter().find(|(k, _)| *k == kind) else {
+            diags.push(
+                Diagnostic::new(
+                    "kloud::config::unknown_provider",
+                    format!("unknown provider `{kind}`"),
+                )
+                .at(item.file, item.label_span())
+                .label("no such provider")
+                .help(
+                    did_you_mean(&kind, PROVIDERS.iter().map(|(k, _)| *k)).unwrap_or_else(|| {
+                        let names: Vec<&str> = PROVIDERS.iter().map(|(k, _)| *k).collect();
+                        format!("the providers are: {}", names.join(", "))
+                    }),
+                ),
+            );
+            continue;
+        };
+        let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
+        let mut r = reader(item, &names, &[], &eval, diags);
+        let mut values = BTreeMap::new();
+        let mut ok = true;
+        for a in attrs.iter() {
+            if !r.has(a.name) {
+                if a.required {
+                    ok = false;
+                    let header = r.header.clone();
+                    r.report(
+                        Diagnostic::new(
+                            "kloud::config::missing_attribute",
+                            format!(
+                                "provider \"{kind}\" is missing the required attribute `{}`",
+                                a.name
+                            ),
+                        )
+                        .at(item.file, header)
+                        .label(format!("`{}` is required here", a.name))
+                        .help(format!(
+                            "add `{} = ...` ({})",
+                            a.name,
+                            a.ty.describe()
+                        )),
+                    );
+                }
+                continue;
+            }
+            match r.json(a.name) {
+                Some((v, _)) if a.ty.accepts(&v) => {
+                    values.insert(a.name.to_string(), v);
+                }
+                Some((v, span)) => {
+                    ok = false;
+                    r.report(
+                        Diagnostic::new(
+                            "kloud::config::wrong_type",
+                            format!(
+                                "`{}` must be {}, found {}",
+                                a.name,
+                                a.ty.describe(),
+                                json_type(&v)
+                            ),
+                        )
+                        .at(item.file, span)
+                        .label(format!("expected {}", a.ty.describe()))
+                        .help(format!(
+                            "write `{}` as {}",
+                            a.name,
+                            a.ty.describe()
+                        )),
+                    );
+                }
+                None => ok = false,
+            }
+        }
+        let sensitive = std::mem::take(&mut r.sensitive);
+        if ok {
+            providers.insert(
+                kind.clone(),
+                Provider {
+                    kind,
+                    attributes: values,
+                    sensitive,
+                },
+            );
+        }
+    }
+
+    let settings = settings?;
+
+    // Expand machines.
+    let mut machines = Vec::new();
+    let mut fqdns: BTreeMap<String, (String, Arc<SourceFile>, Range<usize>)> = BTreeMap::new();
+    for (gname, g) in &machine_groups {
+        let item = group_items[gname];
+        let Some(mc) = machine_classes.get(&g.class) else {
+            continue;
+        };
+        let name_span = item_attr_span(item, "name");
+        let renderer = match NameRenderer::new(&g.name_template, &g.class) {
+            Ok(r) => r,
+            Err(e) => {
+                diags.push(template_error(&e, item.file, name_span.clone()));
+                continue;
+            }
+        };
+        let connect = match NameRenderer::new(&g.connect_template, &g.class) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                diags.push(template_error(
+                    &e,
+                    item.file,
+                    item_attr_span(item, "connect"),
+                ));
+                None
+            }
+        };
+        for index in 1..=g.count {
+            let vars = [("group", gname.as_str()), ("class", g.class.as_str())];
+            let short = match renderer.render(index, &vars) {
+                Ok(s) => s,
+                Err(e) => {
+                    diags.push(template_error(&e, item.file, name_span.clone()));
+                    break;
+                }
+            };
+            if let Some(problem) = label_problem(&short) {
+                diags.push(rendered_name_error(
+                    &problem,
+                    &short,
+                    index,
+                    item.file,
+                    name_span.clone(),
+                ));
+                break;
+            }
+            let fqdn = format!("{short}.{}", settings.domain);
+            let connect = match connect.as_ref().map(|c| {
+                c.render(
+                    index,
+                    &[
+                        ("name", fqdn.as_str()),
+                        ("group", gname),
+                        ("class", &g.class),
+                    ],
+                )
+            }) {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    diags.push(template_error(
+                        &e,
+                        item.file,
+                        item_attr_span(item, "connect"),
+                    ));
+                    break;
+                }
+                None => break,
+            };
+            if connect != "local" && !connect.starts_with("ssh://") {
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::invalid_value",
+                        format!("`connect` must be \"local\" or \"ssh://user@host[:port]\", found `{connect}`"),
+                    )
+                    .at(item.file, item_attr_span(item, "connect"))
+                    .label("unsupported connection")
+                    .help("use \"local\" to run the driver on this computer, or \"ssh://root@{{ name }}\""),
+                );
+                break;
+            }
+            if let Some((other, f, s)) = fqdns.get(&fqdn) {
+                let (line, col) = f.line_col(s.start);
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::duplicate_fqdn",
+                        format!(
+                            "machine `{fqdn}` of machines \"{gname}\" is also named by {other}"
+                        ),
+                    )
+                    .at(item.file, name_span.clone())
+                    .label("produces a name already taken")
+                    .help(format!(
+                        "{other} is at {}:{line}:{col}; give the groups different name templates",
+                        f.name
+                    )),
+                );
+                break;
+            }
+            fqdns.insert(
+                fqdn.clone(),
+                (
+                    format!("machines \"{gname}\""),
+                    Arc::clone(item.file),
+                    name_span.clone(),
+                ),
+            );
+            machines.push(Machine {
+                name: fqdn,
+                group: gname.clone(),
+                class: g.class.clone(),
+                cpu: mc.cpu,
+                memory_mib: mc.memory_mib,
+                disk_gib: mc.disk_gib,
+                labels: g.labels.clone(),
+                driver: g.driver.clone(),
+                connect,
+            });
+        }
+    }
+    machines.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // Expand hosts.
+    let mut hosts = Vec::new();
+    for (cname, c) in &host_classes {
+        let (item, name_span, _) = &class_items[cname];
+        let name_span = name_span.clone().unwrap_or_else(|| item.label_span());
+        let renderer = match NameRenderer::new(&c.name_template, cname) {
+            Ok(r) => r,
+            Err(e) => {
+                diags.push(template_error(&e, item.file, name_span));
+                continue;
+            }
+        };
+        let mut host_properties = serde_json::Map::new();
+        // A host's own properties; tag properties are inherited in HostDB's derived config.
+        host_properties.extend(c.properties.clone());
+        for index in 1..=c.count {
+            let short = match renderer.render(index, &[("class", cname.as_str())]) {
+                Ok(s) => s,
+                Err(e) => {
+                    diags.push(template_error(&e, item.file, name_span.clone()));
+                    break;
+                }
+            };
+            if let Some(problem) = label_problem(&short) {
+                diags.push(rendered_name_error(
+                    &problem,
+                    &short,
+                    index,
+                    item.file,
+                    name_span.clone(),
+                ));
+                break;
+            }
+            let fqdn = format!("{short}.{}", settings.domain);
+            if let Some((other, f, s)) = fqdns.get(&fqdn) {
+                let (line, col) = f.line_col(s.start);
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::duplicate_fqdn",
+                        format!("host `{fqdn}` of host_class \"{cname}\" is also named by {other}"),
+                    )
+                    .at(item.file, name_span.clone())
+                    .label("produces a name already taken")
+                    .help(format!(
+                        "{other} is at {}:{line}:{col}; make the name templates differ, e.g. include `{{{{ class }}}}`",
+                        f.name
+                    )),
+                );
+                break;
+            }
+            fqdns.insert(
+                fqdn.clone(),
+                (
+                    format!("host_class \"{cname}\""),
+                    Arc::clone(item.file),
+                    name_span.clone(),
+                ),
+            );
+            hosts.push(DesiredHost {
+                name: fqdn,
+                class: cname.clone(),
+                index,
+                cpu: c.cpu,
+                memory_mib: c.memory_mib,
+                disk_gib: c.disk_gib,
+                image: c.image.clone(),
+                network: c.network.clone(),
+                tags: c.tags.clone(),
+                properties: host_properties.clone(),
+                puppet_roles: c.puppet_roles.clone(),
+                driver: c.driver.clone(),
+            });
+        }
+    }
+
+    // Cross-checks on what decoded.
+    let label_keys: BTreeSet<&str> = machines
+        .iter()
+        .flat_map(|m| m.labels.keys().map(String::as_str))
+        .collect();
+    let drivers: BTreeSet<&str> = machines.iter().map(|m| m.driver.as_str()).collect();
+    for (cname, c) in &host_classes {
+        let (item, _, max_per_span) = &class_items[cname];
+        for key in c.placement.max_per.keys() {
+            if key != "machine" && !label_keys.contains(key.as_str()) {
+                let span = max_per_span.clone().unwrap_or_else(|| item.label_span());
+                let mut candidates: Vec<&str> = label_keys.iter().copied().collect();
+                candidates.push("machine");
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::unknown_max_per_key",
+                        format!("max_per key `{key}` is not a label of any machine"),
+                    )
+                    .at(item.file, span)
+                    .label(format!("no machine has a `{key}` label"))
+                    .help(
+                        did_you_mean(key, candidates.iter().copied()).unwrap_or_else(|| {
+                            format!(
+                                "use `machine` or a label your machines have: {}",
+                                if label_keys.is_empty() {
+                                    "(none)".to_string()
+                                } else {
+                                    label_keys.iter().copied().collect::<Vec<_>>().join(", ")
+                                }
+                            )
+                        }),
+                    ),
+                );
+            }
+        }
+        if c.count > 0 && !machines.is_empty() && !drivers.contains(c.driver.as_str()) {
+            diags.push(
+                Diagnostic::new(
+                    "kloud::config::unknown_driver",
+                    format!(
+                        "host_class \"{cname}\" needs driver `{}`, which no machine runs",
+                        c.driver
+                    ),
+                )
+                .at(item.file, item_attr_span(*item, "driver"))
+                .label("no machine offers this driver")
+                .help(format!(
+                    "set `driver` to one your machines run ({})",
+                    drivers.iter().copied().collect::<Vec<_>>().join(", ")
+                )),
+            );
+        }
+    }
+    let mut demand: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in host_classes.values() {
+        *demand.entry(c.network.as_str()).or_default() += u64::from(c.count);
+    }
+    for (nname, net) in &networks {
+        let need = demand.get(nname.as_str()).copied().unwrap_or(0);
+        let usable = usable_addresses(net);
+        if need > usable {
+            let item = net_items[nname];
+            diags.push(
+                Diagnostic::new(
+                    "kloud::config::network_too_small",
+                    format!(
+                        "network \"{nname}\" ({}) has {} but {need} hosts use it",
+                        net.cidr,
+                        if usable == 1 {
+                            "1 usable address".to_string()
+                        } else {
+                            format!("{usable} usable addresses")
+                        }
+                    ),
+                )
+                .at(item.file, item_attr_span(item, "cidr"))
+                .label("too small")
+                .help(format!(
+                    "widen the cidr: a /{} holds {}",
+                    fitting_prefix(net, need),
+                    usable_for(net, fitting_prefix(net, need))
+                )),
+            );
+        }
+    }
+    let _ = &mc_spans;
+
+    let digest = digest(&files, &variables);
+    Some(Config {
+        dir: dir.to_path_buf(),
+        settings,
+        machine_classes,
+        machine_groups,
+        networks,
+        tags,
+        host_classes,
+        providers,
+        machines,
+        hosts,
+        digest,
+    })
+}
+
+fn reader<'a>(
+    item: Item<'a>,
+    attrs: &[&str],
+    blocks: &[&str],
+    eval: &'a Evaluator,
+    diags: &'a mut Diagnostics,
+) -> Reader<'a> {
+    let what = format!("{} \"{}\"", item.block.ident.as_str(), item.label());
+    Reader::new(
+        item.file,
+        what,
+        header_span(item.block),
+        &item.block.body,
+        attrs,
+        blocks,
+        eval,
+        diags,
+    )
+}
+
+/// Duplicates were already reported; decode only the first of each name.
+fn first_of_each<'a>(items: &[Item<'a>]) -> Vec<Item<'a>> {
+    let mut seen = BTreeSet::new();
+    items
+        .iter()
+        .filter(|i| seen.insert(i.label().to_string()))
+        .copied()
+        .collect()
+}
+
+fn item_attr_span(item: Item, name: &str) -> Range<usize> {
+    item.block
+        .body
+        .get_attribute(name)
+        .and_then(|a| a.value.span())
+        .unwrap_or_else(|| item.label_span())
+}
+
+fn checked_driver(r: &mut Reader, item: Item) -> Option<String> {
+    let driver = r
+        .string("driver", false)
+        .unwrap_or_else(|| "lxc".to_string());
+    if DRIVERS.contains(&driver.as_str()) {
+        return Some(driver);
+    }
+    let span = r.span_or_header("driver");
+    r.report(
+        Diagnostic::new(
+            "kloud::config::unknown_driver",
+            format!("unknown driver `{driver}`"),
+        )
+        .at(item.file, span)
+        .label("no such driver")
+        .help(
+            did_you_mean(&driver, DRIVERS.iter().copied())
+                .unwrap_or_else(|| format!("the drivers are: {}", DRIVERS.join(", "))),
+        ),
+    );
+    None
+}
+
+fn undefined(
+    kind: &str,
+    name: &str,
+    known: &BTreeSet<String>,
+    file: &Arc<SourceFile>,
+    span: Range<usize>,
+) -> Diagnostic {
+    Diagnostic::new(
+        "kloud::config::undefined_reference",
+        format!("{kind} `{name}` is not declared"),
+    )
+    .at(file, span)
+    .label(format!("no {kind} with this name"))
+    .help(
+        did_you_mean(name, known.iter().map(String::as_str))
+            .unwrap_or_else(|| format!("declare it: {kind} \"{name}\" {{ ... }}")),
+    )
+}
+
+fn template_error(message: &str, file: &Arc<SourceFile>, span: Range<usize>) -> Diagnostic {
+    Diagnostic::new(
+        "kloud::config::template",
+        format!("name template cannot be rendered: {message}"),
+    )
+    .at(file, span)
+    .label("in this template")
+    .help("name templates are minijinja; the variables are `index` and `class` (and `group`, `name` for machines)")
+}
+
+fn rendered_name_error(
+    problem: &str,
+    rendered: &str,
+    index: u32,
+    file: &Arc<SourceFile>,
+    span: Range<usize>,
+) -> Diagnostic {
+    Diagnostic::new(
+        "kloud::config::invalid_name",
+        format!("the name template renders `{rendered}` for index {index}: {problem}"),
+    )
+    .at(file, span)
+    .label("renders an invalid name")
+    .help(suggest_label(rendered))
+}
+
+fn decode_settings(
+    items: &[Item],
+    eval: &Evaluator,
+    diags: &mut Diagnostics,
+    incomplete: bool,
+) -> Option<Settings> {
+    let Some(item) = items.first() else {
+        // With no files, or a file that did not parse, the block may well exist: don't guess.
+        if incomplete {
+            return None;
+        }
+        diags.push(
+            Diagnostic::new(
+                "kloud::config::missing_block",
+                "the config has no `kloud` block",
+            )
+            .help("add `kloud { domain = \"dc1.example.internal\" }` to one of the files"),
+        );
+        return None;
+    };
+    for extra in &items[1..] {
+        let (line, col) = item.file.line_col(header_span(item.block).start);
+        diags.push(
+            Diagnostic::new(
+                "kloud::config::duplicate_name",
+                "the `kloud` block is declared more than once",
+            )
+            .at(extra.file, header_span(extra.block))
+            .label("declared again here")
+            .help(format!(
+                "first declared at {}:{line}:{col}; merge them",
+                item.file.name
+            )),
+        );
+    }
+    let mut r = Reader::new(
+        item.file,
+        "the `kloud` block".into(),
+        header_span(item.block),
+        &item.block.body,
+        KLOUD_ATTRS,
+        &[],
+        eval,
+        diags,
+    );
+    let domain = r.string("domain", true)?;
+    if let Some(problem) = domain_problem(&domain) {
+        let span = r.span_or_header("domain");
+        r.report(
+            Diagnostic::new(
+                "kloud::config::invalid_name",
+                format!("domain `{domain}`: {problem}"),
+            )
+            .at(item.file, span)
+            .label("invalid domain")
+            .help("use dot-separated RFC 1123 labels, e.g. \"dc1.example.internal\""),
+        );
+        return None;
+    }
+    let hostdb = r
+        .string("hostdb", false)
+        .unwrap_or_else(|| "sqlite:.kloud/hostdb.db".to_string());
+    let known_scheme = [
+        "sqlite:",
+        "postgres://",
+        "postgresql://",
+        "http://",
+        "https://",
+    ];
+    if !known_scheme.iter().any(|s| hostdb.starts_with(s)) {
+        let span = r.span_or_header("hostdb");
+        r.report(
+            Diagnostic::new(
+                "kloud::config::invalid_value",
+                format!("unsupported HostDB URL `{hostdb}`"),
+            )
+            .at(item.file, span)
+            .label("unknown scheme")
+            .help("use \"sqlite:PATH\", \"postgres://…\" or \"http(s)://host:port\""),
+        );
+        return None;
+    }
+    let owner = r.string("owner", false).unwrap_or_else(|| domain.clone());
+    Some(Settings {
+        domain,
+        hostdb,
+        owner,
+    })
+}
+
+fn decode_variables(
+    items: &[Item],
+    overrides: &VarOverrides,
+    env_vars: &BTreeMap<String, String>,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Option<hcl::Value>> {
+    let bare = Evaluator::bare();
+    let mut out = BTreeMap::new();
+    let declared: BTreeSet<String> = items.iter().map(|i| i.label().to_string()).collect();
+    for name in overrides.keys() {
+        if !declared.contains(name) {
+            diags.push(
+                Diagnostic::new(
+                    "kloud::config::unknown_variable",
+                    format!("--var `{name}` sets a variable the config does not declare"),
+                )
+                .help(
+                    did_you_mean(name, declared.iter().map(String::as_str)).unwrap_or_else(|| {
+                        format!("declare it: variable \"{name}\" {{ default = ... }}")
+                    }),
+                ),
+            );
+        }
+    }
+    for item in first_of_each(items) {
+        let name = item.label().to_string();
+        let mut r = reader(item, VARIABLE_ATTRS, &[], &bare, diags);
+        let _ = r.string("description", false);
+        let default = r.value("default").map(|(v, _)| v);
+        let given = overrides
+            .get(&name)
+            .map(|v| (v, "--var"))
+            .or_else(|| env_vars.get(&name).map(|v| (v, "KLOUD_VAR_")));
+        let value = match (given, default) {
+            (Some((text, source)), default) => {
+                match parse_override(text, default.as_ref()) {
+                    Ok(v) => Some(v),
+                    Err(expected) => {
+                        diags.push(
+                        Diagnostic::new(
+                            "kloud::config::bad_var_override",
+                            format!("{source} value `{text}` for variable `{name}` is not {expected}"),
+                        )
+                        .at(item.file, item.label_span())
+                        .label(format!("declared as {expected} here"))
+                        .help(format!("give `{name}` {expected}")),
+                    );
+                        None
+                    }
+                }
+            }
+            (None, Some(d)) => Some(d),
+            (None, None) => {
+                diags.push(
+                    Diagnostic::new(
+                        "kloud::config::missing_variable",
+                        format!("variable `{name}` has no value"),
+                    )
+                    .at(item.file, item.label_span())
+                    .label("no default")
+                    .help(format!(
+                        "give it a default, pass `--var {name}=VALUE`, or set KLOUD_VAR_{name}"
+                    )),
+                );
+                None
+            }
+        };
+        // A variable without a value is still declared; `None` marks it so that attributes using
+        // it are skipped rather than reported again.
+        out.insert(name, value);
+    }
+    out
+}
+
+/// Read a `--var` value: a number or bool where the default is one, else a string.
+fn parse_override(text: &str, default: Option<&hcl::Value>) -> Result<hcl::Value, &'static str> {
+    match default {
+        Some(hcl::Value::Number(_)) => text
+            .trim()
+            .parse::<i64>()
+            .map(hcl::Value::from)
+            .or_else(|_| text.trim().parse::<f64>().map(hcl::Value::from))
+            .map_err(|_| "a number"),
+        Some(hcl::Value::Bool(_)) => match text.trim() {
+            "true" => Ok(hcl::Value::Bool(true)),
+            "false" => Ok(hcl::Value::Bool(false)),
+            _ => Err("true or false"),
+        },
+        Some(hcl::Value::Array(_)) | Some(hcl::Value::Object(_)) => {
+            let expr = hcl_edit::parser::parse_expr(text).map_err(|_| "an HCL list or object")?;
+            hcl::eval::Evaluate::evaluate(&hcl::Expression::from(expr), &hcl::eval::Context::new())
+                .map_err(|_| "an HCL list or object")
+        }
+        _ => {
+            if let Ok(i) = text.trim().parse::<i64>() {
+                Ok(hcl::Value::from(i))
+            } else {
+                Ok(hcl::Value::String(text.to_string()))
+            }
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a bool",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Addresses a network can hand to hosts: all but network, broadcast and gateway.
+pub fn usable_addresses(net: &Network) -> u64 {
+    usable_for(net, net.cidr.prefix_len())
+}
+
+fn usable_for(net: &Network, prefix: u8) -> u64 {
+    let bits = u32::from(net.cidr.max_prefix_len() - prefix.min(net.cidr.max_prefix_len()));
+    let total: u64 = if bits >= 63 { u64::MAX } else { 1u64 << bits };
+    let reserved = match net.cidr {
+        ipnet::IpNet::V4(_) if bits >= 2 => 2,
+        ipnet::IpNet::V4(_) => total,
+        ipnet::IpNet::V6(_) => 1,
+    };
+    total
+        .saturating_sub(reserved)
+        .saturating_sub(u64::from(net.gateway.is_some()))
+}
+
+fn fitting_prefix(net: &Network, need: u64) -> u8 {
+    let mut prefix = net.cidr.prefix_len();
+    while prefix > 0 && usable_for(net, prefix) < need {
+        prefix -= 1;
+    }
+    prefix
+}
+
+fn first_host(net: &ipnet::IpNet) -> String {
+    net.hosts()
+        .next()
+        .map_or_else(|| net.addr().to_string(), |a| a.to_string())
+}
+
+fn digest(files: &[Arc<SourceFile>], variables: &BTreeMap<String, Option<hcl::Value>>) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.name.as_bytes());
+        h.update([0]);
+        h.update(f.text.as_bytes());
+        h.update([0]);
+    }
+    for (k, v) in variables {
+        h.update(k.as_bytes());
+        h.update(b"=");
+        let v = v.as_ref().map(super::eval::to_json);
+        h.update(serde_json::to_string(&v).unwrap_or_default().as_bytes());
+        h.update([0]);
+    }
+    let out = h.finalize();
+    out.iter().map(|b| format!("{b:02x}")).collect()
+}

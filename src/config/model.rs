@@ -1,0 +1,178 @@
+//! The typed, validated configuration: what the rest of kloud sees instead of raw HCL.
+//!
+//! Declarations (`machine_class`, `machines`, `host_class`, …) are kept as written, and the
+//! loader also expands them into the concrete [`Machine`]s and [`DesiredHost`]s they stand for,
+//! with names rendered and sizes resolved, so the planner never renders a template itself.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// A loaded config directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config directory; relative paths in the config are relative to it.
+    pub dir: PathBuf,
+    pub settings: Settings,
+    pub machine_classes: BTreeMap<String, MachineClass>,
+    pub machine_groups: BTreeMap<String, MachineGroup>,
+    pub networks: BTreeMap<String, Network>,
+    pub tags: BTreeMap<String, Tag>,
+    pub host_classes: BTreeMap<String, HostClass>,
+    pub providers: BTreeMap<String, Provider>,
+    /// Every machine the config declares, sorted by name.
+    pub machines: Vec<Machine>,
+    /// Every host the config wants, sorted by class then index.
+    pub hosts: Vec<DesiredHost>,
+    /// A digest of the sources and variable values, recorded in plans to detect a changed config.
+    pub digest: String,
+}
+
+/// The `kloud {}` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// FQDN suffix of every host and machine.
+    pub domain: String,
+    /// HostDB URL as written (`sqlite:PATH`, `postgres://…`, `http(s)://…`).
+    pub hostdb: String,
+    /// Who owns the hosts this config manages in HostDB; defaults to the domain.
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineClass {
+    pub name: String,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+/// A `machines "NAME"` block: `count` machines of one class, in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineGroup {
+    pub name: String,
+    pub class: String,
+    pub count: u32,
+    pub name_template: String,
+    pub labels: BTreeMap<String, String>,
+    pub driver: String,
+    pub connect_template: String,
+}
+
+/// One physical machine, expanded from a [`MachineGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// FQDN.
+    pub name: String,
+    pub group: String,
+    pub class: String,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub labels: BTreeMap<String, String>,
+    pub driver: String,
+    /// `local` or `ssh://user@host[:port]`.
+    pub connect: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub cidr: IpNet,
+    pub gateway: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tag {
+    pub name: String,
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Placement strategy of a host class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    #[default]
+    Pack,
+    Spread,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// `machine` or a machine label → at most this many hosts of the class per distinct value.
+    pub max_per: BTreeMap<String, u32>,
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostClass {
+    pub name: String,
+    pub count: u32,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub image: String,
+    pub network: String,
+    pub name_template: String,
+    pub tags: Vec<String>,
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    pub puppet_roles: Vec<String>,
+    /// The compute driver its machines must run.
+    pub driver: String,
+    pub placement: Placement,
+}
+
+/// A host the config wants to exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredHost {
+    /// FQDN: the host's identity.
+    pub name: String,
+    pub class: String,
+    /// 1-based position within its class.
+    pub index: u32,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub image: String,
+    pub network: String,
+    /// Sorted, unique.
+    pub tags: Vec<String>,
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    pub puppet_roles: Vec<String>,
+    pub driver: String,
+}
+
+/// A `provider "KIND"` block, checked against the provider's own attribute list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub kind: String,
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    /// Attributes whose value came from `env()`: never printed, never saved in a plan.
+    pub sensitive: Vec<String>,
+}
+
+impl Provider {
+    /// The attributes with every sensitive value replaced by `"(sensitive)"`.
+    pub fn redacted(&self) -> BTreeMap<String, serde_json::Value> {
+        self.attributes
+            .iter()
+            .map(|(k, v)| {
+                if self.sensitive.contains(k) {
+                    (k.clone(), serde_json::Value::String("(sensitive)".into()))
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// Hosts of one class, in index order.
+    pub fn hosts_of<'a>(&'a self, class: &'a str) -> impl Iterator<Item = &'a DesiredHost> + 'a {
+        self.hosts.iter().filter(move |h| h.class == class)
+    }
+}

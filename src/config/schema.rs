@@ -1,0 +1,130 @@
+//! What each block of the language may contain: the single list the loader and `fmt` share.
+
+use crate::size::Unit;
+
+/// Top-level block types, with the number of labels each takes.
+pub const BLOCKS: &[(&str, usize)] = &[
+    ("kloud", 0),
+    ("variable", 1),
+    ("machine_class", 1),
+    ("machines", 1),
+    ("network", 1),
+    ("tag", 1),
+    ("host_class", 1),
+    ("provider", 1),
+];
+
+pub const KLOUD_ATTRS: &[&str] = &["domain", "hostdb", "owner"];
+pub const VARIABLE_ATTRS: &[&str] = &["default", "description"];
+pub const MACHINE_CLASS_ATTRS: &[&str] = &["cpu", "memory", "disk"];
+pub const MACHINES_ATTRS: &[&str] = &["class", "count", "name", "labels", "driver", "connect"];
+pub const NETWORK_ATTRS: &[&str] = &["cidr", "gateway"];
+pub const TAG_ATTRS: &[&str] = &["properties", "description"];
+pub const HOST_CLASS_ATTRS: &[&str] = &[
+    "count",
+    "cpu",
+    "memory",
+    "disk",
+    "image",
+    "network",
+    "name",
+    "tags",
+    "properties",
+    "puppet_roles",
+    "driver",
+];
+pub const HOST_CLASS_BLOCKS: &[&str] = &["placement"];
+pub const PLACEMENT_ATTRS: &[&str] = &["max_per", "strategy"];
+
+/// Compute drivers kloud knows.
+pub const DRIVERS: &[&str] = &["lxc", "openvz"];
+
+/// The type a provider attribute must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrType {
+    String,
+    Number,
+    Bool,
+    Map,
+}
+
+impl AttrType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            AttrType::String => "a string",
+            AttrType::Number => "a number",
+            AttrType::Bool => "true or false",
+            AttrType::Map => "an object",
+        }
+    }
+
+    pub fn accepts(self, v: &serde_json::Value) -> bool {
+        match self {
+            AttrType::String => v.is_string(),
+            AttrType::Number => v.is_number(),
+            AttrType::Bool => v.is_boolean(),
+            AttrType::Map => v.is_object(),
+        }
+    }
+}
+
+/// One attribute of a provider block.
+pub struct ProviderAttr {
+    pub name: &'static str,
+    pub ty: AttrType,
+    pub required: bool,
+}
+
+const fn attr(name: &'static str, ty: AttrType, required: bool) -> ProviderAttr {
+    ProviderAttr { name, ty, required }
+}
+
+/// Every provider kloud has, with the attributes its block takes.
+pub const PROVIDERS: &[(&str, &[ProviderAttr])] = &[
+    (
+        "dns",
+        &[
+            attr("server", AttrType::String, true),
+            attr("zone", AttrType::String, true),
+            attr("key_name", AttrType::String, true),
+            attr("secret", AttrType::String, true),
+            attr("algorithm", AttrType::String, false),
+            attr("reverse_zone", AttrType::String, false),
+            attr("ttl", AttrType::Number, false),
+        ],
+    ),
+    (
+        "prometheus",
+        &[
+            attr("file_sd", AttrType::String, false),
+            attr("port", AttrType::Number, false),
+            attr("http_sd", AttrType::Bool, false),
+        ],
+    ),
+    (
+        "nagios",
+        &[
+            attr("dir", AttrType::String, true),
+            attr("check_command", AttrType::String, false),
+        ],
+    ),
+    ("puppet", &[attr("environment", AttrType::String, false)]),
+    (
+        "lxc",
+        &[
+            attr("lxcpath", AttrType::String, false),
+            attr("images", AttrType::Map, false),
+        ],
+    ),
+    (
+        "openvz",
+        &[
+            attr("ostemplates", AttrType::Map, false),
+            attr("ssh_identity", AttrType::String, false),
+        ],
+    ),
+];
+
+/// Units of the size attributes.
+pub const MEMORY_UNIT: Unit = Unit::MiB;
+pub const DISK_UNIT: Unit = Unit::GiB;

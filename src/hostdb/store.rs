@@ -1,0 +1,115 @@
+//! The `Store` trait: the one interface to HostDB, embedded (SQLite), shared (PostgreSQL) or
+//! remote (HTTP). The plan/apply engine and the HTTP server only ever see `&dyn Store`.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::StoreError;
+use super::model::{
+    Actor, Change, Expect, Host, HostQuery, Lease, Members, Page, Role, Snapshot, Tag, TokenInfo,
+    Write,
+};
+
+/// HostDB. Every method is one transaction; every write bumps the global index once.
+pub trait Store: Send + Sync {
+    /// The URL this store was opened with, secrets removed; shown in plans.
+    fn url(&self) -> String;
+
+    /// The current global index.
+    fn index(&self) -> Result<u64, StoreError>;
+
+    fn get_host(&self, name: &str) -> Result<Option<Host>, StoreError>;
+
+    /// Hosts matching every filter of `q`, in name order, one page at a time.
+    fn list_hosts(&self, q: &HostQuery) -> Result<Page<Host>, StoreError>;
+
+    fn get_tag(&self, name: &str) -> Result<Option<Tag>, StoreError>;
+
+    /// Every tag, in name order.
+    fn list_tags(&self) -> Result<Vec<Tag>, StoreError>;
+
+    /// Direct members of a tag (whether or not the tag itself is recorded).
+    fn tag_members(&self, name: &str) -> Result<Members, StoreError>;
+
+    /// Apply `writes` in one transaction, all or nothing, and return the new index.
+    /// A failed compare-and-set is `StoreError::Conflict`.
+    fn write(&self, writes: Vec<Write>, actor: &Actor) -> Result<u64, StoreError>;
+
+    /// Every machine, the containers owned by `owner`, every tag, at one index.
+    fn snapshot(&self, owner: &str) -> Result<Snapshot, StoreError>;
+
+    /// Every IP held by any host, sorted.
+    fn used_ips(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The host's tags' properties merged (nearest tag wins), then its own; `None` when the
+    /// host does not exist.
+    fn derived_config(&self, name: &str) -> Result<Option<Map<String, Value>>, StoreError>;
+
+    /// Every recorded change of the host or tag called `object`, oldest first.
+    fn history(&self, object: &str) -> Result<Vec<Change>, StoreError>;
+
+    /// The index of the latest change of `object`, 0 when it never changed.
+    fn last_change(&self, object: &str) -> Result<u64, StoreError>;
+
+    /// Take the named lock for `ttl`; `StoreError::Held` when someone holds an unexpired lease.
+    fn lock_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<Lease, StoreError>;
+
+    /// Extend a lease we hold; `StoreError::LeaseLost` when it expired or was taken away.
+    fn lock_renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError>;
+
+    /// Give a lease back; releasing a lease that is already gone is not an error.
+    fn lock_release(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Remove the lease with this id whoever holds it; `NotFound` if there is none.
+    fn lock_force_release(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Unexpired leases, by lock name.
+    fn list_locks(&self) -> Result<Vec<Lease>, StoreError>;
+
+    /// Create a token; returns its record and the secret, which is not stored.
+    fn token_create(&self, name: &str, role: Role) -> Result<(TokenInfo, String), StoreError>;
+
+    /// The token whose secret this is, if any.
+    fn token_verify(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError>;
+
+    fn token_list(&self) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Revoke a token; `NotFound` if there is none with that id.
+    fn token_delete(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Write one host.
+    fn put_host(&self, host: Host, expect: Expect, actor: &Actor) -> Result<u64, StoreError> {
+        self.write(vec![Write::PutHost { host, expect }], actor)
+    }
+
+    /// Delete one host.
+    fn delete_host(&self, name: &str, expect: Expect, actor: &Actor) -> Result<u64, StoreError> {
+        self.write(
+            vec![Write::DeleteHost {
+                name: name.to_string(),
+                expect,
+            }],
+            actor,
+        )
+    }
+
+    /// Write one tag.
+    fn put_tag(&self, tag: Tag, expect: Expect, actor: &Actor) -> Result<u64, StoreError> {
+        self.write(vec![Write::PutTag { tag, expect }], actor)
+    }
+
+    /// Every host matching `q` (ignoring its `limit`), following the pages.
+    fn all_hosts(&self, q: &HostQuery) -> Result<Vec<Host>, StoreError> {
+        let mut q = q.clone();
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_hosts(&q)?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+kloud {
+  domain = "other.example"
+}

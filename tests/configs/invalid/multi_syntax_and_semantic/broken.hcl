@@ -1,0 +1,3 @@
+machine_class "x" {
+  cpu = 
+}

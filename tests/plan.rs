@@ -1,0 +1,434 @@
+//! The plan against a real SQLite HostDB: every action, snapshots of every rendering, the JSON
+//! schema, invariants of every placement, the mass-delete guard and stale-plan refusal.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use kloud::config::{self, Config, VarOverrides};
+use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Write};
+use kloud::place;
+use kloud::plan::{self, render, Action, Plan};
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+fn load(dir: &Path, vars: &[(&str, &str)]) -> Config {
+    std::env::set_var("KLOUD_TSIG_SECRET", "c2VjcmV0");
+    let overrides: VarOverrides = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    config::load(dir, &overrides).unwrap_or_else(|d| panic!("{d}"))
+}
+
+fn store() -> (tempfile::TempDir, Box<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hostdb::open("sqlite:hostdb.db", dir.path()).unwrap();
+    (dir, store)
+}
+
+fn make(config: &Config, store: &dyn Store, opts: &plan::Options) -> Result<Plan, plan::DiffError> {
+    let snap = store.snapshot(&config.settings.owner).unwrap();
+    let used = store.used_ips().unwrap();
+    let p = plan::diff(config, &snap, &used, "sqlite:test", opts)?;
+    check_invariants(config, store, &p);
+    validate_schema(&p);
+    Ok(p)
+}
+
+/// Record a plan in HostDB as apply does, without containers: the state plans are diffed against.
+fn record(config: &Config, store: &dyn Store, p: &Plan) {
+    let actor = Actor::new("test");
+    let mut writes = Vec::new();
+    for m in config.machines.iter() {
+        let mut h = Host::machine(&m.name);
+        h.cpu = Some(m.cpu);
+        h.memory_mib = Some(m.memory_mib);
+        h.disk_gib = Some(m.disk_gib);
+        h.labels = m.labels.clone();
+        h.driver = Some(m.driver.clone());
+        h.connect = Some(m.connect.clone());
+        h.owner = Some(config.settings.owner.clone());
+        writes.push(Write::PutHost {
+            host: h,
+            expect: Expect::Any,
+        });
+    }
+    for c in &p.changes {
+        match (c.action, &c.after) {
+            (Action::Delete, _) => writes.push(Write::DeleteHost {
+                name: c.address.clone(),
+                expect: Expect::Any,
+            }),
+            (_, Some(a)) => {
+                let mut h = Host::container(&a.name);
+                h.class = Some(a.class.clone());
+                h.owner = Some(config.settings.owner.clone());
+                h.machine = a.machine.clone();
+                h.ip = a.ip.clone();
+                h.image = Some(a.image.clone());
+                h.roles = a.puppet_roles.clone();
+                h.tags = a.tags.clone();
+                h.properties = a.properties.clone();
+                h.cpu = Some(a.cpu);
+                h.memory_mib = Some(a.memory_mib);
+                h.disk_gib = Some(a.disk_gib);
+                h.state = Some(State::Running);
+                writes.push(Write::PutHost {
+                    host: h,
+                    expect: Expect::Any,
+                });
+            }
+            _ => {}
+        }
+    }
+    store.write(writes, &actor).unwrap();
+}
+
+/// No machine over capacity, no rule broken, no address twice — over the whole resulting fleet.
+fn check_invariants(config: &Config, store: &dyn Store, p: &Plan) {
+    let mut ips: HashSet<String> = HashSet::new();
+    let deleted: HashSet<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.address.as_str())
+        .collect();
+    for ip in store.used_ips().unwrap() {
+        // Addresses of hosts this plan keeps may repeat in `after`; others must not.
+        let _ = ip;
+    }
+    let problem = place::Problem {
+        machines: config
+            .machines
+            .iter()
+            .map(|m| place::Machine {
+                name: m.name.clone(),
+                capacity: place::Resources::new(m.cpu, m.memory_mib, m.disk_gib),
+                labels: m.labels.clone(),
+                driver: m.driver.clone(),
+            })
+            .collect(),
+        existing: Vec::new(),
+        rules: config
+            .host_classes
+            .values()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    place::Rules {
+                        max_per: c.placement.max_per.clone(),
+                        strategy: place::Strategy::Pack,
+                    },
+                )
+            })
+            .collect(),
+        requests: p
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::Delete && !deleted.contains(c.address.as_str()))
+            .filter_map(|c| c.after.as_ref())
+            .map(|a| place::Request {
+                name: a.name.clone(),
+                class: a.class.clone(),
+                size: place::Resources::new(a.cpu, a.memory_mib, a.disk_gib),
+                driver: "lxc".into(),
+            })
+            .collect(),
+    };
+    let mut assigned = BTreeMap::new();
+    for c in &p.changes {
+        if let Some(a) = c.after.as_ref().filter(|_| c.action != Action::Delete) {
+            let m = a.machine.clone().expect("every planned host has a machine");
+            assigned.insert(a.name.clone(), m);
+            let ip = a.ip.clone().expect("every planned host has an address");
+            assert!(ips.insert(ip.clone()), "address {ip} is used twice");
+            let net = &config.networks[&a.network];
+            assert!(net.cidr.contains(&ip.parse::<std::net::IpAddr>().unwrap()));
+            assert_ne!(
+                Some(ip.parse().unwrap()),
+                net.gateway,
+                "the gateway is never given out"
+            );
+        }
+    }
+    let violations = place::check::check(
+        &problem,
+        &place::Placement {
+            assigned,
+            unplaced: Vec::new(),
+        },
+    );
+    assert!(violations.is_empty(), "invariants broken: {violations:?}");
+}
+
+fn validate_schema(p: &Plan) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/plan.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let instance = serde_json::to_value(p).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the plan JSON breaks its schema: {errors:?}"
+    );
+}
+
+fn normalized_json(p: &Plan) -> String {
+    let mut v = serde_json::to_value(p).unwrap();
+    v["kloud_version"] = "VERSION".into();
+    if let Some(c) = v.get_mut("config").and_then(|c| c.as_object_mut()) {
+        c.insert("dir".into(), "DIR".into());
+        c.insert("digest".into(), "DIGEST".into());
+    }
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+#[test]
+fn quickstart_from_empty_hostdb_creates_everything() {
+    let config = load(&example("quickstart"), &[]);
+    let (_d, store) = store();
+    let p = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(p.summary.create, 5);
+    assert_eq!(p.machines.len(), 3);
+    assert!(p.has_changes());
+    insta::assert_snapshot!(
+        "quickstart_human",
+        render::human(&p, render::Style::default())
+    );
+    insta::assert_snapshot!(
+        "quickstart_compact",
+        render::human(
+            &p,
+            render::Style {
+                colour: false,
+                compact: true
+            }
+        )
+    );
+    insta::assert_snapshot!("quickstart_markdown", render::markdown(&p));
+    insta::assert_snapshot!("quickstart_json", normalized_json(&p));
+}
+
+#[test]
+fn after_apply_nothing_changes_and_each_action_is_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["main.hcl", "hosts.hcl"] {
+        std::fs::copy(example("quickstart").join(f), dir.path().join(f)).unwrap();
+    }
+    let config = load(dir.path(), &[]);
+    let (_d, store) = store();
+    let first = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    record(&config, store.as_ref(), &first);
+    let again = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert!(
+        !again.has_changes(),
+        "a plan right after apply changes nothing:\n{}",
+        render::human(&again, render::Style::default())
+    );
+    assert_eq!(again.summary.no_op, 5);
+
+    // Count down: deletes at the highest index, with the reason.
+    let fewer = load(dir.path(), &[("web_count", "1")]);
+    let p = make(&fewer, store.as_ref(), &plan::Options::default()).unwrap();
+    let deletes: Vec<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.address.as_str())
+        .collect();
+    assert_eq!(
+        deletes,
+        ["web-2.qs.kloud.internal", "web-3.qs.kloud.internal"]
+    );
+    assert!(p
+        .changes
+        .iter()
+        .any(|c| c.reason == "count decreased from 3 to 1"));
+
+    // Count up: 3 machines of 2 cpu hold 6 one-cpu hosts; 5 exist, so one more fits.
+    let more = load(dir.path(), &[("web_count", "4")]);
+    let p = make(&more, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(p.summary.create, 1);
+    assert!(p
+        .changes
+        .iter()
+        .any(|c| c.reason == "count increased from 3 to 4"));
+    let too_many = load(dir.path(), &[("web_count", "5")]);
+    let p = make(&too_many, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(
+        p.unplaced.len(),
+        1,
+        "the 7th one-cpu host does not fit on 6 cpus"
+    );
+    assert_eq!(
+        p.unplaced[0].reasons.get("capacity:cpu"),
+        Some(&3),
+        "{:?}",
+        p.unplaced[0]
+    );
+
+    // Tags, properties, roles: update in place; image: replace; memory: update (fits) with a diff.
+    let edited = std::fs::read_to_string(dir.path().join("hosts.hcl"))
+        .unwrap()
+        .replace("env = \"quickstart\"", "env = \"staging\"")
+        .replace("memory       = \"64MiB\"", "memory       = \"96MiB\"")
+        .replace(
+            "puppet_roles = [\"role::haproxy\"]",
+            "puppet_roles = [\"role::haproxy\"]\n  name         = \"lb-{{ index }}\"",
+        );
+    std::fs::write(
+        dir.path().join("hosts.hcl"),
+        edited.replacen(
+            "image        = \"busybox\"",
+            "image        = \"busybox-2\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let changed = load(dir.path(), &[]);
+    let p = make(&changed, store.as_ref(), &plan::Options::default()).unwrap();
+    let by: BTreeMap<&str, (&Action, &str)> = p
+        .changes
+        .iter()
+        .map(|c| (c.address.as_str(), (&c.action, c.reason.as_str())))
+        .collect();
+    assert_eq!(by["web-1.qs.kloud.internal"].0, &Action::Replace);
+    assert!(by["web-1.qs.kloud.internal"]
+        .1
+        .contains("image changed from `busybox` to `busybox-2`"));
+    assert_eq!(
+        by["lb-1.qs.kloud.internal"].0,
+        &Action::Update,
+        "{:?}",
+        by["lb-1.qs.kloud.internal"]
+    );
+    assert_eq!(
+        by["lb-1.qs.kloud.internal"].1,
+        "resized: memory 64MiB → 96MiB"
+    );
+    insta::assert_snapshot!("actions_human", render::human(&p, render::Style::default()));
+}
+
+#[test]
+fn mass_delete_is_refused_without_force() {
+    let config = load(&example("datacenter"), &[]);
+    let (_d, store) = store();
+    let first = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert!(first.unplaced.is_empty(), "{:?}", first.unplaced);
+    record(&config, store.as_ref(), &first);
+    let shrunk = load(&example("datacenter"), &[("web_count", "2")]);
+    let err = make(&shrunk, store.as_ref(), &plan::Options::default()).unwrap_err();
+    match err {
+        plan::DiffError::MassDelete {
+            deletes,
+            managed,
+            classes,
+        } => {
+            assert_eq!(managed, 82);
+            assert_eq!(deletes, 22 + 44);
+            assert_eq!(classes["web"], 22);
+        }
+        other => panic!("expected the mass-delete guard, got {other}"),
+    }
+    let forced = make(
+        &shrunk,
+        store.as_ref(),
+        &plan::Options {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(forced.summary.delete, 66);
+}
+
+#[test]
+fn a_rule_that_cannot_be_met_is_reported_never_violated() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["main.hcl", "hosts.hcl"] {
+        std::fs::copy(example("quickstart").join(f), dir.path().join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(dir.path().join("hosts.hcl"))
+        .unwrap()
+        .replace("count        = 2", "count        = 3");
+    std::fs::write(dir.path().join("hosts.hcl"), text).unwrap();
+    let config = load(dir.path(), &[]);
+    let (_d, store) = store();
+    let p = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(p.unplaced.len(), 1);
+    let u = &p.unplaced[0];
+    assert_eq!(u.address, "lb-3.qs.kloud.internal");
+    assert!(u.reasons.contains_key("max_per:switch"), "{:?}", u.reasons);
+    assert!(!u.explanation.is_empty());
+}
+
+#[test]
+fn targets_and_destroy() {
+    let config = load(&example("quickstart"), &[]);
+    let (_d, store) = store();
+    let p = make(
+        &config,
+        store.as_ref(),
+        &plan::Options {
+            targets: vec!["lb".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(p.changes.iter().all(|c| c.class == "lb"));
+    let err = make(
+        &config,
+        store.as_ref(),
+        &plan::Options {
+            targets: vec!["nope".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, plan::DiffError::UnknownTarget { .. }));
+    let all = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    record(&config, store.as_ref(), &all);
+    let d = make(
+        &config,
+        store.as_ref(),
+        &plan::Options {
+            destroy: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(d.summary.delete, 5);
+    assert!(d.changes.iter().all(|c| c.reason == "destroy requested"));
+}
+
+#[test]
+fn a_stale_plan_is_refused_naming_what_moved() {
+    let config = load(&example("quickstart"), &[]);
+    let (_d, store) = store();
+    let p = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    kloud::apply::check_fresh(&p, &config, store.as_ref()).expect("a fresh plan is accepted");
+    let mut h = Host::container("web-1.qs.kloud.internal");
+    h.owner = Some("someone-else".into());
+    store
+        .put_host(h, Expect::Absent, &Actor::new("other"))
+        .unwrap();
+    let err = kloud::apply::check_fresh(&p, &config, store.as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stale") && err.contains("web-1.qs.kloud.internal"),
+        "{err}"
+    );
+}
