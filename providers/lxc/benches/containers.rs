@@ -4,7 +4,9 @@
 //! and the median is printed. Containers are destroyed (and timed) after each run.
 //!
 //! Run as root: `cargo bench -p kloud-provider-lxc --bench containers -- [COUNT] [W,W,...] [RUNS]`
-//! (defaults: 60, 5,10,15,20,30, 3). `scripts/bench-containers.sh` wraps it.
+//! (defaults: 60, 5,10,15,20,30, 3). `scripts/bench-containers.sh` wraps it. The machine is
+//! this computer; `KLOUD_BENCH_CONNECT=ssh://...` reaches it through ssh instead (ssh settings
+//! from `KLOUD_SSH_OPTIONS` / `KLOUD_SSH_CONTROL_DIR`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -13,7 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kloud_provider_api::compute::{ComputeDriver, Connect, ContainerSpec, MachineRef, NetworkSpec};
+use kloud_provider_exec::SshOptions;
 use kloud_provider_lxc::{bridge_name, LxcConfig, LxcDriver};
+
+/// The machine's connect string: `KLOUD_BENCH_CONNECT` (e.g. the loopback sshd of
+/// scripts/setup/sshd.sh, with `KLOUD_SSH_OPTIONS` for its known_hosts), default `local`.
+fn connect() -> Result<Connect, String> {
+    match std::env::var("KLOUD_BENCH_CONNECT") {
+        Ok(c) => c.parse().map_err(|e| format!("KLOUD_BENCH_CONNECT: {e}")),
+        Err(_) => Ok(Connect::Local),
+    }
+}
 
 /// Removes the run's containers, machine directory and bridge, also when a run panics.
 struct Cleanup {
@@ -85,9 +97,10 @@ fn run(count: usize, workers: usize, run_id: usize, warm: bool) -> Result<Figure
     let driver = LxcDriver::new(LxcConfig {
         root: guard.root.clone(),
         stop_timeout_s: 5,
+        ssh: SshOptions::from_env(),
         ..LxcConfig::default()
     });
-    let machine = MachineRef::new("hw-bench.test", Connect::Local);
+    let machine = MachineRef::new("hw-bench.test", connect()?);
     let net = NetworkSpec {
         name: net_name,
         cidr: "10.232.0.0/22".into(),
@@ -217,7 +230,8 @@ fn main() {
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "LXC driver: {count} busybox containers created and answering ping, {cpus} CPUs, {runs} runs each, median (min-max) seconds"
+        "LXC driver: {count} busybox containers created and answering ping, {cpus} CPUs, {runs} runs each, median (min-max) seconds, connect {}",
+        connect().map_or_else(|e| e, |c| c.to_string())
     );
     println!(
         "{:>8} {:>22} {:>22} {:>10}",
