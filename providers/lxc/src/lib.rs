@@ -25,7 +25,7 @@ use kloud_provider_api::compute::{
     MachineRef, Observed, Response,
 };
 use kloud_provider_api::Diagnostic;
-use kloud_provider_exec::{failed, Runner, SshOptions};
+use kloud_provider_exec::{failed, quote_argv, Runner, SshOptions};
 
 use conf::Cgroup;
 pub use images::{ImageMap, ImageMapError, ImageSpec};
@@ -139,21 +139,59 @@ enum Presence {
     Present(ContainerState),
 }
 
-/// Makes a container from a config file on stdin, by `lxc-create` (mode `create`) or by
-/// copying an image's base container (mode `copy`); kloud's block then replaces the values
-/// of the keys kloud owns. Arguments: path, name, busybox-init (yes|no), mode, then the
-/// options of `lxc-create` or `lxc-copy`.
-const CREATE_SCRIPT: &str = r#"set -e
-P="$1"; N="$2"; BB="$3"; MODE="$4"; shift 4
+/// Everything `create` does on the machine, in one call (one ssh session for a remote
+/// machine), under the container's lock: adopt the container if it exists (starting it, or
+/// destroying and remaking it when it cannot start), else make the bridge, build the image's
+/// base once, copy it (or run the template), write kloud's config block (stdin) over the
+/// template's values, and start. Before each step it prints `kloud-step: <step>` on stderr,
+/// so a failure names the command that failed. Prints `ADOPTED`, `CREATED` or
+/// `RECREATED <why>`.
+///
+/// Arguments: path, name, busybox-init (yes|no), bridge (`-` for none), gateway/prefix, mode
+/// (copy|create), images path, base name, the template's options (quoted for the shell),
+/// then the backing-store options of `lxc-copy` or `lxc-create`.
+const ENSURE_SCRIPT: &str = r#"set -e
+P="$1"; N="$2"; BB="$3"; BR="$4"; GW="$5"; MODE="$6"; I="$7"; B="$8"; TARGS="$9"; shift 9
+step() { printf 'kloud-step: %s\n' "$1" >&2; }
+note=""
+if [ -f "$P/$N/config" ]; then
+  step info
+  state=$(lxc-info -P "$P" -n "$N" -s -H)
+  if [ "$state" = RUNNING ]; then echo ADOPTED; exit 0; fi
+  step start
+  if err=$(lxc-start -P "$P" -n "$N" 2>&1); then echo ADOPTED; exit 0; fi
+  note=$(printf '%s\n' "$err" | tail -n 2 | tr '\n' ' ')
+  step destroy
+  lxc-destroy -P "$P" -n "$N" -f >/dev/null
+fi
+if [ "$BR" != - ]; then
+  step bridge
+  ip link show dev "$BR" >/dev/null 2>&1 || ip link add name "$BR" type bridge 2>/dev/null || ip link show dev "$BR" >/dev/null
+  ip addr replace "$GW" dev "$BR"
+  ip link set dev "$BR" up
+fi
 mkdir -p "$P"
 f=$(mktemp "$P/.kloud-create.XXXXXX")
 trap 'rm -f "$f"' EXIT
 cat > "$f"
 if [ "$MODE" = copy ]; then
-  lxc-copy -p "$P" -N "$N" "$@" >/dev/null
+  step base
+  mkdir -p "$I"
+  (
+    flock 9
+    if [ ! -f "$I/$B/kloud-ready" ]; then
+      lxc-destroy -P "$I" -n "$B" -f >/dev/null 2>&1 || true
+      eval "lxc-create -P \"\$I\" -n \"\$B\" -B dir $TARGS" >/dev/null
+      touch "$I/$B/kloud-ready"
+    fi
+  ) 9>>"$I/.lock"
+  step copy
+  lxc-copy -P "$I" -n "$B" -p "$P" -N "$N" "$@" >/dev/null
 else
-  lxc-create -P "$P" -n "$N" -f "$f" "$@" >/dev/null
+  step create
+  eval "lxc-create -P \"\$P\" -n \"\$N\" -f \"\$f\" \"\$@\" $TARGS" >/dev/null
 fi
+step configure
 if [ "$BB" = yes ]; then
   printf '#!/bin/sh\n# kloud: eth0 keeps the address from the LXC config (no udhcpc)\n/bin/syslogd\n/bin/mount -a\n' > "$P/$N/kloud-rcS"
   chmod 755 "$P/$N/kloud-rcS"
@@ -162,21 +200,17 @@ c="$P/$N/config"
 grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' "$c" > "$c.kloud" || true
 cat "$f" >> "$c.kloud"
 mv "$c.kloud" "$c"
+step start
+if ! lxc-start -P "$P" -n "$N"; then
+  lxc-destroy -P "$P" -n "$N" -f >/dev/null 2>&1 || true
+  exit 1
+fi
+if [ -n "$note" ]; then echo "RECREATED $note"; else echo CREATED; fi
 "#;
 
-/// Builds an image's base container once per computer, under a lock so parallel creates
-/// wait for one build. A base without its `kloud-ready` mark is the remains of an
-/// interrupted build and is rebuilt. Arguments: images path, base name, `lxc-create` options.
-const BASE_SCRIPT: &str = r#"set -e
-I="$1"; B="$2"; shift 2
-mkdir -p "$I"
-exec 9>>"$I/.lock"
-flock 9
-[ -f "$I/$B/kloud-ready" ] && exit 0
-lxc-destroy -P "$I" -n "$B" -f >/dev/null 2>&1 || true
-lxc-create -P "$I" -n "$B" -B dir "$@" >/dev/null
-touch "$I/$B/kloud-ready"
-"#;
+/// Destroys a container if it exists (one call). Arguments: path, name.
+const DESTROY_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || exit 0
+exec lxc-destroy -P "$1" -n "$2" -f"#;
 
 /// Prints `ABSENT` or the LXC state word of one container.
 const STATE_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || { echo ABSENT; exit 0; }
@@ -193,12 +227,6 @@ for c in "$P"/*/config; do
   a=$(sed -n 's/^lxc\.net\.0\.ipv4\.address *= *\([^/ ]*\).*/\1/p' "$c" | tail -n 1)
   printf '%s\t%s\n' "$n" "$a"
 done"#;
-
-/// Makes sure a bridge exists, carries the gateway address and is up. Concurrent calls race
-/// on `ip link add`; the loser finds the bridge there and carries on.
-const BRIDGE_SCRIPT: &str = r#"ip link show dev "$1" >/dev/null 2>&1 || ip link add name "$1" type bridge 2>/dev/null || ip link show dev "$1" >/dev/null || exit 1
-ip addr replace "$2" dev "$1"
-ip link set dev "$1" up"#;
 
 /// Runs a command holding the container's lock (`<path>/.lock-<name>`), so the calls on one
 /// container never interleave, even with calls left running by a kloud process that was
@@ -375,23 +403,14 @@ impl LxcDriver {
             .map(drop)
     }
 
-    fn destroy_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
-        self.lxc_locked(
-            m,
-            path,
-            name,
-            &["lxc-destroy", "-P", path, "-n", name, "-f"],
-        )
-        .map(drop)
-    }
-
-    fn build(
+    /// Checks a spec and works out what to run for it.
+    fn prepare(
         &self,
         m: &MachineRef,
         path: &str,
         spec: &ContainerSpec,
         image: &ImageSpec,
-    ) -> Result<Vec<Diagnostic>, DriverError> {
+    ) -> Result<Prepared, DriverError> {
         let invalid = |reason: String| DriverError::Invalid {
             machine: m.name.clone(),
             name: spec.name.clone(),
@@ -427,24 +446,16 @@ impl LxcDriver {
 
         let mut diagnostics = Vec::new();
         let bridge = bridge_name(&net.name);
-        if let Some(gw) = gateway {
-            let cidr = format!("{gw}/{}", net.prefix_len);
-            let out = self
-                .runner
-                .script(m, BRIDGE_SCRIPT, &[&bridge, &cidr], None)?;
-            if !out.success() {
-                return Err(failed(
-                    m,
-                    &["ip", "link", "add", "name", &bridge, "type", "bridge"],
-                    &out,
-                ));
+        let gw_cidr = match gateway {
+            Some(gw) => format!("{gw}/{}", net.prefix_len),
+            None => {
+                diagnostics.push(Diagnostic::warning(format!(
+                    "network `{}` has no usable gateway: bridge `{bridge}` must exist on `{}` already",
+                    net.name, m.name
+                )));
+                String::new()
             }
-        } else {
-            diagnostics.push(Diagnostic::warning(format!(
-                "network `{}` has no usable gateway: bridge `{bridge}` must exist on `{}` already",
-                net.name, m.name
-            )));
-        }
+        };
 
         let cg = self.cgroup(m)?;
         let rcs = image
@@ -484,61 +495,77 @@ impl LxcDriver {
         // Either copy the image's base container (built once), or run the template. An
         // overlay is a snapshot of the base, so it always copies.
         let clone = self.config.clone_images || backing == Backing::Overlay;
-        let (mode, shown_prog, opts): (&str, &str, Vec<String>) = if clone {
-            let images = self.images_path();
-            let base = base_name(&spec.image, image);
-            let mut base_args: Vec<&str> = vec![&images, &base];
-            base_args.extend(template.iter().map(String::as_str));
-            let out = self.runner.script(m, BASE_SCRIPT, &base_args, None)?;
-            if !out.success() {
-                let mut shown: Vec<&str> = vec!["lxc-create", "-P", &images, "-n", &base];
-                shown.extend(template.iter().map(String::as_str));
-                return Err(failed(m, &shown, &out));
-            }
-            let mut opts: Vec<String> = vec!["-P".into(), images.clone(), "-n".into(), base];
-            if backing == Backing::Overlay {
-                opts.push("-s".into());
-            }
-            opts.extend(["-B".into(), backing.name().into()]);
-            if backing == Backing::Loop {
-                opts.extend(["-L".into(), fssize]);
-            }
-            ("copy", "lxc-copy", opts)
-        } else {
-            let mut opts = template;
-            opts.extend(["-B".into(), backing.name().into()]);
-            if backing == Backing::Loop {
-                opts.extend(["--fssize".into(), fssize]);
-            }
-            ("create", "lxc-create", opts)
-        };
-        let bb = if rcs.is_some() { "yes" } else { "no" };
-        let mut args: Vec<&str> = vec![
-            "sh",
-            "-c",
-            CREATE_SCRIPT,
-            "kloud",
-            path,
-            &spec.name,
-            bb,
-            mode,
-        ];
-        args.extend(opts.iter().map(String::as_str));
-        let out = self.locked(m, path, &spec.name, &args, Some(block.as_bytes()))?;
-        if !out.success() {
-            let mut shown: Vec<&str> = vec![shown_prog];
-            if mode == "copy" {
-                shown.extend(opts[..4].iter().map(String::as_str));
-                shown.extend(["-p", path, "-N", &spec.name]);
-                shown.extend(opts[4..].iter().map(String::as_str));
-            } else {
-                shown.extend(["-P", path, "-n", &spec.name]);
-                shown.extend(opts.iter().map(String::as_str));
-            }
-            return Err(failed(m, &shown, &out));
+        let mut opts: Vec<String> = Vec::new();
+        if clone && backing == Backing::Overlay {
+            opts.push("-s".into());
         }
-        Ok(diagnostics)
+        opts.extend(["-B".into(), backing.name().into()]);
+        if backing == Backing::Loop {
+            opts.extend([if clone { "-L" } else { "--fssize" }.into(), fssize]);
+        }
+        Ok(Prepared {
+            busybox: rcs.is_some(),
+            bridge: if gateway.is_some() {
+                bridge
+            } else {
+                "-".into()
+            },
+            gw_cidr,
+            clone,
+            base: base_name(&spec.image, image),
+            template,
+            opts,
+            block,
+            diagnostics,
+        })
     }
+
+    /// The command a step of `ENSURE_SCRIPT` ran, for an error message.
+    fn step_command(&self, step: &str, path: &str, name: &str, p: &Prepared) -> Vec<String> {
+        let images = self.images_path();
+        let mut v: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| v.extend(items.iter().map(|s| s.to_string()));
+        match step {
+            "info" => push(&["lxc-info", "-P", path, "-n", name, "-s"]),
+            "start" => push(&["lxc-start", "-P", path, "-n", name]),
+            "destroy" => push(&["lxc-destroy", "-P", path, "-n", name, "-f"]),
+            "bridge" => push(&["ip", "link", "add", "name", &p.bridge, "type", "bridge"]),
+            "base" => {
+                push(&["lxc-create", "-P", &images, "-n", &p.base, "-B", "dir"]);
+                v.extend(p.template.iter().cloned());
+            }
+            "copy" => {
+                push(&[
+                    "lxc-copy", "-P", &images, "-n", &p.base, "-p", path, "-N", name,
+                ]);
+                v.extend(p.opts.iter().cloned());
+            }
+            "create" => {
+                push(&["lxc-create", "-P", path, "-n", name]);
+                v.extend(p.opts.iter().cloned());
+                v.extend(p.template.iter().cloned());
+            }
+            "configure" => push(&["write", &format!("{path}/{name}/config")]),
+            _ => push(&["sh", "-c", "<kloud create script>"]),
+        }
+        v
+    }
+}
+
+/// What `create` sends to the machine, worked out before anything runs there.
+struct Prepared {
+    busybox: bool,
+    /// Bridge to ensure, or `-` when the network has no gateway to give it.
+    bridge: String,
+    gw_cidr: String,
+    clone: bool,
+    base: String,
+    /// `-t TEMPLATE [-- ARGS]`.
+    template: Vec<String>,
+    /// Backing-store options of `lxc-copy` or `lxc-create`.
+    opts: Vec<String>,
+    block: String,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl ComputeDriver for LxcDriver {
@@ -558,45 +585,69 @@ impl ComputeDriver for LxcDriver {
                 })?;
         Self::check_name(m, &spec.name)?;
         let path = self.machine_path(m)?;
+        let p = self.prepare(m, &path, spec, image)?;
 
-        let mut diagnostics = Vec::new();
-        match self.presence(m, &path, &spec.name)? {
-            Presence::Present(ContainerState::Running) => {
-                return Ok(CreateResponse {
-                    driver_id: None,
-                    adopted: true,
-                    diagnostics,
-                });
-            }
-            Presence::Present(_) => match self.start_in(m, &path, &spec.name) {
-                Ok(()) => {
-                    return Ok(CreateResponse {
-                        driver_id: None,
-                        adopted: true,
-                        diagnostics,
-                    })
-                }
-                // A container that exists but cannot start is most likely the remains of a
-                // create that was interrupted; it holds nothing worth keeping.
-                Err(e) => {
-                    diagnostics.push(
-                        Diagnostic::warning(format!(
-                            "existing container `{}` did not start; recreated it",
-                            spec.name
-                        ))
-                        .with_detail(e.to_string()),
-                    );
-                    self.destroy_in(m, &path, &spec.name)?;
-                }
-            },
-            Presence::Absent => {}
+        let targs = quote_argv(&p.template.iter().map(String::as_str).collect::<Vec<_>>());
+        let images = self.images_path();
+        let mut argv: Vec<&str> = vec![
+            "sh",
+            "-c",
+            ENSURE_SCRIPT,
+            "kloud",
+            &path,
+            &spec.name,
+            if p.busybox { "yes" } else { "no" },
+            &p.bridge,
+            &p.gw_cidr,
+            if p.clone { "copy" } else { "create" },
+            &images,
+            &p.base,
+            &targs,
+        ];
+        argv.extend(p.opts.iter().map(String::as_str));
+        let out = self.locked(m, &path, &spec.name, &argv, Some(p.block.as_bytes()))?;
+
+        if !out.success() {
+            let step = out
+                .stderr
+                .lines()
+                .filter_map(|l| l.strip_prefix("kloud-step: "))
+                .next_back()
+                .unwrap_or("");
+            let shown = self.step_command(step, &path, &spec.name, &p);
+            let cleaned = kloud_provider_exec::Output {
+                stderr: out
+                    .stderr
+                    .lines()
+                    .filter(|l| !l.starts_with("kloud-step: "))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                ..out
+            };
+            let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
+            return Err(failed(m, &shown, &cleaned));
         }
-
-        diagnostics.extend(self.build(m, &path, spec, image)?);
-        if let Err(e) = self.start_in(m, &path, &spec.name) {
-            // Leave nothing half-made behind: the next create starts clean.
-            let _ = self.destroy_in(m, &path, &spec.name);
-            return Err(e);
+        let result = out.stdout.lines().next_back().unwrap_or("").trim();
+        if result == "ADOPTED" {
+            // An adopted container keeps what it has; the checks' warnings are about a
+            // container that was not made now.
+            return Ok(CreateResponse {
+                driver_id: None,
+                adopted: true,
+                diagnostics: Vec::new(),
+            });
+        }
+        let mut diagnostics = p.diagnostics;
+        if let Some(why) = result.strip_prefix("RECREATED") {
+            // A container that exists but cannot start is most likely the remains of a
+            // create that was interrupted; it held nothing worth keeping.
+            diagnostics.push(
+                Diagnostic::warning(format!(
+                    "existing container `{}` did not start; recreated it",
+                    spec.name
+                ))
+                .with_detail(why.trim().to_string()),
+            );
         }
         Ok(CreateResponse {
             driver_id: None,
@@ -720,13 +771,21 @@ impl ComputeDriver for LxcDriver {
     fn destroy(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
         Self::check_name(m, name)?;
         let path = self.machine_path(m)?;
-        match self.presence(m, &path, name)? {
-            Presence::Absent => Ok(Response::default()),
-            Presence::Present(_) => {
-                self.destroy_in(m, &path, name)?;
-                Ok(Response::default())
-            }
+        let out = self.locked(
+            m,
+            &path,
+            name,
+            &["sh", "-c", DESTROY_SCRIPT, "kloud", &path, name],
+            None,
+        )?;
+        if !out.success() {
+            return Err(failed(
+                m,
+                &["lxc-destroy", "-P", &path, "-n", name, "-f"],
+                &out,
+            ));
         }
+        Ok(Response::default())
     }
 
     fn list(&self, m: &MachineRef) -> Result<ListResponse, DriverError> {

@@ -218,9 +218,15 @@ fn an_unknown_template_fails_the_create_and_leaves_nothing() {
     s.image = "ghost".into();
     match d.create(&m, &s) {
         Err(DriverError::CommandFailed {
-            command, status, ..
+            command,
+            status,
+            stderr,
+            ..
         }) => {
             assert!(command.starts_with("lxc-create"), "{command}");
+            // LXC's own complaint, without the driver's step markers.
+            assert!(stderr.contains("kloud-no-such-template"), "{stderr}");
+            assert!(!stderr.contains("kloud-step"), "{stderr}");
             assert!(command.contains("kloud-no-such-template"), "{command}");
             assert_ne!(status, Some(0));
         }
