@@ -189,6 +189,7 @@ impl Drop for Cleanup {
                                 .arg(c.file_name())
                                 .arg("-f")
                                 .output();
+                            remove_leftover_cgroups(&c.file_name().to_string_lossy());
                         }
                     }
                 }
@@ -197,6 +198,20 @@ impl Drop for Cleanup {
         let _ = std::fs::remove_dir_all(&self.root);
         for b in &self.bridges {
             let _ = Command::new("ip").args(["link", "del", b]).output();
+        }
+    }
+}
+
+/// A container whose start failed leaves LXC's monitor cgroup behind (LXC cannot remove it
+/// while its monitor is still in it); remove it once the container is gone. Only empty
+/// cgroups can be removed, so this never touches a live one.
+pub fn remove_leftover_cgroups(container: &str) {
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for c in controllers.flatten() {
+        for kind in ["lxc.monitor.", "lxc.payload."] {
+            let _ = std::fs::remove_dir(c.path().join(format!("{kind}{container}")));
         }
     }
 }
