@@ -208,9 +208,15 @@ fi
 if [ -n "$note" ]; then echo "RECREATED $note"; else echo CREATED; fi
 "#;
 
-/// Destroys a container if it exists (one call). Arguments: path, name.
+/// Destroys a container if it exists (one call). A container whose start once failed can
+/// leave LXC's monitor cgroup behind; rmdir removes it only if it is empty. Arguments: path,
+/// name.
 const DESTROY_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || exit 0
-exec lxc-destroy -P "$1" -n "$2" -f"#;
+lxc-destroy -P "$1" -n "$2" -f || exit $?
+for d in /sys/fs/cgroup/lxc.monitor."$2" /sys/fs/cgroup/*/lxc.monitor."$2"; do
+  [ -d "$d" ] && rmdir "$d" 2>/dev/null
+done
+exit 0"#;
 
 /// Prints `ABSENT` or the LXC state word of one container.
 const STATE_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || { echo ABSENT; exit 0; }
