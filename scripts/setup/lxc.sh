@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Sourced by scripts/test.sh: what the LXC driver's tests (and the container benchmark) need.
 #
-# Installs LXC, the host busybox the offline `busybox` template copies into containers, ping
-# and iproute2; the tests create their own bridges and containers under
+# Installs LXC, the host busybox the offline `busybox` template copies into containers, ping,
+# iproute2 and flock (util-linux); checks overlayfs; the tests create their own bridges and containers under
 # /var/lib/kloud/test-lxc and remove them. Safe to source twice.
 # Exports: KLOUD_TEST_LXC=1 when LXC is usable.
 
@@ -12,12 +12,15 @@ kloud_setup_lxc() {
     command -v busybox >/dev/null 2>&1 || need+=(busybox)
     command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    command -v flock >/dev/null 2>&1 || need+=(util-linux)
     if [ ${#need[@]} -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || return 1
     fi
     [ -f /usr/share/lxc/templates/lxc-busybox ] || { echo "lxc.sh: busybox template missing" >&2; return 1; }
     # LXC needs a cgroup hierarchy; a bare container without one cannot run LXC at all.
     [ -d /sys/fs/cgroup ] && [ -n "$(ls -A /sys/fs/cgroup 2>/dev/null)" ] || { echo "lxc.sh: no cgroup filesystem" >&2; return 1; }
+    # The driver's default backing store is an overlayfs snapshot of the image's base.
+    grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || echo "lxc.sh: no overlayfs; use KLOUD_LXC_BACKING=dir" >&2
     mkdir -p /var/lib/kloud/lxc /var/lib/kloud/test-lxc || return 1
     export KLOUD_TEST_LXC=1
 }

@@ -42,7 +42,7 @@ kloud_setup_sshd() {
         local try
         for _ in $(seq 1 50); do
             try=$(( 20000 + RANDOM % 20000 ))
-            if ! ss -Htln "sport = :$try" | grep -q .; then port=$try; break; fi
+            if [ -z "$(ss -Htln "sport = :$try")" ]; then port=$try; break; fi
         done
         [ -n "$port" ] || { echo "sshd.sh: no free port found" >&2; return 1; }
         cat > "$dir/sshd_config" <<CONF
@@ -66,7 +66,7 @@ CONF
         echo "$port" > "$dir/port"
         local i
         for i in $(seq 1 50); do
-            ss -Htln "sport = :$port" | grep -q . && break
+            [ -n "$(ss -Htln "sport = :$port")" ] && break
             sleep 0.1
         done
     fi

@@ -64,6 +64,30 @@ impl Default for SshOptions {
     }
 }
 
+impl SshOptions {
+    /// Defaults changed by `KLOUD_SSH_CONFIG` (an ssh_config file), `KLOUD_SSH_CONTROL_DIR`
+    /// (share one connection per machine, sockets there) and `KLOUD_SSH_OPTIONS` (extra `-o`
+    /// options separated by `;`, e.g. `UserKnownHostsFile=/k/known;StrictHostKeyChecking=yes`).
+    pub fn from_env() -> Self {
+        let mut o = Self::default();
+        if let Some(cfg) = std::env::var_os("KLOUD_SSH_CONFIG") {
+            o.config_file = Some(PathBuf::from(cfg));
+        }
+        if let Some(dir) = std::env::var_os("KLOUD_SSH_CONTROL_DIR") {
+            o.control_dir = Some(PathBuf::from(dir));
+        }
+        if let Ok(extra) = std::env::var("KLOUD_SSH_OPTIONS") {
+            o.options = extra
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        o
+    }
+}
+
 /// Runs argument vectors on machines.
 #[derive(Debug, Clone, Default)]
 pub struct Runner {

@@ -56,6 +56,20 @@ fn arguments_and_stdin_arrive_unchanged_over_ssh() {
     assert_eq!((out.status, out.stdout.as_str()), (Some(4), "x y\n"));
 }
 
+/// Ends the shared connection and removes its directory, also when the test fails.
+struct Shared<'a> {
+    runner: &'a Runner,
+    machine: &'a MachineRef,
+    dir: PathBuf,
+}
+
+impl Drop for Shared<'_> {
+    fn drop(&mut self) {
+        self.runner.close(self.machine);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn shared_connections_are_made_and_closed() {
     let Some((m, mut ssh)) = machine("ssh_control") else {
@@ -66,6 +80,11 @@ fn shared_connections_are_made_and_closed() {
     ssh.control_dir = Some(dir.clone());
     ssh.control_persist_s = 30;
     let r = Runner::new(ssh);
+    let _cleanup = Shared {
+        runner: &r,
+        machine: &m,
+        dir: dir.clone(),
+    };
     for _ in 0..3 {
         assert_eq!(r.check(&m, &["echo", "ok"], None).unwrap(), "ok\n");
     }
@@ -78,5 +97,4 @@ fn shared_connections_are_made_and_closed() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(sockets(), 0, "close leaves no master behind");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,9 @@
 //! and the median is printed. Containers are destroyed (and timed) after each run.
 //!
 //! Run as root: `cargo bench -p kloud-provider-lxc --bench containers -- [COUNT] [W,W,...] [RUNS]`
-//! (defaults: 60, 5,10,15,20,30, 3). `scripts/bench-containers.sh` wraps it.
+//! (defaults: 60, 5,10,15,20,30, 3). `scripts/bench-containers.sh` wraps it. The machine is
+//! this computer; `KLOUD_BENCH_CONNECT=ssh://...` reaches it through ssh instead (ssh settings
+//! from `KLOUD_SSH_OPTIONS` / `KLOUD_SSH_CONTROL_DIR`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -13,7 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kloud_provider_api::compute::{ComputeDriver, Connect, ContainerSpec, MachineRef, NetworkSpec};
+use kloud_provider_exec::SshOptions;
 use kloud_provider_lxc::{bridge_name, LxcConfig, LxcDriver};
+
+/// The machine's connect string: `KLOUD_BENCH_CONNECT` (e.g. the loopback sshd of
+/// scripts/setup/sshd.sh, with `KLOUD_SSH_OPTIONS` for its known_hosts), default `local`.
+fn connect() -> Result<Connect, String> {
+    match std::env::var("KLOUD_BENCH_CONNECT") {
+        Ok(c) => c.parse().map_err(|e| format!("KLOUD_BENCH_CONNECT: {e}")),
+        Err(_) => Ok(Connect::Local),
+    }
+}
 
 /// Removes the run's containers, machine directory and bridge, also when a run panics.
 struct Cleanup {
@@ -24,13 +36,16 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Ok(machines) = std::fs::read_dir(&self.root) {
-            for m in machines.flatten() {
-                if let Ok(cs) = std::fs::read_dir(m.path()) {
+            // Image bases last: overlay containers are snapshots of them.
+            let mut paths: Vec<PathBuf> = machines.flatten().map(|m| m.path()).collect();
+            paths.sort_by_key(|p| p.ends_with(".images"));
+            for path in paths {
+                if let Ok(cs) = std::fs::read_dir(&path) {
                     for c in cs.flatten() {
                         if c.path().join("config").exists() {
                             let _ = Command::new("lxc-destroy")
                                 .arg("-P")
-                                .arg(m.path())
+                                .arg(&path)
                                 .arg("-n")
                                 .arg(c.file_name())
                                 .arg("-f")
@@ -69,7 +84,10 @@ struct Figures {
     destroy: Duration,
 }
 
-fn run(count: usize, workers: usize, run_id: usize) -> Result<Figures, String> {
+/// One run on a fresh root. `warm`: the image's base container is built (by creating and
+/// destroying one container) before the clock starts, as on a machine that already ran
+/// kloud; cold runs include building it.
+fn run(count: usize, workers: usize, run_id: usize, warm: bool) -> Result<Figures, String> {
     let tag = format!("{}-{workers}-{run_id}", std::process::id());
     let net_name = format!("bench{}", run_id % 10);
     let guard = Cleanup {
@@ -79,9 +97,10 @@ fn run(count: usize, workers: usize, run_id: usize) -> Result<Figures, String> {
     let driver = LxcDriver::new(LxcConfig {
         root: guard.root.clone(),
         stop_timeout_s: 5,
+        ssh: SshOptions::from_env(),
         ..LxcConfig::default()
     });
-    let machine = MachineRef::new("hw-bench.test", Connect::Local);
+    let machine = MachineRef::new("hw-bench.test", connect()?);
     let net = NetworkSpec {
         name: net_name,
         cidr: "10.232.0.0/22".into(),
@@ -112,6 +131,16 @@ fn run(count: usize, workers: usize, run_id: usize) -> Result<Figures, String> {
             }
         })
         .collect();
+
+    if warm {
+        let mut first = specs[0].clone();
+        first.name = format!("warmup-{tag}.test");
+        first.hostname = first.name.clone();
+        driver.create(&machine, &first).map_err(|e| e.to_string())?;
+        driver
+            .destroy(&machine, &first.name)
+            .map_err(|e| e.to_string())?;
+    }
 
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -200,37 +229,43 @@ fn main() {
         return;
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("LXC driver: {count} busybox containers created and answering ping, {cpus} CPUs, {runs} runs each");
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>12}",
-        "workers", "median s", "min s", "max s", "destroy s"
+        "LXC driver: {count} busybox containers created and answering ping, {cpus} CPUs, {runs} runs each, median (min-max) seconds, connect {}",
+        connect().map_or_else(|e| e, |c| c.to_string())
+    );
+    println!(
+        "{:>8} {:>22} {:>22} {:>10}",
+        "workers", "cold (builds image)", "warm (image built)", "destroy"
     );
     let mut run_id = 0;
     for w in workers {
-        let mut ups = Vec::new();
+        let mut cells = Vec::new();
         let mut downs = Vec::new();
-        for _ in 0..runs {
-            run_id += 1;
-            match run(count, w, run_id) {
-                Ok(f) => {
-                    ups.push(f.up.as_secs_f64());
-                    downs.push(f.destroy.as_secs_f64());
-                }
-                Err(e) => {
-                    eprintln!("workers {w}: run failed:\n{e}");
+        for warm in [false, true] {
+            let mut ups = Vec::new();
+            for _ in 0..runs {
+                run_id += 1;
+                match run(count, w, run_id, warm) {
+                    Ok(f) => {
+                        ups.push(f.up.as_secs_f64());
+                        downs.push(f.destroy.as_secs_f64());
+                    }
+                    Err(e) => eprintln!("workers {w}: run failed:\n{e}"),
                 }
             }
+            cells.push(if ups.is_empty() {
+                "failed".to_string()
+            } else {
+                let min = ups.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = ups.iter().copied().fold(0.0, f64::max);
+                format!("{:.2} ({min:.2}-{max:.2})", median(ups))
+            });
         }
-        if ups.is_empty() {
-            println!("{w:>8} {:>10}", "failed");
-            continue;
-        }
-        let min = ups.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = ups.iter().copied().fold(0.0, f64::max);
-        println!(
-            "{w:>8} {:>10.2} {min:>10.2} {max:>10.2} {:>12.2}",
-            median(ups),
-            median(downs)
-        );
+        let destroy = if downs.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.2}", median(downs))
+        };
+        println!("{w:>8} {:>22} {:>22} {destroy:>10}", cells[0], cells[1]);
     }
 }

@@ -25,20 +25,34 @@ use kloud_provider_api::compute::{
     MachineRef, Observed, Response,
 };
 use kloud_provider_api::Diagnostic;
-use kloud_provider_exec::{failed, Runner, SshOptions};
+use kloud_provider_exec::{failed, quote_argv, Runner, SshOptions};
 
 use conf::Cgroup;
 pub use images::{ImageMap, ImageMapError, ImageSpec};
 pub use names::bridge_name;
 
-/// Where containers' root filesystems live; decides whether disk sizes are enforced.
+/// Where containers' root filesystems live; decides how fast a create is and whether disk
+/// sizes are enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backing {
-    /// A directory: fast to create, no disk limit.
+    /// An overlayfs snapshot of the image's base container: a create writes almost nothing
+    /// (the fastest), the base must stay, no disk limit.
     #[default]
+    Overlay,
+    /// A directory of its own: a full copy of the image, no disk limit.
     Dir,
     /// An ext4 image file of `disk_gib` on a loop device: the size is a hard limit.
     Loop,
+}
+
+impl Backing {
+    fn name(self) -> &'static str {
+        match self {
+            Backing::Overlay => "overlay",
+            Backing::Dir => "dir",
+            Backing::Loop => "loop",
+        }
+    }
 }
 
 /// Settings of an [`LxcDriver`].
@@ -50,6 +64,9 @@ pub struct LxcConfig {
     pub images: ImageMap,
     /// Seconds `lxc-stop` waits for a clean shutdown before killing.
     pub stop_timeout_s: u32,
+    /// Build each image once per computer as a base container (under `<root>/.images`) and
+    /// make containers by copying it, instead of running the template for every container.
+    pub clone_images: bool,
     pub ssh: SshOptions,
 }
 
@@ -57,9 +74,10 @@ impl Default for LxcConfig {
     fn default() -> Self {
         Self {
             root: PathBuf::from("/var/lib/kloud/lxc"),
-            backing: Backing::Dir,
+            backing: Backing::Overlay,
             images: ImageMap::default(),
             stop_timeout_s: 10,
+            clone_images: true,
             ssh: SshOptions::default(),
         }
     }
@@ -70,24 +88,33 @@ impl Default for LxcConfig {
 pub enum ConfigError {
     #[error(transparent)]
     Images(#[from] ImageMapError),
-    #[error("`KLOUD_LXC_BACKING` must be `dir` or `loop`, not `{0}`")]
+    #[error("`KLOUD_LXC_BACKING` must be `overlay`, `dir` or `loop`, not `{0}`")]
     Backing(String),
 }
 
 impl LxcConfig {
-    /// Defaults, changed by `KLOUD_LXC_ROOT` (directory), `KLOUD_LXC_BACKING` (`dir`|`loop`)
-    /// and `KLOUD_LXC_IMAGES` (path of a JSON image map, see [`ImageMap::with_file`]).
+    /// Defaults, changed by `KLOUD_LXC_ROOT` (directory), `KLOUD_LXC_BACKING` (`dir`|`loop`),
+    /// `KLOUD_LXC_CLONE=0` (run the template for every container)
+    /// and `KLOUD_LXC_IMAGES` (path of a JSON image map, see [`ImageMap::with_file`]), with
+    /// ssh settings from [`SshOptions::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut c = Self::default();
+        let mut c = Self {
+            ssh: SshOptions::from_env(),
+            ..Self::default()
+        };
         if let Some(root) = std::env::var_os("KLOUD_LXC_ROOT") {
             c.root = PathBuf::from(root);
         }
         if let Ok(b) = std::env::var("KLOUD_LXC_BACKING") {
             c.backing = match b.as_str() {
+                "overlay" => Backing::Overlay,
                 "dir" => Backing::Dir,
                 "loop" => Backing::Loop,
                 other => return Err(ConfigError::Backing(other.to_string())),
             };
+        }
+        if std::env::var("KLOUD_LXC_CLONE").is_ok_and(|v| v == "0") {
+            c.clone_images = false;
         }
         if let Some(path) = std::env::var_os("KLOUD_LXC_IMAGES") {
             c.images = ImageMap::with_file(&PathBuf::from(path))?;
@@ -112,16 +139,59 @@ enum Presence {
     Present(ContainerState),
 }
 
-/// Creates a container from a config file on stdin; kloud's block replaces the template's
-/// values of the keys kloud owns. Arguments: path, name, busybox-init (yes|no), then the
-/// `lxc-create` options.
-const CREATE_SCRIPT: &str = r#"set -e
-P="$1"; N="$2"; BB="$3"; shift 3
+/// Everything `create` does on the machine, in one call (one ssh session for a remote
+/// machine), under the container's lock: adopt the container if it exists (starting it, or
+/// destroying and remaking it when it cannot start), else make the bridge, build the image's
+/// base once, copy it (or run the template), write kloud's config block (stdin) over the
+/// template's values, and start. Before each step it prints `kloud-step: <step>` on stderr,
+/// so a failure names the command that failed. Prints `ADOPTED`, `CREATED` or
+/// `RECREATED <why>`.
+///
+/// Arguments: path, name, busybox-init (yes|no), bridge (`-` for none), gateway/prefix, mode
+/// (copy|create), images path, base name, the template's options (quoted for the shell),
+/// then the backing-store options of `lxc-copy` or `lxc-create`.
+const ENSURE_SCRIPT: &str = r#"set -e
+P="$1"; N="$2"; BB="$3"; BR="$4"; GW="$5"; MODE="$6"; I="$7"; B="$8"; TARGS="$9"; shift 9
+step() { printf 'kloud-step: %s\n' "$1" >&2; }
+note=""
+if [ -f "$P/$N/config" ]; then
+  step info
+  state=$(lxc-info -P "$P" -n "$N" -s -H)
+  if [ "$state" = RUNNING ]; then echo ADOPTED; exit 0; fi
+  step start
+  if err=$(lxc-start -P "$P" -n "$N" 2>&1); then echo ADOPTED; exit 0; fi
+  note=$(printf '%s\n' "$err" | tail -n 2 | tr '\n' ' ')
+  step destroy
+  lxc-destroy -P "$P" -n "$N" -f >/dev/null
+fi
+if [ "$BR" != - ]; then
+  step bridge
+  ip link show dev "$BR" >/dev/null 2>&1 || ip link add name "$BR" type bridge 2>/dev/null || ip link show dev "$BR" >/dev/null
+  ip addr replace "$GW" dev "$BR"
+  ip link set dev "$BR" up
+fi
 mkdir -p "$P"
 f=$(mktemp "$P/.kloud-create.XXXXXX")
 trap 'rm -f "$f"' EXIT
 cat > "$f"
-lxc-create -P "$P" -n "$N" -f "$f" "$@" >/dev/null
+if [ "$MODE" = copy ]; then
+  step base
+  mkdir -p "$I"
+  (
+    flock 9
+    if [ ! -f "$I/$B/kloud-ready" ]; then
+      lxc-destroy -P "$I" -n "$B" -f >/dev/null 2>&1 || true
+      eval "lxc-create -P \"\$I\" -n \"\$B\" -B dir $TARGS" >/dev/null
+      touch "$I/$B/kloud-ready"
+    fi
+  ) 9>>"$I/.lock"
+  step copy
+  lxc-copy -P "$I" -n "$B" -p "$P" -N "$N" "$@" >/dev/null
+else
+  step create
+  eval "lxc-create -P \"\$P\" -n \"\$N\" -f \"\$f\" \"\$@\" $TARGS" >/dev/null
+fi
+step configure
 if [ "$BB" = yes ]; then
   printf '#!/bin/sh\n# kloud: eth0 keeps the address from the LXC config (no udhcpc)\n/bin/syslogd\n/bin/mount -a\n' > "$P/$N/kloud-rcS"
   chmod 755 "$P/$N/kloud-rcS"
@@ -130,7 +200,23 @@ c="$P/$N/config"
 grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' "$c" > "$c.kloud" || true
 cat "$f" >> "$c.kloud"
 mv "$c.kloud" "$c"
+step start
+if ! lxc-start -P "$P" -n "$N"; then
+  lxc-destroy -P "$P" -n "$N" -f >/dev/null 2>&1 || true
+  exit 1
+fi
+if [ -n "$note" ]; then echo "RECREATED $note"; else echo CREATED; fi
 "#;
+
+/// Destroys a container if it exists (one call). A container whose start once failed can
+/// leave LXC's monitor cgroup behind; rmdir removes it only if it is empty. Arguments: path,
+/// name.
+const DESTROY_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || exit 0
+lxc-destroy -P "$1" -n "$2" -f || exit $?
+for d in /sys/fs/cgroup/lxc.monitor."$2" /sys/fs/cgroup/*/lxc.monitor."$2"; do
+  [ -d "$d" ] && rmdir "$d" 2>/dev/null
+done
+exit 0"#;
 
 /// Prints `ABSENT` or the LXC state word of one container.
 const STATE_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || { echo ABSENT; exit 0; }
@@ -148,16 +234,50 @@ for c in "$P"/*/config; do
   printf '%s\t%s\n' "$n" "$a"
 done"#;
 
-/// Makes sure a bridge exists, carries the gateway address and is up. Concurrent calls race
-/// on `ip link add`; the loser finds the bridge there and carries on.
-const BRIDGE_SCRIPT: &str = r#"ip link show dev "$1" >/dev/null 2>&1 || ip link add name "$1" type bridge 2>/dev/null || ip link show dev "$1" >/dev/null || exit 1
-ip addr replace "$2" dev "$1"
-ip link set dev "$1" up"#;
+/// Runs a command holding the container's lock (`<path>/.lock-<name>`), so the calls on one
+/// container never interleave, even with calls left running by a kloud process that was
+/// killed. Arguments: path, name, then the command.
+const LOCK_SCRIPT: &str = r#"P="$1"; N="$2"; shift 2
+mkdir -p "$P" && exec flock "$P/.lock-$N" "$@""#;
 
 /// Writes stdin to a file atomically (a crash leaves the old config or the new, never half).
 const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
 
 const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The warning that a disk size is only recorded, not enforced.
+fn unenforced_disk(backing: Backing, disk_gib: u64, name: &str) -> Diagnostic {
+    Diagnostic::warning(format!(
+        "disk size {disk_gib} GiB of `{name}` is not enforced: the LXC `{}` backing store has no quota",
+        backing.name()
+    ))
+    .with_detail("set KLOUD_LXC_BACKING=loop for a fixed-size disk image per container")
+}
+
+/// The base container of an image: named by the image and a hash of how it is built, so
+/// changing an image's template or arguments builds a new base instead of reusing the old.
+fn base_name(image: &str, spec: &ImageSpec) -> String {
+    let mut recipe = spec.template.clone();
+    for a in &spec.args {
+        recipe.push('\0');
+        recipe.push_str(a);
+    }
+    let readable: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!(
+        "{readable}-{:08x}",
+        names::hash(recipe.as_bytes()) & 0xffff_ffff
+    )
+}
 
 impl LxcDriver {
     pub fn new(config: LxcConfig) -> Self {
@@ -190,6 +310,12 @@ impl LxcDriver {
         Ok(self.config.root.join(&m.name).display().to_string())
     }
 
+    /// Where base containers of images live on a machine; machine names cannot start with
+    /// a dot, so this never clashes with a machine's path.
+    fn images_path(&self) -> String {
+        self.config.root.join(".images").display().to_string()
+    }
+
     fn check_name(m: &MachineRef, name: &str) -> Result<(), DriverError> {
         if names::is_safe_component(name) {
             Ok(())
@@ -202,8 +328,44 @@ impl LxcDriver {
         }
     }
 
+    /// Runs `argv` on the machine under the container's lock (see `LOCK_SCRIPT`).
+    fn locked(
+        &self,
+        m: &MachineRef,
+        path: &str,
+        name: &str,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<kloud_provider_exec::Output, DriverError> {
+        let mut all = vec![path, name];
+        all.extend_from_slice(argv);
+        self.runner.script(m, LOCK_SCRIPT, &all, stdin)
+    }
+
+    /// As [`Self::locked`], failing on a non-zero exit with `argv` as the command shown.
+    fn lxc_locked(
+        &self,
+        m: &MachineRef,
+        path: &str,
+        name: &str,
+        argv: &[&str],
+    ) -> Result<String, DriverError> {
+        let out = self.locked(m, path, name, argv, None)?;
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(failed(m, argv, &out))
+        }
+    }
+
     fn presence(&self, m: &MachineRef, path: &str, name: &str) -> Result<Presence, DriverError> {
-        let out = self.runner.script(m, STATE_SCRIPT, &[path, name], None)?;
+        let out = self.locked(
+            m,
+            path,
+            name,
+            &["sh", "-c", STATE_SCRIPT, "kloud", path, name],
+            None,
+        )?;
         if !out.success() {
             return Err(failed(m, &["lxc-info", "-P", path, "-n", name, "-s"], &out));
         }
@@ -243,22 +405,18 @@ impl LxcDriver {
     }
 
     fn start_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
-        self.lxc(m, &["lxc-start", "-P", path, "-n", name])
+        self.lxc_locked(m, path, name, &["lxc-start", "-P", path, "-n", name])
             .map(drop)
     }
 
-    fn destroy_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
-        self.lxc(m, &["lxc-destroy", "-P", path, "-n", name, "-f"])
-            .map(drop)
-    }
-
-    fn build(
+    /// Checks a spec and works out what to run for it.
+    fn prepare(
         &self,
         m: &MachineRef,
         path: &str,
         spec: &ContainerSpec,
         image: &ImageSpec,
-    ) -> Result<Vec<Diagnostic>, DriverError> {
+    ) -> Result<Prepared, DriverError> {
         let invalid = |reason: String| DriverError::Invalid {
             machine: m.name.clone(),
             name: spec.name.clone(),
@@ -294,24 +452,16 @@ impl LxcDriver {
 
         let mut diagnostics = Vec::new();
         let bridge = bridge_name(&net.name);
-        if let Some(gw) = gateway {
-            let cidr = format!("{gw}/{}", net.prefix_len);
-            let out = self
-                .runner
-                .script(m, BRIDGE_SCRIPT, &[&bridge, &cidr], None)?;
-            if !out.success() {
-                return Err(failed(
-                    m,
-                    &["ip", "link", "add", "name", &bridge, "type", "bridge"],
-                    &out,
-                ));
+        let gw_cidr = match gateway {
+            Some(gw) => format!("{gw}/{}", net.prefix_len),
+            None => {
+                diagnostics.push(Diagnostic::warning(format!(
+                    "network `{}` has no usable gateway: bridge `{bridge}` must exist on `{}` already",
+                    net.name, m.name
+                )));
+                String::new()
             }
-        } else {
-            diagnostics.push(Diagnostic::warning(format!(
-                "network `{}` has no usable gateway: bridge `{bridge}` must exist on `{}` already",
-                net.name, m.name
-            )));
-        }
+        };
 
         let cg = self.cgroup(m)?;
         let rcs = image
@@ -329,46 +479,99 @@ impl LxcDriver {
             memory_mib: spec.memory_mib,
         });
 
-        let mut create: Vec<String> = vec!["-t".into(), image.template.clone()];
-        match self.config.backing {
-            Backing::Dir => {
-                create.extend(["-B".into(), "dir".into()]);
-                diagnostics.push(Diagnostic::warning(format!(
-                    "disk size {} GiB of `{}` is not enforced: the LXC `dir` backing store has no quota",
-                    spec.disk_gib, spec.name
-                )).with_detail("set KLOUD_LXC_BACKING=loop for a fixed-size disk image per container"));
-            }
-            Backing::Loop => {
-                if spec.disk_gib == 0 {
-                    return Err(invalid(
-                        "disk must be above zero for the loop backing store".into(),
-                    ));
-                }
-                create.extend([
-                    "-B".into(),
-                    "loop".into(),
-                    "--fssize".into(),
-                    format!("{}G", spec.disk_gib),
-                ]);
-            }
-        }
+        let mut template: Vec<String> = vec!["-t".into(), image.template.clone()];
         if !image.args.is_empty() {
-            create.push("--".into());
-            create.extend(image.args.iter().cloned());
+            template.push("--".into());
+            template.extend(image.args.iter().cloned());
         }
-        let bb = if rcs.is_some() { "yes" } else { "no" };
-        let mut args: Vec<&str> = vec![path, &spec.name, bb];
-        args.extend(create.iter().map(String::as_str));
-        let out = self
-            .runner
-            .script(m, CREATE_SCRIPT, &args, Some(block.as_bytes()))?;
-        if !out.success() {
-            let mut shown: Vec<&str> = vec!["lxc-create", "-P", path, "-n", &spec.name];
-            shown.extend(create.iter().map(String::as_str));
-            return Err(failed(m, &shown, &out));
+        let backing = self.config.backing;
+        match backing {
+            Backing::Overlay | Backing::Dir => {
+                diagnostics.push(unenforced_disk(backing, spec.disk_gib, &spec.name));
+            }
+            Backing::Loop if spec.disk_gib == 0 => {
+                return Err(invalid(
+                    "disk must be above zero for the loop backing store".into(),
+                ));
+            }
+            Backing::Loop => {}
         }
-        Ok(diagnostics)
+        let fssize = format!("{}G", spec.disk_gib);
+
+        // Either copy the image's base container (built once), or run the template. An
+        // overlay is a snapshot of the base, so it always copies.
+        let clone = self.config.clone_images || backing == Backing::Overlay;
+        let mut opts: Vec<String> = Vec::new();
+        if clone && backing == Backing::Overlay {
+            opts.push("-s".into());
+        }
+        opts.extend(["-B".into(), backing.name().into()]);
+        if backing == Backing::Loop {
+            opts.extend([if clone { "-L" } else { "--fssize" }.into(), fssize]);
+        }
+        Ok(Prepared {
+            busybox: rcs.is_some(),
+            bridge: if gateway.is_some() {
+                bridge
+            } else {
+                "-".into()
+            },
+            gw_cidr,
+            clone,
+            base: base_name(&spec.image, image),
+            template,
+            opts,
+            block,
+            diagnostics,
+        })
     }
+
+    /// The command a step of `ENSURE_SCRIPT` ran, for an error message.
+    fn step_command(&self, step: &str, path: &str, name: &str, p: &Prepared) -> Vec<String> {
+        let images = self.images_path();
+        let mut v: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| v.extend(items.iter().map(|s| s.to_string()));
+        match step {
+            "info" => push(&["lxc-info", "-P", path, "-n", name, "-s"]),
+            "start" => push(&["lxc-start", "-P", path, "-n", name]),
+            "destroy" => push(&["lxc-destroy", "-P", path, "-n", name, "-f"]),
+            "bridge" => push(&["ip", "link", "add", "name", &p.bridge, "type", "bridge"]),
+            "base" => {
+                push(&["lxc-create", "-P", &images, "-n", &p.base, "-B", "dir"]);
+                v.extend(p.template.iter().cloned());
+            }
+            "copy" => {
+                push(&[
+                    "lxc-copy", "-P", &images, "-n", &p.base, "-p", path, "-N", name,
+                ]);
+                v.extend(p.opts.iter().cloned());
+            }
+            "create" => {
+                push(&["lxc-create", "-P", path, "-n", name]);
+                v.extend(p.opts.iter().cloned());
+                v.extend(p.template.iter().cloned());
+            }
+            "configure" => push(&["write", &format!("{path}/{name}/config")]),
+            _ => push(&["sh", "-c", "<kloud create script>"]),
+        }
+        v
+    }
+}
+
+/// What `create` sends to the machine, worked out before anything runs there.
+struct Prepared {
+    busybox: bool,
+    /// Bridge to ensure, or `-` when the network has no gateway to give it.
+    bridge: String,
+    gw_cidr: String,
+    clone: bool,
+    base: String,
+    /// `-t TEMPLATE [-- ARGS]`.
+    template: Vec<String>,
+    /// Backing-store options of `lxc-copy` or `lxc-create`.
+    opts: Vec<String>,
+    block: String,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl ComputeDriver for LxcDriver {
@@ -388,45 +591,69 @@ impl ComputeDriver for LxcDriver {
                 })?;
         Self::check_name(m, &spec.name)?;
         let path = self.machine_path(m)?;
+        let p = self.prepare(m, &path, spec, image)?;
 
-        let mut diagnostics = Vec::new();
-        match self.presence(m, &path, &spec.name)? {
-            Presence::Present(ContainerState::Running) => {
-                return Ok(CreateResponse {
-                    driver_id: None,
-                    adopted: true,
-                    diagnostics,
-                });
-            }
-            Presence::Present(_) => match self.start_in(m, &path, &spec.name) {
-                Ok(()) => {
-                    return Ok(CreateResponse {
-                        driver_id: None,
-                        adopted: true,
-                        diagnostics,
-                    })
-                }
-                // A container that exists but cannot start is most likely the remains of a
-                // create that was interrupted; it holds nothing worth keeping.
-                Err(e) => {
-                    diagnostics.push(
-                        Diagnostic::warning(format!(
-                            "existing container `{}` did not start; recreated it",
-                            spec.name
-                        ))
-                        .with_detail(e.to_string()),
-                    );
-                    self.destroy_in(m, &path, &spec.name)?;
-                }
-            },
-            Presence::Absent => {}
+        let targs = quote_argv(&p.template.iter().map(String::as_str).collect::<Vec<_>>());
+        let images = self.images_path();
+        let mut argv: Vec<&str> = vec![
+            "sh",
+            "-c",
+            ENSURE_SCRIPT,
+            "kloud",
+            &path,
+            &spec.name,
+            if p.busybox { "yes" } else { "no" },
+            &p.bridge,
+            &p.gw_cidr,
+            if p.clone { "copy" } else { "create" },
+            &images,
+            &p.base,
+            &targs,
+        ];
+        argv.extend(p.opts.iter().map(String::as_str));
+        let out = self.locked(m, &path, &spec.name, &argv, Some(p.block.as_bytes()))?;
+
+        if !out.success() {
+            let step = out
+                .stderr
+                .lines()
+                .filter_map(|l| l.strip_prefix("kloud-step: "))
+                .next_back()
+                .unwrap_or("");
+            let shown = self.step_command(step, &path, &spec.name, &p);
+            let cleaned = kloud_provider_exec::Output {
+                stderr: out
+                    .stderr
+                    .lines()
+                    .filter(|l| !l.starts_with("kloud-step: "))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                ..out
+            };
+            let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
+            return Err(failed(m, &shown, &cleaned));
         }
-
-        diagnostics.extend(self.build(m, &path, spec, image)?);
-        if let Err(e) = self.start_in(m, &path, &spec.name) {
-            // Leave nothing half-made behind: the next create starts clean.
-            let _ = self.destroy_in(m, &path, &spec.name);
-            return Err(e);
+        let result = out.stdout.lines().next_back().unwrap_or("").trim();
+        if result == "ADOPTED" {
+            // An adopted container keeps what it has; the checks' warnings are about a
+            // container that was not made now.
+            return Ok(CreateResponse {
+                driver_id: None,
+                adopted: true,
+                diagnostics: Vec::new(),
+            });
+        }
+        let mut diagnostics = p.diagnostics;
+        if let Some(why) = result.strip_prefix("RECREATED") {
+            // A container that exists but cannot start is most likely the remains of a
+            // create that was interrupted; it held nothing worth keeping.
+            diagnostics.push(
+                Diagnostic::warning(format!(
+                    "existing container `{}` did not start; recreated it",
+                    spec.name
+                ))
+                .with_detail(why.trim().to_string()),
+            );
         }
         Ok(CreateResponse {
             driver_id: None,
@@ -467,25 +694,34 @@ impl ComputeDriver for LxcDriver {
         };
         let cg = self.cgroup(m)?;
         let config_path = format!("{path}/{name}/config");
-        let config = self.lxc(m, &["cat", &config_path])?;
+        let config = self.lxc_locked(m, &path, name, &["cat", &config_path])?;
         let new = conf::set_limits(&config, cg, cpu, memory_mib);
-        let out = self
-            .runner
-            .script(m, WRITE_SCRIPT, &[&config_path], Some(new.as_bytes()))?;
+        let out = self.locked(
+            m,
+            &path,
+            name,
+            &["sh", "-c", WRITE_SCRIPT, "kloud", &config_path],
+            Some(new.as_bytes()),
+        )?;
         if !out.success() {
             return Err(failed(m, &["tee", &config_path], &out));
         }
         if state == ContainerState::Running {
             for (key, value) in conf::limits(cg, cpu, memory_mib) {
-                self.lxc(m, &["lxc-cgroup", "-P", &path, "-n", name, key, &value])?;
+                self.lxc_locked(
+                    m,
+                    &path,
+                    name,
+                    &["lxc-cgroup", "-P", &path, "-n", name, key, &value],
+                )?;
             }
         }
 
         let mut diagnostics = Vec::new();
         match self.config.backing {
-            Backing::Dir => diagnostics.push(Diagnostic::warning(format!(
-                "disk size {disk_gib} GiB of `{name}` is not enforced: the LXC `dir` backing store has no quota"
-            ))),
+            b @ (Backing::Overlay | Backing::Dir) => {
+                diagnostics.push(unenforced_disk(b, disk_gib, name))
+            }
             Backing::Loop => {
                 let size = self.lxc(m, &["stat", "-c", "%s", &format!("{path}/{name}/rootdev")])?;
                 let have = size.trim().parse::<u64>().unwrap_or(0);
@@ -527,7 +763,12 @@ impl ComputeDriver for LxcDriver {
             Presence::Present(ContainerState::Stopped) => Ok(Response::default()),
             Presence::Present(_) => {
                 let timeout = self.config.stop_timeout_s.to_string();
-                self.lxc(m, &["lxc-stop", "-P", &path, "-n", name, "-t", &timeout])?;
+                self.lxc_locked(
+                    m,
+                    &path,
+                    name,
+                    &["lxc-stop", "-P", &path, "-n", name, "-t", &timeout],
+                )?;
                 Ok(Response::default())
             }
         }
@@ -536,13 +777,21 @@ impl ComputeDriver for LxcDriver {
     fn destroy(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
         Self::check_name(m, name)?;
         let path = self.machine_path(m)?;
-        match self.presence(m, &path, name)? {
-            Presence::Absent => Ok(Response::default()),
-            Presence::Present(_) => {
-                self.destroy_in(m, &path, name)?;
-                Ok(Response::default())
-            }
+        let out = self.locked(
+            m,
+            &path,
+            name,
+            &["sh", "-c", DESTROY_SCRIPT, "kloud", &path, name],
+            None,
+        )?;
+        if !out.success() {
+            return Err(failed(
+                m,
+                &["lxc-destroy", "-P", &path, "-n", name, "-f"],
+                &out,
+            ));
         }
+        Ok(Response::default())
     }
 
     fn list(&self, m: &MachineRef) -> Result<ListResponse, DriverError> {
@@ -589,5 +838,29 @@ impl ComputeDriver for LxcDriver {
 
     fn images(&self) -> Vec<String> {
         self.config.images.names()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_change_with_the_recipe_and_stay_usable() {
+        let spec = |t: &str, args: &[&str]| ImageSpec {
+            template: t.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            busybox_init: None,
+        };
+        let a = base_name("busybox", &spec("busybox", &[]));
+        assert_eq!(a, base_name("busybox", &spec("busybox", &[])));
+        assert!(a.starts_with("busybox-"));
+        assert_ne!(a, base_name("busybox", &spec("busybox", &["-x"])));
+        assert_ne!(
+            base_name("d", &spec("local", &["a", "b"])),
+            base_name("d", &spec("local", &["a b"]))
+        );
+        let odd = base_name("debian 12/x", &spec("local", &[]));
+        assert!(names::is_safe_component(&odd), "{odd}");
     }
 }

@@ -21,14 +21,14 @@ pub fn bridge_name(network: &str) -> String {
     if short.len() <= MAX_IFNAME && clean == network {
         return short;
     }
-    let hash = fnv1a(network.as_bytes());
+    let hash = hash(network.as_bytes());
     // "kl-" + 6 chars + "-" + 5 hex = 15
     let prefix: String = clean.chars().take(6).collect();
     format!("kl-{prefix}-{:05x}", hash & 0xf_ffff)
 }
 
-/// A stable hash (the standard library's is not stable across releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// A stable hash (the standard library's is not stable across releases): FNV-1a.
+pub fn hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

@@ -162,7 +162,12 @@ fn two_machines_on_one_computer_keep_their_containers_apart() {
     }
     let mut guard = Cleanup::new();
     let net = guard.network();
-    let d = driver(&guard.root);
+    // Full copies of the image (the `dir` backing store) rather than overlay snapshots.
+    let d = LxcDriver::new(LxcConfig {
+        root: guard.root.clone(),
+        backing: kloud_provider_lxc::Backing::Dir,
+        ..LxcConfig::default()
+    });
     let (a, b) = (local_machine("hw-a"), local_machine("hw-b"));
     let na = format!("{}.test", unique("on-a"));
     let nb = format!("{}.test", unique("on-b"));
@@ -213,9 +218,15 @@ fn an_unknown_template_fails_the_create_and_leaves_nothing() {
     s.image = "ghost".into();
     match d.create(&m, &s) {
         Err(DriverError::CommandFailed {
-            command, status, ..
+            command,
+            status,
+            stderr,
+            ..
         }) => {
             assert!(command.starts_with("lxc-create"), "{command}");
+            // LXC's own complaint, without the driver's step markers.
+            assert!(stderr.contains("kloud-no-such-template"), "{stderr}");
+            assert!(!stderr.contains("kloud-step"), "{stderr}");
             assert!(command.contains("kloud-no-such-template"), "{command}");
             assert_ne!(status, Some(0));
         }
@@ -284,4 +295,184 @@ fn containers_on_a_machine_reached_over_ssh() {
     );
     d.destroy(&m, &name).unwrap();
     assert!(d.list(&m).unwrap().containers.is_empty());
+}
+
+#[test]
+fn loop_backing_enforces_the_disk_size() {
+    if !lxc_available("loop_backing") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = LxcDriver::new(LxcConfig {
+        root: guard.root.clone(),
+        backing: kloud_provider_lxc::Backing::Loop,
+        stop_timeout_s: 5,
+        ..LxcConfig::default()
+    });
+    let m = local_machine("hw");
+    let name = format!("{}.test", unique("disk"));
+    let s = spec(&name, &net, 50);
+    let created = d.create(&m, &s).unwrap();
+    assert!(
+        created
+            .diagnostics
+            .iter()
+            .all(|x| !x.summary.contains("not enforced")),
+        "{:?}",
+        created.diagnostics
+    );
+    // The root filesystem is a 1 GiB image: `df` inside sees its size, not the host's disk.
+    let df = in_container(&guard.root, &m, &name, &["df", "-k", "/"]);
+    let size_kib: u64 = df
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((900_000..=1_048_576).contains(&size_kib), "{df}");
+    assert!(pings(
+        &s.network.address.to_string(),
+        Duration::from_secs(5)
+    ));
+    // Growing a loop disk is not done in place, and the driver says so.
+    let r = d.resize(&m, &name, 1, 128, 2).unwrap();
+    assert!(
+        r.diagnostics
+            .iter()
+            .any(|x| x.summary.contains("stays 1 GiB")),
+        "{:?}",
+        r.diagnostics
+    );
+    d.destroy(&m, &name).unwrap();
+}
+
+#[test]
+fn a_container_that_cannot_start_is_recreated_by_create() {
+    if !lxc_available("recreate") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let name = format!("{}.test", unique("broken"));
+    let s = spec(&name, &net, 60);
+    d.create(&m, &s).unwrap();
+    d.stop(&m, &name).unwrap();
+    // What an interrupted create can leave: a container whose config points at a file that
+    // was never written, so lxc-start fails for real.
+    std::fs::remove_file(guard.root.join(&m.name).join(&name).join("kloud-rcS")).unwrap();
+    assert!(
+        d.start(&m, &name).is_err(),
+        "start of the broken container must fail"
+    );
+
+    let again = d.create(&m, &s).unwrap();
+    assert!(!again.adopted);
+    assert!(
+        again
+            .diagnostics
+            .iter()
+            .any(|x| x.summary.contains("recreated")),
+        "{:?}",
+        again.diagnostics
+    );
+    assert!(pings(
+        &s.network.address.to_string(),
+        Duration::from_secs(5)
+    ));
+    d.destroy(&m, &name).unwrap();
+}
+
+#[test]
+fn images_build_once_into_a_base_that_is_never_listed() {
+    if !lxc_available("base") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let (a, b) = (local_machine("hw-a"), local_machine("hw-b"));
+    d.create(&a, &spec(&format!("{}.test", unique("c1")), &net, 70))
+        .unwrap();
+    d.create(&b, &spec(&format!("{}.test", unique("c2")), &net, 71))
+        .unwrap();
+    let bases: Vec<String> = std::fs::read_dir(guard.root.join(".images"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("kloud-ready").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(bases.len(), 1, "one base for one image: {bases:?}");
+    assert!(bases[0].starts_with("busybox-"));
+    assert_eq!(d.list(&a).unwrap().containers.len(), 1);
+    assert_eq!(d.list(&b).unwrap().containers.len(), 1);
+
+    // Without cloning, the template runs for the container and no base is involved.
+    let plain = LxcDriver::new(LxcConfig {
+        root: guard.root.clone(),
+        clone_images: false,
+        backing: kloud_provider_lxc::Backing::Dir,
+        ..LxcConfig::default()
+    });
+    let c = local_machine("hw-c");
+    let s = spec(&format!("{}.test", unique("c3")), &net, 72);
+    plain.create(&c, &s).unwrap();
+    assert!(pings(
+        &s.network.address.to_string(),
+        Duration::from_secs(5)
+    ));
+    assert_eq!(plain.list(&c).unwrap().containers.len(), 1);
+}
+
+#[test]
+fn calls_on_one_container_wait_for_a_call_still_running() {
+    if !lxc_available("lock") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let name = format!("{}.test", unique("locked"));
+    let s = spec(&name, &net, 80);
+    d.create(&m, &s).unwrap();
+
+    // What a killed kloud leaves behind: a command on the container still running. It holds
+    // the container's lock, and stops the container when it finishes.
+    let path = guard.root.join(&m.name);
+    let mut orphan = std::process::Command::new("flock")
+        .arg(path.join(format!(".lock-{name}")))
+        .args([
+            "sh",
+            "-c",
+            "touch \"$0.held\"; sleep 1.5; lxc-stop -P \"$1\" -n \"$2\" -k",
+        ])
+        .arg(path.join("orphan"))
+        .arg(&path)
+        .arg(&name)
+        .spawn()
+        .unwrap();
+    let held = path.join("orphan.held");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !held.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(held.exists(), "the orphan never took the lock");
+
+    // Without the lock, create would see the container running and return at once, and the
+    // orphan would stop it a moment later. With it, create sees the stopped container and
+    // starts it.
+    let r = d.create(&m, &s).unwrap();
+    assert!(r.adopted);
+    assert!(orphan.wait().unwrap().success());
+    assert_eq!(
+        d.list(&m).unwrap().containers[0].state,
+        ContainerState::Running
+    );
+    assert!(pings(
+        &s.network.address.to_string(),
+        Duration::from_secs(5)
+    ));
 }

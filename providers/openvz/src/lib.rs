@@ -13,16 +13,20 @@ pub mod vzlist;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use kloud_provider_api::compute::{
     ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, ListResponse,
     MachineRef, Observed, Response,
 };
 use kloud_provider_api::Diagnostic;
-use kloud_provider_exec::{failed, Runner, SshOptions};
+use kloud_provider_exec::{failed, Output, Runner, SshOptions};
 
 /// vzctl's exit status when the CTID's private area already exists (vzerror.h).
 const VZ_FS_PRVT_AREA_EXIST: i32 = 44;
+
+/// vzctl's exit status when another vzctl holds the container's lock (vzerror.h).
+const VZ_LOCKED: i32 = 9;
 
 /// How many times create moves on to another CTID when one turns out to be taken by
 /// something this process did not see (another operator, another tool).
@@ -34,6 +38,8 @@ pub struct OpenVzConfig {
     /// Image name → OS template name (`--ostemplate`).
     pub images: BTreeMap<String, String>,
     pub ssh: SshOptions,
+    /// How long a call waits for a container locked by another vzctl before failing.
+    pub lock_wait: Duration,
 }
 
 impl Default for OpenVzConfig {
@@ -50,6 +56,7 @@ impl Default for OpenVzConfig {
         Self {
             images,
             ssh: SshOptions::default(),
+            lock_wait: Duration::from_secs(60),
         }
     }
 }
@@ -75,9 +82,13 @@ pub enum ConfigError {
 
 impl OpenVzConfig {
     /// Defaults plus the entries of the JSON file named by `KLOUD_OPENVZ_IMAGES`
-    /// (`{"debian-12": "debian-12.0-x86_64-minimal"}`), whose entries win.
+    /// (`{"debian-12": "debian-12.0-x86_64-minimal"}`), whose entries win, with ssh settings
+    /// from [`SshOptions::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut c = Self::default();
+        let mut c = Self {
+            ssh: SshOptions::from_env(),
+            ..Self::default()
+        };
         if let Some(path) = std::env::var_os("KLOUD_OPENVZ_IMAGES") {
             let path = PathBuf::from(path);
             let shown = path.display().to_string();
@@ -142,7 +153,25 @@ impl OpenVzDriver {
     }
 
     fn vz(&self, m: &MachineRef, argv: &[&str]) -> Result<String, DriverError> {
-        self.runner.check(m, argv, None)
+        let out = self.run_vz(m, argv)?;
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(failed(m, argv, &out))
+        }
+    }
+
+    /// Runs a vzctl command, waiting while the container is locked by another vzctl (one
+    /// left running by a killed kloud, or an operator's).
+    fn run_vz(&self, m: &MachineRef, argv: &[&str]) -> Result<Output, DriverError> {
+        let deadline = Instant::now() + self.config.lock_wait;
+        loop {
+            let out = self.runner.run(m, argv, None)?;
+            if out.status != Some(VZ_LOCKED) || Instant::now() >= deadline {
+                return Ok(out);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     fn find(&self, m: &MachineRef, name: &str) -> Result<Option<Observed>, DriverError> {
@@ -281,7 +310,7 @@ impl ComputeDriver for OpenVzDriver {
                 "--name",
                 &spec.name,
             ];
-            let out = self.runner.run(m, &argv, None)?;
+            let out = self.run_vz(m, &argv)?;
             if out.status == Some(VZ_FS_PRVT_AREA_EXIST) {
                 seen_taken.insert(claim.ctid);
                 continue;

@@ -21,6 +21,7 @@ struct Machine {
     state: PathBuf,
     machine: MachineRef,
     driver: OpenVzDriver,
+    ssh: SshOptions,
 }
 
 impl Drop for Machine {
@@ -64,9 +65,10 @@ impl Machine {
         let connect = format!("ssh://root@127.0.0.1:{port}?identity={}", key.display());
         Some(Self {
             driver: OpenVzDriver::new(OpenVzConfig {
-                ssh,
+                ssh: ssh.clone(),
                 ..OpenVzConfig::default()
             }),
+            ssh,
             machine: MachineRef::new(format!("vz-{id}.test"), connect.parse().unwrap()),
             state,
         })
@@ -346,4 +348,45 @@ fn refused_and_unauthorised_ssh_are_connection_errors() {
         }
         other => panic!("expected Connection, got {other:?}"),
     }
+}
+
+#[test]
+fn a_container_locked_by_another_vzctl_is_waited_for() {
+    let Some(vz) = Machine::new("locked") else {
+        return;
+    };
+    let (d, m) = (&vz.driver, &vz.machine);
+    d.create(m, &spec("busy.test", 3)).unwrap();
+    // Another vzctl holds the container's lock (the stand-in's lock is a directory).
+    let lock = vz.state.join("ct/101.lck");
+    std::fs::create_dir(&lock).unwrap();
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            std::fs::remove_dir(&lock).unwrap();
+        });
+        d.stop(m, "busy.test").unwrap();
+    });
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1400));
+    assert_eq!(
+        d.list(m).unwrap().containers[0].state,
+        ContainerState::Stopped
+    );
+
+    // With no patience, the lock is an error that says what vzctl said.
+    std::fs::create_dir(&lock).unwrap();
+    let impatient = OpenVzDriver::new(OpenVzConfig {
+        lock_wait: std::time::Duration::ZERO,
+        ssh: vz.ssh.clone(),
+        ..OpenVzConfig::default()
+    });
+    match impatient.start(m, "busy.test") {
+        Err(DriverError::CommandFailed { status, stderr, .. }) => {
+            assert_eq!(status, Some(9));
+            assert!(stderr.contains("locked"), "{stderr}");
+        }
+        other => panic!("expected CommandFailed, got {other:?}"),
+    }
+    std::fs::remove_dir(&lock).unwrap();
 }

@@ -175,8 +175,10 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Ok(machines) = std::fs::read_dir(&self.root) {
-            for m in machines.flatten() {
-                let path = m.path();
+            // Image bases last: overlay containers are snapshots of them.
+            let mut paths: Vec<PathBuf> = machines.flatten().map(|m| m.path()).collect();
+            paths.sort_by_key(|p| p.ends_with(".images"));
+            for path in paths {
                 if let Ok(containers) = std::fs::read_dir(&path) {
                     for c in containers.flatten() {
                         if c.path().join("config").exists() {
@@ -187,6 +189,7 @@ impl Drop for Cleanup {
                                 .arg(c.file_name())
                                 .arg("-f")
                                 .output();
+                            remove_leftover_cgroups(&c.file_name().to_string_lossy());
                         }
                     }
                 }
@@ -195,6 +198,20 @@ impl Drop for Cleanup {
         let _ = std::fs::remove_dir_all(&self.root);
         for b in &self.bridges {
             let _ = Command::new("ip").args(["link", "del", b]).output();
+        }
+    }
+}
+
+/// A container whose start failed leaves LXC's monitor cgroup behind (LXC cannot remove it
+/// while its monitor is still in it); remove it once the container is gone. Only empty
+/// cgroups can be removed, so this never touches a live one.
+pub fn remove_leftover_cgroups(container: &str) {
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for c in controllers.flatten() {
+        for kind in ["lxc.monitor.", "lxc.payload."] {
+            let _ = std::fs::remove_dir(c.path().join(format!("{kind}{container}")));
         }
     }
 }
