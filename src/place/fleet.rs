@@ -272,8 +272,17 @@ impl<'p> Fleet<'p> {
             existing_in_class: vec![0; classes.len()],
             classes,
         };
+        // Hosts listed by name come grouped by class: reuse the last lookup while it matches.
+        let mut last: Option<(&str, Option<u32>)> = None;
         for e in &problem.existing {
-            let class = statics.class_ids.get(e.class.as_str()).copied();
+            let class = match last {
+                Some((name, id)) if name == e.class => id,
+                _ => {
+                    let id = statics.class_ids.get(e.class.as_str()).copied();
+                    last = Some((e.class.as_str(), id));
+                    id
+                }
+            };
             if let Some(c) = class {
                 fleet.existing_in_class[c as usize] += 1;
             }

@@ -31,15 +31,17 @@ use std::collections::{BTreeMap, HashSet};
 /// Tuning of [`place_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Feasibility checks the improvement phase may spend, on top of the first pass. Counting work
-    /// rather than time keeps the result the same on a slow machine as on a fast one.
+    /// Feasibility checks the improvement phase may spend on a plan of up to 2,000 new hosts;
+    /// larger plans get proportionally less (a tenth of it for 20,000), so the phase stays
+    /// bounded in time. Counting work rather than time keeps the result the same on a slow
+    /// computer as on a fast one. Zero turns the phase off.
     pub work_budget: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            work_budget: 3_000_000,
+            work_budget: 20_000_000,
         }
     }
 }
@@ -60,7 +62,9 @@ pub fn place_with(problem: &Problem, options: &Options) -> Placement {
     let mut best = construct(&base, &hosts, Order::Sum);
     // Improve the new hosts' assignment within a work budget: other orderings and fits, then
     // emptying the least used machines.
-    improve::improve(&base, &hosts, &mut best, options.work_budget);
+    let n = problem.requests.len().max(1) as u128;
+    let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
+    improve::improve(&base, &hosts, &mut best, budget as u64);
     // Whatever is left unplaced is explained against the final state of the fleet.
     finish(problem, &hosts, &best)
 }
