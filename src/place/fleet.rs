@@ -310,9 +310,11 @@ impl<'p> Fleet<'p> {
     }
 
     fn occupy(&mut self, size: Vec3, m: u32) {
+        // Saturating: absurd sizes from an inventory must not panic; a machine at u64::MAX is
+        // simply full.
         let used = &mut self.used[m as usize];
         for d in 0..3 {
-            used[d] += size[d];
+            used[d] = used[d].saturating_add(size[d]);
         }
         self.hosts_on[m as usize] += 1;
     }
@@ -330,7 +332,7 @@ impl<'p> Fleet<'p> {
     pub fn take(&mut self, class: u32, size: Vec3, m: u32) {
         let used = &mut self.used[m as usize];
         for d in 0..3 {
-            used[d] -= size[d];
+            used[d] = used[d].saturating_sub(size[d]);
         }
         self.hosts_on[m as usize] -= 1;
         let info = &self.statics.machines[m as usize];
