@@ -77,8 +77,6 @@ pub(crate) struct MachineInfo<'a> {
     pub name: &'a str,
     pub cap: Vec3,
     pub driver: u32,
-    /// Value id per label key id; `None` when the machine lacks the label.
-    pub values: Vec<Option<u32>>,
 }
 
 /// One `max_per` rule of a class, with its running count per value of the key.
@@ -109,6 +107,9 @@ pub(crate) struct Fleet<'p> {
 }
 
 pub(crate) struct Statics<'a> {
+    /// Value id per machine and label key id (`keys.len()` per machine, in one block so that
+    /// counting a host touches one cache line); `None` when the machine lacks the label.
+    values: Vec<Option<u32>>,
     pub machines: Vec<MachineInfo<'a>>,
     pub machine_ids: FastMap<&'a str, u32>,
     pub drivers: Vec<String>,
@@ -121,6 +122,11 @@ pub(crate) struct Statics<'a> {
 }
 
 impl<'a> Statics<'a> {
+    /// The value of label key `key` on machine `m`.
+    pub fn value(&self, m: u32, key: u32) -> Option<u32> {
+        self.values[m as usize * self.keys.len() + key as usize]
+    }
+
     pub fn build(problem: &'a Problem) -> (Statics<'a>, Vec<Class>) {
         // Machines in name order; a duplicate name is ambiguous and the first definition wins.
         // Inventories usually arrive sorted, which is checked in one pass before sorting.
@@ -166,6 +172,7 @@ impl<'a> Statics<'a> {
             .map(|(i, d)| (d.clone(), i as u32))
             .collect();
         let mut reference = [1u64; 3];
+        let mut values = Vec::with_capacity(named.len() * keys.len());
         let machines: Vec<MachineInfo> = named
             .iter()
             .enumerate()
@@ -174,24 +181,19 @@ impl<'a> Statics<'a> {
                 for d in 0..3 {
                     reference[d] = reference[d].max(cap[d]);
                 }
-                let values = keys
-                    .iter()
-                    .enumerate()
-                    .map(|(k, key)| {
-                        if key == MACHINE_KEY {
-                            Some(id as u32)
-                        } else {
-                            m.labels
-                                .get(key)
-                                .and_then(|v| value_ids[k].get(v.as_str()).copied())
-                        }
-                    })
-                    .collect();
+                for (k, key) in keys.iter().enumerate() {
+                    values.push(if key == MACHINE_KEY {
+                        Some(id as u32)
+                    } else {
+                        m.labels
+                            .get(key)
+                            .and_then(|v| value_ids[k].get(v.as_str()).copied())
+                    });
+                }
                 MachineInfo {
                     name: m.name.as_str(),
                     cap,
                     driver: driver_ids[&m.driver],
-                    values,
                 }
             })
             .collect();
@@ -249,6 +251,7 @@ impl<'a> Statics<'a> {
             .map(|(i, m)| (m.name, i as u32))
             .collect();
         let statics = Statics {
+            values,
             machines,
             machine_ids,
             drivers,
@@ -321,9 +324,9 @@ impl<'p> Fleet<'p> {
 
     pub fn put(&mut self, class: u32, size: Vec3, m: u32) {
         self.occupy(size, m);
-        let info = &self.statics.machines[m as usize];
+        let statics = self.statics;
         for rule in &mut self.classes[class as usize].rules {
-            if let Some(v) = info.values[rule.key as usize] {
+            if let Some(v) = statics.value(m, rule.key) {
                 rule.counts[v as usize] += 1;
             }
         }
@@ -335,9 +338,9 @@ impl<'p> Fleet<'p> {
             used[d] = used[d].saturating_sub(size[d]);
         }
         self.hosts_on[m as usize] -= 1;
-        let info = &self.statics.machines[m as usize];
+        let statics = self.statics;
         for rule in &mut self.classes[class as usize].rules {
-            if let Some(v) = info.values[rule.key as usize] {
+            if let Some(v) = statics.value(m, rule.key) {
                 rule.counts[v as usize] -= 1;
             }
         }

@@ -1,8 +1,10 @@
 //! The improvement phase: better packings of the new hosts than one greedy pass gives, within a
 //! budget of feasibility checks so that large plans stay fast and results stay deterministic.
 //!
-//! 1. Portfolio: the constructive pass again under other measures of "large" and of "fit"; the
-//!    best result (fewest unplaced, then fewest machines) is kept.
+//! 1. Portfolio: the constructive pass again with the largest resource as the measure of
+//!    "large", then bin-centric fills ([`super::bins`]) under three measures of fit; the best
+//!    result (fewest unplaced, then fewest machines) is kept. A pass is only started while the
+//!    budget still covers what the first pass cost.
 //! 2. Emptying machines (after consistent neighbourhood search, Buljubašić & Vasquez 2016): take
 //!    the least filled machine that holds only movable new hosts, pull its hosts out, and try to
 //!    fit every pulled host elsewhere — directly, or by swapping it against one or two smaller
@@ -10,6 +12,7 @@
 //!    going straight back. When nothing is left over, one machine fewer is in use; otherwise the
 //!    attempt is undone. Every move passes the same stages as the first pass, so rules hold.
 //!    Existing hosts and hosts of spread classes are never moved by this phase.
+//! 3. Hosts still unplaced get one more look at every machine, since moves may have made room.
 
 use super::bins;
 use super::fleet::{FastMap, Fleet, Vec3};
