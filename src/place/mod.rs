@@ -66,12 +66,15 @@ pub fn place_with(problem: &Problem, options: &Options) -> Placement {
     let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
     improve::improve(&base, &hosts, &mut best, budget as u64);
     // Whatever is left unplaced is explained against the final state of the fleet.
-    finish(problem, &hosts, &best)
+    finish(&hosts, &best)
 }
 
 /// The requests, grouped, with the order they are considered in.
 pub(crate) struct Hosts<'p> {
-    pub requests: &'p [Request],
+    /// In name order (stable, so of two requests with one name the first listed is placed):
+    /// every index below refers to this order, which makes the result independent of the order
+    /// requests arrive in.
+    pub requests: Vec<&'p Request>,
     pub groups: Vec<Group>,
     /// Group per request; `None` for a repeated host name, which is not placed twice.
     pub group_of: Vec<Option<usize>>,
@@ -87,8 +90,9 @@ impl<'p> Hosts<'p> {
         let mut groups = Vec::new();
         let mut names = HashSet::new();
         let mut class_hosts = fleet.existing_in_class.clone();
-        let group_of = problem
-            .requests
+        let mut requests: Vec<&Request> = problem.requests.iter().collect();
+        requests.sort_by(|a, b| a.name.cmp(&b.name));
+        let group_of = requests
             .iter()
             .map(|r| {
                 if !names.insert(r.name.as_str()) {
@@ -109,7 +113,7 @@ impl<'p> Hosts<'p> {
             })
             .collect();
         Hosts {
-            requests: &problem.requests,
+            requests,
             groups,
             group_of,
             class_hosts,
@@ -202,10 +206,10 @@ pub(crate) fn construct<'p>(base: &Fleet<'p>, hosts: &Hosts, order: Order) -> So
     }
 }
 
-fn finish(problem: &Problem, hosts: &Hosts, best: &Solution) -> Placement {
+fn finish(hosts: &Hosts, best: &Solution) -> Placement {
     let fleet = &best.fleet;
     let mut placement = Placement::default();
-    for (i, r) in problem.requests.iter().enumerate() {
+    for (i, r) in hosts.requests.iter().enumerate() {
         match (hosts.group_of[i], best.assign[i]) {
             (_, Some(m)) => {
                 placement.assigned.insert(
