@@ -140,60 +140,83 @@ impl<'a> Statics<'a> {
             keys.extend(r.max_per.keys().map(String::as_str));
         }
         let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
+        // Label values get ids in first-seen order in one pass over the machines, then are
+        // renumbered in value order: one label lookup and one hash per machine and key.
         let mut value_ids: Vec<FastMap<&str, u32>> = vec![FastMap::default(); keys.len()];
-        for m in &named {
+        let mut values: Vec<Option<u32>> = Vec::with_capacity(named.len() * keys.len());
+        for (id, m) in named.iter().enumerate() {
             for (k, key) in keys.iter().enumerate() {
-                if key != MACHINE_KEY {
-                    if let Some(v) = m.labels.get(key) {
-                        value_ids[k].insert(v.as_str(), 0);
-                    }
+                values.push(if key == MACHINE_KEY {
+                    Some(id as u32)
+                } else {
+                    m.labels.get(key).map(|v| {
+                        let next = value_ids[k].len() as u32;
+                        *value_ids[k].entry(v.as_str()).or_insert(next)
+                    })
+                });
+            }
+        }
+        let renumber: Vec<Vec<u32>> = value_ids
+            .iter()
+            .map(|ids| {
+                let mut sorted: Vec<(&str, u32)> = ids.iter().map(|(v, &i)| (*v, i)).collect();
+                sorted.sort_unstable();
+                let mut to = vec![0; sorted.len()];
+                for (rank, (_, first_seen)) in sorted.into_iter().enumerate() {
+                    to[first_seen as usize] = rank as u32;
                 }
+                to
+            })
+            .collect();
+        for (i, v) in values.iter_mut().enumerate() {
+            let k = i % keys.len().max(1);
+            if keys[k] != MACHINE_KEY {
+                *v = v.map(|id| renumber[k][id as usize]);
             }
         }
-        for ids in value_ids.iter_mut() {
-            let mut sorted: Vec<&str> = ids.keys().copied().collect();
-            sorted.sort_unstable();
-            for (i, v) in sorted.into_iter().enumerate() {
-                ids.insert(v, i as u32);
-            }
-        }
-        let mut drivers: Vec<&str> = named
+        // Machines of one inventory mostly share a driver: compare with the last one seen before
+        // hashing.
+        let mut seen: HashSet<&str, BuildHasherDefault<Fx>> = HashSet::default();
+        let mut last = None;
+        for d in named
             .iter()
             .map(|m| m.driver.as_str())
             .chain(problem.requests.iter().map(|r| r.driver.as_str()))
-            .collect::<HashSet<&str, BuildHasherDefault<Fx>>>()
-            .into_iter()
-            .collect();
+        {
+            if last != Some(d) {
+                seen.insert(d);
+                last = Some(d);
+            }
+        }
+        let mut drivers: Vec<&str> = seen.into_iter().collect();
         drivers.sort_unstable();
-        let drivers: Vec<String> = drivers.into_iter().map(str::to_string).collect();
         let driver_ids: FastMap<String, u32> = drivers
             .iter()
             .enumerate()
-            .map(|(i, d)| (d.clone(), i as u32))
+            .map(|(i, d)| (d.to_string(), i as u32))
             .collect();
+        let drivers: Vec<String> = drivers.into_iter().map(str::to_string).collect();
         let mut reference = [1u64; 3];
-        let mut values = Vec::with_capacity(named.len() * keys.len());
+        let mut last: Option<(&str, u32)> = None;
         let machines: Vec<MachineInfo> = named
             .iter()
-            .enumerate()
-            .map(|(id, m)| {
+            .map(|m| {
                 let cap = m.capacity.vector();
                 for d in 0..3 {
                     reference[d] = reference[d].max(cap[d]);
                 }
-                for (k, key) in keys.iter().enumerate() {
-                    values.push(if key == MACHINE_KEY {
-                        Some(id as u32)
-                    } else {
-                        m.labels
-                            .get(key)
-                            .and_then(|v| value_ids[k].get(v.as_str()).copied())
-                    });
-                }
+                let driver = match last {
+                    Some((name, id)) if name == m.driver => id,
+                    _ => {
+                        let id = driver_ids[m.driver.as_str()];
+                        last = Some((m.driver.as_str(), id));
+                        id
+                    }
+                };
                 MachineInfo {
                     name: m.name.as_str(),
                     cap,
-                    driver: driver_ids[&m.driver],
+                    driver,
                 }
             })
             .collect();
