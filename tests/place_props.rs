@@ -137,5 +137,9 @@ proptest! {
         let mut reversed = problem.clone();
         reversed.machines.reverse();
         prop_assert_eq!(&p, &place(&reversed));
+        // Requests in another order (names are unique here): the same placement.
+        let mut rotated = problem.clone();
+        rotated.requests.reverse();
+        prop_assert_eq!(&p, &place(&rotated));
     }
 }

@@ -134,9 +134,9 @@ pub fn check(problem: &Problem, placement: &Placement) -> Vec<Violation> {
     for &(_, _, machine, size, new) in &hosts {
         let (total, added) = used.entry(machine).or_default();
         for (d, n) in size.into_iter().enumerate() {
-            total[d] += n;
+            total[d] = total[d].saturating_add(n);
             if new {
-                added[d] += n;
+                added[d] = added[d].saturating_add(n);
             }
         }
     }

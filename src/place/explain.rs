@@ -91,7 +91,7 @@ fn sentence(
             }
             let values: BTreeSet<u32> = with_driver
                 .iter()
-                .filter_map(|&m| statics.machines[m as usize].values[k as usize])
+                .filter_map(|&m| statics.value(m, k))
                 .collect();
             let have = values.len() as u32;
             let needed = class_hosts.div_ceil(limit);

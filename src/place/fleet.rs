@@ -77,8 +77,6 @@ pub(crate) struct MachineInfo<'a> {
     pub name: &'a str,
     pub cap: Vec3,
     pub driver: u32,
-    /// Value id per label key id; `None` when the machine lacks the label.
-    pub values: Vec<Option<u32>>,
 }
 
 /// One `max_per` rule of a class, with its running count per value of the key.
@@ -109,6 +107,9 @@ pub(crate) struct Fleet<'p> {
 }
 
 pub(crate) struct Statics<'a> {
+    /// Value id per machine and label key id (`keys.len()` per machine, in one block so that
+    /// counting a host touches one cache line); `None` when the machine lacks the label.
+    values: Vec<Option<u32>>,
     pub machines: Vec<MachineInfo<'a>>,
     pub machine_ids: FastMap<&'a str, u32>,
     pub drivers: Vec<String>,
@@ -121,6 +122,11 @@ pub(crate) struct Statics<'a> {
 }
 
 impl<'a> Statics<'a> {
+    /// The value of label key `key` on machine `m`.
+    pub fn value(&self, m: u32, key: u32) -> Option<u32> {
+        self.values[m as usize * self.keys.len() + key as usize]
+    }
+
     pub fn build(problem: &'a Problem) -> (Statics<'a>, Vec<Class>) {
         // Machines in name order; a duplicate name is ambiguous and the first definition wins.
         // Inventories usually arrive sorted, which is checked in one pass before sorting.
@@ -134,64 +140,83 @@ impl<'a> Statics<'a> {
             keys.extend(r.max_per.keys().map(String::as_str));
         }
         let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
+        // Label values get ids in first-seen order in one pass over the machines, then are
+        // renumbered in value order: one label lookup and one hash per machine and key.
         let mut value_ids: Vec<FastMap<&str, u32>> = vec![FastMap::default(); keys.len()];
-        for m in &named {
+        let mut values: Vec<Option<u32>> = Vec::with_capacity(named.len() * keys.len());
+        for (id, m) in named.iter().enumerate() {
             for (k, key) in keys.iter().enumerate() {
-                if key != MACHINE_KEY {
-                    if let Some(v) = m.labels.get(key) {
-                        value_ids[k].insert(v.as_str(), 0);
-                    }
+                values.push(if key == MACHINE_KEY {
+                    Some(id as u32)
+                } else {
+                    m.labels.get(key).map(|v| {
+                        let next = value_ids[k].len() as u32;
+                        *value_ids[k].entry(v.as_str()).or_insert(next)
+                    })
+                });
+            }
+        }
+        let renumber: Vec<Vec<u32>> = value_ids
+            .iter()
+            .map(|ids| {
+                let mut sorted: Vec<(&str, u32)> = ids.iter().map(|(v, &i)| (*v, i)).collect();
+                sorted.sort_unstable();
+                let mut to = vec![0; sorted.len()];
+                for (rank, (_, first_seen)) in sorted.into_iter().enumerate() {
+                    to[first_seen as usize] = rank as u32;
                 }
+                to
+            })
+            .collect();
+        for (i, v) in values.iter_mut().enumerate() {
+            let k = i % keys.len().max(1);
+            if keys[k] != MACHINE_KEY {
+                *v = v.map(|id| renumber[k][id as usize]);
             }
         }
-        for ids in value_ids.iter_mut() {
-            let mut sorted: Vec<&str> = ids.keys().copied().collect();
-            sorted.sort_unstable();
-            for (i, v) in sorted.into_iter().enumerate() {
-                ids.insert(v, i as u32);
-            }
-        }
-        let mut drivers: Vec<&str> = named
+        // Machines of one inventory mostly share a driver: compare with the last one seen before
+        // hashing.
+        let mut seen: HashSet<&str, BuildHasherDefault<Fx>> = HashSet::default();
+        let mut last = None;
+        for d in named
             .iter()
             .map(|m| m.driver.as_str())
             .chain(problem.requests.iter().map(|r| r.driver.as_str()))
-            .collect::<HashSet<&str, BuildHasherDefault<Fx>>>()
-            .into_iter()
-            .collect();
+        {
+            if last != Some(d) {
+                seen.insert(d);
+                last = Some(d);
+            }
+        }
+        let mut drivers: Vec<&str> = seen.into_iter().collect();
         drivers.sort_unstable();
-        let drivers: Vec<String> = drivers.into_iter().map(str::to_string).collect();
         let driver_ids: FastMap<String, u32> = drivers
             .iter()
             .enumerate()
-            .map(|(i, d)| (d.clone(), i as u32))
+            .map(|(i, d)| (d.to_string(), i as u32))
             .collect();
+        let drivers: Vec<String> = drivers.into_iter().map(str::to_string).collect();
         let mut reference = [1u64; 3];
+        let mut last: Option<(&str, u32)> = None;
         let machines: Vec<MachineInfo> = named
             .iter()
-            .enumerate()
-            .map(|(id, m)| {
+            .map(|m| {
                 let cap = m.capacity.vector();
                 for d in 0..3 {
                     reference[d] = reference[d].max(cap[d]);
                 }
-                let values = keys
-                    .iter()
-                    .enumerate()
-                    .map(|(k, key)| {
-                        if key == MACHINE_KEY {
-                            Some(id as u32)
-                        } else {
-                            m.labels
-                                .get(key)
-                                .and_then(|v| value_ids[k].get(v.as_str()).copied())
-                        }
-                    })
-                    .collect();
+                let driver = match last {
+                    Some((name, id)) if name == m.driver => id,
+                    _ => {
+                        let id = driver_ids[m.driver.as_str()];
+                        last = Some((m.driver.as_str(), id));
+                        id
+                    }
+                };
                 MachineInfo {
                     name: m.name.as_str(),
                     cap,
-                    driver: driver_ids[&m.driver],
-                    values,
+                    driver,
                 }
             })
             .collect();
@@ -249,6 +274,7 @@ impl<'a> Statics<'a> {
             .map(|(i, m)| (m.name, i as u32))
             .collect();
         let statics = Statics {
+            values,
             machines,
             machine_ids,
             drivers,
@@ -272,8 +298,17 @@ impl<'p> Fleet<'p> {
             existing_in_class: vec![0; classes.len()],
             classes,
         };
+        // Hosts listed by name come grouped by class: reuse the last lookup while it matches.
+        let mut last: Option<(&str, Option<u32>)> = None;
         for e in &problem.existing {
-            let class = statics.class_ids.get(e.class.as_str()).copied();
+            let class = match last {
+                Some((name, id)) if name == e.class => id,
+                _ => {
+                    let id = statics.class_ids.get(e.class.as_str()).copied();
+                    last = Some((e.class.as_str(), id));
+                    id
+                }
+            };
             if let Some(c) = class {
                 fleet.existing_in_class[c as usize] += 1;
             }
@@ -301,18 +336,20 @@ impl<'p> Fleet<'p> {
     }
 
     fn occupy(&mut self, size: Vec3, m: u32) {
+        // Saturating: absurd sizes from an inventory must not panic; a machine at u64::MAX is
+        // simply full.
         let used = &mut self.used[m as usize];
         for d in 0..3 {
-            used[d] += size[d];
+            used[d] = used[d].saturating_add(size[d]);
         }
         self.hosts_on[m as usize] += 1;
     }
 
     pub fn put(&mut self, class: u32, size: Vec3, m: u32) {
         self.occupy(size, m);
-        let info = &self.statics.machines[m as usize];
+        let statics = self.statics;
         for rule in &mut self.classes[class as usize].rules {
-            if let Some(v) = info.values[rule.key as usize] {
+            if let Some(v) = statics.value(m, rule.key) {
                 rule.counts[v as usize] += 1;
             }
         }
@@ -321,12 +358,12 @@ impl<'p> Fleet<'p> {
     pub fn take(&mut self, class: u32, size: Vec3, m: u32) {
         let used = &mut self.used[m as usize];
         for d in 0..3 {
-            used[d] -= size[d];
+            used[d] = used[d].saturating_sub(size[d]);
         }
         self.hosts_on[m as usize] -= 1;
-        let info = &self.statics.machines[m as usize];
+        let statics = self.statics;
         for rule in &mut self.classes[class as usize].rules {
-            if let Some(v) = info.values[rule.key as usize] {
+            if let Some(v) = statics.value(m, rule.key) {
                 rule.counts[v as usize] -= 1;
             }
         }

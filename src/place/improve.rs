@@ -1,8 +1,10 @@
 //! The improvement phase: better packings of the new hosts than one greedy pass gives, within a
 //! budget of feasibility checks so that large plans stay fast and results stay deterministic.
 //!
-//! 1. Portfolio: the constructive pass again under other measures of "large" and of "fit"; the
-//!    best result (fewest unplaced, then fewest machines) is kept.
+//! 1. Portfolio: the constructive pass again with the largest resource as the measure of
+//!    "large", then bin-centric fills ([`super::bins`]) under three measures of fit; the best
+//!    result (fewest unplaced, then fewest machines) is kept. A pass is only started while the
+//!    budget still covers what the first pass cost.
 //! 2. Emptying machines (after consistent neighbourhood search, Buljubašić & Vasquez 2016): take
 //!    the least filled machine that holds only movable new hosts, pull its hosts out, and try to
 //!    fit every pulled host elsewhere — directly, or by swapping it against one or two smaller
@@ -10,22 +12,22 @@
 //!    going straight back. When nothing is left over, one machine fewer is in use; otherwise the
 //!    attempt is undone. Every move passes the same stages as the first pass, so rules hold.
 //!    Existing hosts and hosts of spread classes are never moved by this phase.
+//! 3. Hosts still unplaced get one more look at every machine, since moves may have made room.
 
 use super::bins;
-use super::fleet::Fleet;
+use super::fleet::{FastMap, Fleet, Vec3};
 use super::model::Strategy;
 use super::score::{self, Affinity, Fit};
 use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};
-use std::collections::HashMap;
 
 const ORDERS: [Order; 1] = [Order::Max];
 
 /// Moves an attempt to empty one machine may make before it is given up.
-const MOVES_PER_ATTEMPT: u32 = 400;
+const MOVES_PER_ATTEMPT: u32 = 5000;
 
 /// Attempts that may fail in a row before the search stops.
-const FAILURES: u32 = 3;
+const FAILURES: u32 = 10;
 
 pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'p>, budget: u64) {
     let opened = (0..base.hosts_on.len())
@@ -110,6 +112,7 @@ struct Search<'a, 'p> {
     /// Movable new hosts per machine.
     bins: Vec<Vec<usize>>,
     weight: Vec<u128>,
+    size: Vec<Vec3>,
     left: u64,
     rng: u64,
 }
@@ -118,6 +121,7 @@ impl<'a, 'p> Search<'a, 'p> {
     fn new(hosts: &'a Hosts<'a>, sol: Solution<'p>, left: u64) -> Self {
         let mut bins = vec![Vec::new(); sol.fleet.hosts_on.len()];
         let mut weight = vec![0; hosts.requests.len()];
+        let mut size = vec![[0; 3]; hosts.requests.len()];
         for (i, a) in sol.assign.iter().enumerate() {
             let (Some(m), Some(g)) = (*a, hosts.group_of[i]) else {
                 continue;
@@ -126,6 +130,7 @@ impl<'a, 'p> Search<'a, 'p> {
             if sol.fleet.classes[group.class as usize].strategy == Strategy::Pack {
                 bins[m as usize].push(i);
             }
+            size[i] = group.size;
             let w = score::weight(hosts.reference, group.size);
             // Squared so that one big pending host weighs more than two half its size: small
             // leftovers are easier to fit.
@@ -136,6 +141,7 @@ impl<'a, 'p> Search<'a, 'p> {
             sol,
             bins,
             weight,
+            size,
             left,
             rng: 0x9e37_79b9_7f4a_7c15,
         }
@@ -151,7 +157,12 @@ impl<'a, 'p> Search<'a, 'p> {
     fn run(&mut self) {
         let mut failed = vec![false; self.bins.len()];
         let mut failures = 0;
+        let bound = self.lower_bound();
         while failures < FAILURES && self.left > 0 {
+            let in_use = self.sol.fleet.hosts_on.iter().filter(|&&n| n > 0).count();
+            if Some(in_use) <= bound {
+                break;
+            }
             let Some(target) = self.target(&failed) else {
                 break;
             };
@@ -162,6 +173,36 @@ impl<'a, 'p> Search<'a, 'p> {
                 failures += 1;
             }
         }
+    }
+
+    /// Fewest machines any packing needs, when that is easy to know: identical machines, no
+    /// existing hosts, every new host movable. Per dimension, total demand over capacity.
+    fn lower_bound(&self) -> Option<usize> {
+        let fleet = &self.sol.fleet;
+        let machines = &fleet.statics.machines;
+        let first = machines.first()?;
+        let movable: usize = self.bins.iter().map(Vec::len).sum();
+        let placed = self.sol.assign.iter().flatten().count();
+        if movable != placed
+            || fleet.hosts_on.iter().map(|&n| n as usize).sum::<usize>() != placed
+            || machines
+                .iter()
+                .any(|m| m.cap != first.cap || m.driver != first.driver)
+        {
+            return None;
+        }
+        let mut demand = [0u64; 3];
+        for (i, a) in self.sol.assign.iter().enumerate() {
+            if a.is_some() {
+                for (total, n) in demand.iter_mut().zip(self.size[i]) {
+                    *total += n;
+                }
+            }
+        }
+        (0..3)
+            .filter(|&d| first.cap[d] > 0)
+            .map(|d| demand[d].div_ceil(first.cap[d]) as usize)
+            .max()
     }
 
     /// The least filled machine in use whose hosts are all movable.
@@ -212,7 +253,7 @@ impl<'a, 'p> Search<'a, 'p> {
         for &i in &pending {
             self.take(i, target);
         }
-        let mut tabu: HashMap<(usize, u32), u32> = HashMap::new();
+        let mut tabu: FastMap<(usize, u32), u32> = FastMap::default();
         let mut moves = 0;
         while !pending.is_empty() {
             if moves >= MOVES_PER_ATTEMPT || self.left == 0 {
@@ -273,39 +314,46 @@ impl<'a, 'p> Search<'a, 'p> {
         &mut self,
         pending: &[usize],
         used: &[u32],
-        tabu: &HashMap<(usize, u32), u32>,
+        tabu: &FastMap<(usize, u32), u32>,
         now: u32,
     ) -> Option<(usize, u32, Vec<usize>)> {
         let hosts = self.hosts;
         let group = |i: usize| &hosts.groups[hosts.group_of[i].unwrap_or_default()];
-        let size = |i: usize| group(i).size;
         let is_tabu = |i: usize, m: u32| tabu.get(&(i, m)).is_some_and(|&until| until > now);
+        // Disjoint borrows: the bins are read while the fleet is probed.
+        let Search {
+            bins,
+            sol,
+            weight,
+            size,
+            left,
+            ..
+        } = self;
         let mut best: Option<(i128, usize, u32, [usize; 2])> = None;
         for (k, &p) in pending.iter().enumerate() {
-            let pg = group(p).clone();
-            let wp = self.weight[p] as i128;
-            let has_rules = !self.sol.fleet.classes[pg.class as usize].rules.is_empty();
+            let pg = group(p);
+            let wp = weight[p] as i128;
+            let has_rules = !sol.fleet.classes[pg.class as usize].rules.is_empty();
             for &m in used {
-                if is_tabu(p, m) || self.sol.fleet.statics.machines[m as usize].driver != pg.driver
-                {
+                *left = left.saturating_sub(1);
+                if sol.fleet.statics.machines[m as usize].driver != pg.driver || is_tabu(p, m) {
                     continue;
                 }
-                let free = self.sol.fleet.free(m);
-                let items = self.bins[m as usize].clone();
+                let free = sol.fleet.free(m);
+                let items = &bins[m as usize];
                 let n = items.len();
-                // Pairs (a, b) with b == usize::MAX standing for "a alone".
-                for a in 0..n {
-                    for b in (a + 1..n).chain(std::iter::once(usize::MAX)) {
-                        self.left = self.left.saturating_sub(1);
-                        let ra = items[a];
-                        let rb = (b != usize::MAX).then(|| items[b]);
-                        let w = self.weight[ra] as i128 + rb.map_or(0, |r| self.weight[r] as i128);
+                // Pairs (a, b), and b == n standing for "a alone".
+                for (a, &ra) in items.iter().enumerate() {
+                    let sa = size[ra];
+                    for b in a + 1..=n {
+                        *left = left.saturating_sub(1);
+                        let rb = items.get(b).copied();
+                        let w = weight[ra] as i128 + rb.map_or(0, |r| weight[r] as i128);
                         let delta = w - wp;
                         if best.as_ref().is_some_and(|x| x.0 <= delta) {
                             continue;
                         }
-                        let sa = size(ra);
-                        let sb = rb.map_or([0; 3], size);
+                        let sb = rb.map_or([0; 3], |r| size[r]);
                         if (0..3).any(|d| free[d] + sa[d] + sb[d] < pg.size[d]) {
                             continue;
                         }
@@ -314,13 +362,13 @@ impl<'a, 'p> Search<'a, 'p> {
                         }
                         if has_rules {
                             // max_per counts depend on which hosts leave; check for real.
-                            let fleet = &mut self.sol.fleet;
+                            let fleet = &mut sol.fleet;
                             let out = [Some(ra), rb];
                             for r in out.iter().flatten() {
                                 let g = group(*r);
                                 fleet.take(g.class, g.size, m);
                             }
-                            let ok = feasible(fleet, &pg, m).is_ok();
+                            let ok = feasible(fleet, pg, m).is_ok();
                             for r in out.iter().flatten() {
                                 let g = group(*r);
                                 fleet.put(g.class, g.size, m);

@@ -31,15 +31,17 @@ use std::collections::{BTreeMap, HashSet};
 /// Tuning of [`place_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Feasibility checks the improvement phase may spend, on top of the first pass. Counting work
-    /// rather than time keeps the result the same on a slow machine as on a fast one.
+    /// Feasibility checks the improvement phase may spend on a plan of up to 2,000 new hosts;
+    /// larger plans get proportionally less (a tenth of it for 20,000), so the phase stays
+    /// bounded in time. Counting work rather than time keeps the result the same on a slow
+    /// computer as on a fast one. Zero turns the phase off.
     pub work_budget: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            work_budget: 3_000_000,
+            work_budget: 20_000_000,
         }
     }
 }
@@ -60,14 +62,19 @@ pub fn place_with(problem: &Problem, options: &Options) -> Placement {
     let mut best = construct(&base, &hosts, Order::Sum);
     // Improve the new hosts' assignment within a work budget: other orderings and fits, then
     // emptying the least used machines.
-    improve::improve(&base, &hosts, &mut best, options.work_budget);
+    let n = problem.requests.len().max(1) as u128;
+    let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
+    improve::improve(&base, &hosts, &mut best, budget as u64);
     // Whatever is left unplaced is explained against the final state of the fleet.
-    finish(problem, &hosts, &best)
+    finish(&hosts, &best)
 }
 
 /// The requests, grouped, with the order they are considered in.
 pub(crate) struct Hosts<'p> {
-    pub requests: &'p [Request],
+    /// In name order (stable, so of two requests with one name the first listed is placed):
+    /// every index below refers to this order, which makes the result independent of the order
+    /// requests arrive in.
+    pub requests: Vec<&'p Request>,
     pub groups: Vec<Group>,
     /// Group per request; `None` for a repeated host name, which is not placed twice.
     pub group_of: Vec<Option<usize>>,
@@ -83,8 +90,9 @@ impl<'p> Hosts<'p> {
         let mut groups = Vec::new();
         let mut names = HashSet::new();
         let mut class_hosts = fleet.existing_in_class.clone();
-        let group_of = problem
-            .requests
+        let mut requests: Vec<&Request> = problem.requests.iter().collect();
+        requests.sort_by(|a, b| a.name.cmp(&b.name));
+        let group_of = requests
             .iter()
             .map(|r| {
                 if !names.insert(r.name.as_str()) {
@@ -105,7 +113,7 @@ impl<'p> Hosts<'p> {
             })
             .collect();
         Hosts {
-            requests: &problem.requests,
+            requests,
             groups,
             group_of,
             class_hosts,
@@ -198,10 +206,10 @@ pub(crate) fn construct<'p>(base: &Fleet<'p>, hosts: &Hosts, order: Order) -> So
     }
 }
 
-fn finish(problem: &Problem, hosts: &Hosts, best: &Solution) -> Placement {
+fn finish(hosts: &Hosts, best: &Solution) -> Placement {
     let fleet = &best.fleet;
     let mut placement = Placement::default();
-    for (i, r) in problem.requests.iter().enumerate() {
+    for (i, r) in hosts.requests.iter().enumerate() {
         match (hosts.group_of[i], best.assign[i]) {
             (_, Some(m)) => {
                 placement.assigned.insert(

@@ -78,7 +78,14 @@ pub(crate) fn load(cap: Vec3, used: Vec3) -> (u64, u64) {
 /// The size of a host relative to the largest machine, for "large hosts first".
 pub(crate) fn weight(reference: Vec3, size: Vec3) -> u128 {
     (0..3)
-        .map(|d| u128::from(size[d]) * SCALE / u128::from(reference[d].max(1)))
+        .map(|d| {
+            let r = reference[d].max(1);
+            // 64-bit division when the product fits: it runs on every index update.
+            match size[d].checked_mul(SCALE as u64) {
+                Some(p) => u128::from(p / r),
+                None => u128::from(size[d]) * SCALE / u128::from(r),
+            }
+        })
         .sum()
 }
 

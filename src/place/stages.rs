@@ -60,9 +60,8 @@ pub(crate) fn capacity(fleet: &Fleet, group: &Group, m: u32) -> Result<(), Reaso
 
 /// At most `k` hosts of the class per machine or per distinct value of a label key.
 pub(crate) fn max_per(fleet: &Fleet, group: &Group, m: u32) -> Result<(), Reason> {
-    let info = &fleet.statics.machines[m as usize];
     for rule in &fleet.classes[group.class as usize].rules {
-        match info.values[rule.key as usize] {
+        match fleet.statics.value(m, rule.key) {
             Some(v) if rule.counts[v as usize] < rule.limit => {}
             Some(_) => return Err(Reason::MaxPer(rule.key)),
             None => return Err(Reason::MissingLabel(rule.key)),
