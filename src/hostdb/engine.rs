@@ -461,9 +461,36 @@ fn apply_writes(
     Ok(idx)
 }
 
+/// Each queried tag with every tag nested in it, at any depth: membership is transitive, so a
+/// host tagged `web` is in `prod` when `web` is nested in `prod`. Expanded here rather than
+/// with a recursive query, which the two dialects type differently.
+fn expand_tags(sql: &mut dyn Sql, tags: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
+    let mut children: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (child, parents) in load_edges(sql)? {
+        for p in parents {
+            children.entry(p).or_default().push(child.clone());
+        }
+    }
+    Ok(tags
+        .iter()
+        .map(|t| {
+            let mut seen = BTreeSet::from([t.clone()]);
+            let mut stack = vec![t.clone()];
+            while let Some(cur) = stack.pop() {
+                for c in children.get(&cur).into_iter().flatten() {
+                    if seen.insert(c.clone()) {
+                        stack.push(c.clone());
+                    }
+                }
+            }
+            seen.into_iter().collect()
+        })
+        .collect())
+}
+
 /// The SQL and arguments of a host listing (one row more than the page, to know if there is
-/// a next page).
-fn list_sql(q: &HostQuery) -> (String, Vec<Val>) {
+/// a next page); `expanded` holds each queried tag's set from [`expand_tags`].
+fn list_sql(q: &HostQuery, expanded: &[Vec<String>]) -> (String, Vec<Val>) {
     let mut sql = String::from("SELECT doc FROM hosts WHERE 1 = 1");
     let mut args = Vec::new();
     let bind = |args: &mut Vec<Val>, v: Val| {
@@ -485,13 +512,11 @@ fn list_sql(q: &HostQuery) -> (String, Vec<Val>) {
         let p = bind(&mut args, text(after));
         sql.push_str(&format!(" AND name > {p}"));
     }
-    for t in &q.tags {
-        // Membership is transitive: a host tagged `web` is in `prod` when `web` is nested in it.
-        let p = bind(&mut args, text(t));
+    for set in expanded {
+        let ps: Vec<String> = set.iter().map(|t| bind(&mut args, text(t))).collect();
         sql.push_str(&format!(
-            " AND name IN (SELECT host FROM host_tags WHERE tag IN (WITH RECURSIVE d(t) AS \
-             (SELECT CAST({p} AS TEXT) UNION SELECT tp.child FROM tag_parents tp JOIN d \
-             ON tp.parent = d.t) SELECT t FROM d))"
+            " AND name IN (SELECT host FROM host_tags WHERE tag IN ({}))",
+            ps.join(", ")
         ));
     }
     for (k, v) in &q.properties {
@@ -574,8 +599,15 @@ impl<B: Backend> Store for SqlStore<B> {
         if q.limit == Some(0) {
             return Err(StoreError::Invalid("limit must be at least 1".to_string()));
         }
-        let (query, args) = list_sql(q);
-        let docs = self.backend.read(|sql| texts(sql, &query, &args))?;
+        let docs = self.backend.read(|sql| {
+            let expanded = if q.tags.is_empty() {
+                Vec::new()
+            } else {
+                expand_tags(sql, &q.tags)?
+            };
+            let (query, args) = list_sql(q, &expanded);
+            texts(sql, &query, &args)
+        })?;
         let mut items = docs
             .iter()
             .map(|d| parse::<Host>(d))
@@ -939,7 +971,7 @@ mod tests {
             limit: Some(10),
             ..HostQuery::default()
         };
-        let (sql, args) = list_sql(&q);
+        let (sql, args) = list_sql(&q, &[vec!["web".into()]]);
         assert_eq!(args.len(), 6);
         assert!(
             sql.contains("kind = $1") && sql.contains("LIMIT $6"),

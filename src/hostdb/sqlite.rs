@@ -13,15 +13,16 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::engine::{Backend, Sql, SqlStore, Val, SCHEMA};
 use super::error::StoreError;
+use super::pool::Pool;
 
-/// Idle reader connections kept open.
-const MAX_IDLE_READERS: usize = 16;
+/// Reader connections; more would only contend for the same two or so cores.
+const MAX_READERS: usize = 8;
 
 /// The SQLite backend; use through [`open`].
 pub struct Sqlite {
     path: PathBuf,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Pool<Connection>,
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -127,24 +128,16 @@ impl Sqlite {
         Ok(Sqlite {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            readers: Pool::new(MAX_READERS),
         })
     }
 
     fn checkout(&self) -> Result<Connection, StoreError> {
-        let idle = self.readers.lock().ok().and_then(|mut v| v.pop());
-        match idle {
-            Some(c) => Ok(c),
-            None => connect(&self.path),
-        }
+        self.readers.get(|| connect(&self.path))
     }
 
     fn checkin(&self, conn: Connection) {
-        if let Ok(mut v) = self.readers.lock() {
-            if v.len() < MAX_IDLE_READERS {
-                v.push(conn);
-            }
-        }
+        self.readers.put(conn);
     }
 }
 
