@@ -6,6 +6,7 @@
 //! - `snapshot` of 10,000 owned hosts;
 //! - GET of one (random) host over loopback HTTP, driven by `wrk` from a second process;
 //! - how long 1,000 blocked watchers take to be answered after a write.
+//!
 //! SQLite always; PostgreSQL too when `KLOUD_TEST_PG_URL` is set (a fresh schema is used).
 
 use std::io::{Read, Write as _};
