@@ -316,6 +316,178 @@ fn has_cycle(edges: &BTreeMap<String, BTreeSet<String>>, start: &str) -> bool {
     false
 }
 
+/// Rows per multi-row statement: well under both dialects' limits on bound parameters.
+const CHUNK: usize = 100;
+/// Host writes in one transaction from which the multi-row path pays off.
+const BATCH_FROM: usize = 8;
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `cols` values.
+fn value_rows(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let ps: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", ps.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$1, $2, …, $n`.
+fn list_of(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Many host writes with multi-row statements (a few statements per hundred hosts instead
+/// of several per host: it is round trips that make a large apply slow on PostgreSQL). Only
+/// used when every host in the batch is named once, so the order of writes cannot matter.
+fn apply_host_batch(
+    sql: &mut dyn Sql,
+    writes: Vec<Write>,
+    at: &Stamp<'_>,
+) -> Result<(), StoreError> {
+    let names: Vec<String> = writes.iter().map(|w| w.object().to_string()).collect();
+    let mut current: BTreeMap<String, String> = BTreeMap::new();
+    for chunk in names.chunks(CHUNK) {
+        let q = format!(
+            "SELECT name, doc FROM hosts WHERE name IN ({})",
+            list_of(chunk.len())
+        );
+        let args: Vec<Val> = chunk.iter().map(|n| text(n)).collect();
+        for row in sql.query(&q, &args)? {
+            let mut it = row.into_iter();
+            let (Some(n), Some(d)) = (it.next(), it.next()) else {
+                return Err(corrupt("short hosts row".to_string()));
+            };
+            current.insert(n.text()?, d.text()?);
+        }
+    }
+    let mut puts: Vec<(Host, String)> = Vec::new();
+    let mut deletes: Vec<String> = Vec::new();
+    let mut changes: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+    for w in writes {
+        match w {
+            Write::PutHost { mut host, expect } => {
+                let before = current.get(&host.name).cloned();
+                let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
+                check_expect(&host.name, expect, cur.as_ref().map(|h| h.modified_index))?;
+                host.created_index = cur.map_or(at.idx, |h| h.created_index);
+                host.modified_index = at.idx;
+                let doc = to_json(&host)?;
+                changes.push((host.name.clone(), before, Some(doc.clone())));
+                puts.push((host, doc));
+            }
+            Write::DeleteHost { name, expect } => {
+                let before = current.get(&name).cloned();
+                let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
+                check_expect(&name, expect, cur.as_ref().map(|h| h.modified_index))?;
+                if before.is_some() {
+                    changes.push((name.clone(), before, None));
+                    deletes.push(name);
+                }
+            }
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "host batch given a tag write on `{}`",
+                    other.object()
+                )))
+            }
+        }
+    }
+    let touched: Vec<&String> = puts.iter().map(|(h, _)| &h.name).chain(&deletes).collect();
+    for chunk in touched.chunks(CHUNK) {
+        let args: Vec<Val> = chunk.iter().map(|n| text(n)).collect();
+        for table in ["host_tags", "host_props"] {
+            let q = format!(
+                "DELETE FROM {table} WHERE host IN ({})",
+                list_of(chunk.len())
+            );
+            sql.exec(&q, &args)?;
+        }
+    }
+    for chunk in deletes.chunks(CHUNK) {
+        let q = format!("DELETE FROM hosts WHERE name IN ({})", list_of(chunk.len()));
+        let args: Vec<Val> = chunk.iter().map(|n| text(n)).collect();
+        sql.exec(&q, &args)?;
+    }
+    for chunk in puts.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO hosts (name, kind, class, owner, machine, ip, created_index, \
+             modified_index, doc) VALUES {} ON CONFLICT (name) DO UPDATE SET \
+             kind = excluded.kind, class = excluded.class, owner = excluded.owner, \
+             machine = excluded.machine, ip = excluded.ip, \
+             created_index = excluded.created_index, \
+             modified_index = excluded.modified_index, doc = excluded.doc",
+            value_rows(chunk.len(), 9)
+        );
+        let mut args = Vec::with_capacity(chunk.len() * 9);
+        for (h, doc) in chunk {
+            args.extend([
+                text(&h.name),
+                text(h.kind.as_str()),
+                opt(&h.class),
+                opt(&h.owner),
+                opt(&h.machine),
+                opt(&h.ip),
+                int(h.created_index),
+                int(h.modified_index),
+                Val::T(doc.clone()),
+            ]);
+        }
+        sql.exec(&q, &args)?;
+    }
+    let tag_rows: Vec<[Val; 2]> = puts
+        .iter()
+        .flat_map(|(h, _)| h.tags.iter().map(|t| [text(t), text(&h.name)]))
+        .collect();
+    for chunk in tag_rows.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO host_tags (tag, host) VALUES {}",
+            value_rows(chunk.len(), 2)
+        );
+        sql.exec(&q, &chunk.concat())?;
+    }
+    let prop_rows: Vec<[Val; 3]> = puts
+        .iter()
+        .flat_map(|(h, _)| {
+            h.properties
+                .iter()
+                .map(|(k, v)| [text(k), Val::T(prop_text(v)), text(&h.name)])
+        })
+        .collect();
+    for chunk in prop_rows.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO host_props (key, value, host) VALUES {}",
+            value_rows(chunk.len(), 3)
+        );
+        sql.exec(&q, &chunk.concat())?;
+    }
+    for chunk in changes.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO changes (idx, object, kind, before, after, actor, message, time_ms) \
+             VALUES {}",
+            value_rows(chunk.len(), 8)
+        );
+        let mut args = Vec::with_capacity(chunk.len() * 8);
+        for (name, before, after) in chunk {
+            args.extend([
+                int(at.idx),
+                text(name),
+                text(ObjectKind::Host.as_str()),
+                opt(before),
+                opt(after),
+                text(&at.actor.name),
+                opt(&at.actor.message),
+                int(at.now),
+            ]);
+        }
+        sql.exec(&q, &args)?;
+    }
+    Ok(())
+}
+
 /// The body of `Store::write`, run inside one serialized transaction.
 fn apply_writes(
     sql: &mut dyn Sql,
@@ -341,6 +513,22 @@ fn apply_writes(
         None => return Err(corrupt("missing meta row".to_string())),
     };
     let at = Stamp { idx, now, actor };
+    let (host_writes, writes): (Vec<Write>, Vec<Write>) = writes
+        .into_iter()
+        .partition(|w| matches!(w, Write::PutHost { .. } | Write::DeleteHost { .. }));
+    let unique = host_writes
+        .iter()
+        .map(Write::object)
+        .collect::<BTreeSet<_>>()
+        .len()
+        == host_writes.len();
+    // Host and tag writes touch different rows, so hosts may go first as a batch.
+    let writes = if unique && host_writes.len() >= BATCH_FROM {
+        apply_host_batch(sql, host_writes, &at)?;
+        writes
+    } else {
+        host_writes.into_iter().chain(writes).collect()
+    };
     let mut edges = None;
     for w in writes {
         match w {
