@@ -122,6 +122,7 @@ fn bench_store(store: &dyn Store) {
     };
     let n = store.list_hosts(&q).unwrap().items.len();
     assert_eq!(n, 1000);
+    let cpu0 = thread_cpu_ms();
     let runs: Vec<f64> = (0..20)
         .map(|i| {
             let q = HostQuery {
@@ -135,14 +136,16 @@ fn bench_store(store: &dyn Store) {
         })
         .collect();
     println!(
-        "  tag query, 1,000 hosts, in the store: median {:.2} ms",
-        median(runs)
+        "  tag query, 1,000 hosts, in the store: median {:.2} ms wall, {:.2} ms CPU per query",
+        median(runs),
+        (thread_cpu_ms() - cpu0) / 20.0
     );
     let q2 = HostQuery {
         tags: vec!["g7".into(), "t7".into()],
         properties: vec![("env".into(), "dev".into())],
         ..HostQuery::default()
     };
+    let cpu0 = thread_cpu_ms();
     let runs: Vec<f64> = (0..10)
         .map(|_| {
             let t = Instant::now();
@@ -152,8 +155,9 @@ fn bench_store(store: &dyn Store) {
         })
         .collect();
     println!(
-        "  two tags + property query (100 hosts): median {:.2} ms",
-        median(runs)
+        "  two tags + property query (100 hosts): median {:.2} ms wall, {:.2} ms CPU",
+        median(runs),
+        (thread_cpu_ms() - cpu0) / 10.0
     );
     let cpu0 = thread_cpu_ms();
     let runs: Vec<f64> = (0..7)
