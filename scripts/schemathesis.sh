@@ -31,7 +31,7 @@ token=$("$kloud" hostdb token create --role admin --name schemathesis --store "s
 port=""
 for _ in $(seq 1 50); do
     try=$(( 20000 + RANDOM % 20000 ))
-    if ! ss -Htln "sport = :$try" | grep -q .; then port=$try; break; fi
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$try") 2>/dev/null; then port=$try; break; fi
 done
 [ -n "$port" ] || { echo "schemathesis.sh: no free port" >&2; exit 1; }
 
@@ -44,6 +44,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# schemathesis keeps its state in ./.schemathesis: keep it out of the repository.
+cd "$work"
 "$venv/bin/st" run "$repo/schema/hostdb.openapi.yaml" \
     --url "http://127.0.0.1:$port" \
     -H "Authorization: Bearer $token" \

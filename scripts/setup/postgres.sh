@@ -33,7 +33,8 @@ kloud_setup_postgres() {
         local try
         for _ in $(seq 1 50); do
             try=$(( 20000 + RANDOM % 20000 ))
-            if ! ss -Htln "sport = :$try" | grep -q .; then port=$try; break; fi
+            # Free when nothing answers a connect (works without iproute2's `ss`).
+            if ! (exec 3<>"/dev/tcp/127.0.0.1/$try") 2>/dev/null; then port=$try; break; fi
         done
         [ -n "$port" ] || { echo "postgres.sh: no free port found" >&2; return 1; }
         # Each parallel test opens a few connections; fsync off because test data is disposable.

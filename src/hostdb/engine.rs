@@ -316,6 +316,178 @@ fn has_cycle(edges: &BTreeMap<String, BTreeSet<String>>, start: &str) -> bool {
     false
 }
 
+/// Rows per multi-row statement: well under both dialects' limits on bound parameters.
+const CHUNK: usize = 100;
+/// Host writes in one transaction from which the multi-row path pays off.
+const BATCH_FROM: usize = 8;
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `cols` values.
+fn value_rows(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let ps: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", ps.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$1, $2, …, $n`.
+fn list_of(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Many host writes with multi-row statements (a few statements per hundred hosts instead
+/// of several per host: it is round trips that make a large apply slow on PostgreSQL). Only
+/// used when every host in the batch is named once, so the order of writes cannot matter.
+fn apply_host_batch(
+    sql: &mut dyn Sql,
+    writes: Vec<Write>,
+    at: &Stamp<'_>,
+) -> Result<(), StoreError> {
+    let names: Vec<String> = writes.iter().map(|w| w.object().to_string()).collect();
+    let mut current: BTreeMap<String, String> = BTreeMap::new();
+    for chunk in names.chunks(CHUNK) {
+        let q = format!(
+            "SELECT name, doc FROM hosts WHERE name IN ({})",
+            list_of(chunk.len())
+        );
+        let args: Vec<Val> = chunk.iter().map(|n| text(n)).collect();
+        for row in sql.query(&q, &args)? {
+            let mut it = row.into_iter();
+            let (Some(n), Some(d)) = (it.next(), it.next()) else {
+                return Err(corrupt("short hosts row".to_string()));
+            };
+            current.insert(n.text()?, d.text()?);
+        }
+    }
+    let mut puts: Vec<(Host, String)> = Vec::new();
+    let mut deletes: Vec<String> = Vec::new();
+    let mut changes: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+    for w in writes {
+        match w {
+            Write::PutHost { mut host, expect } => {
+                let before = current.get(&host.name).cloned();
+                let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
+                check_expect(&host.name, expect, cur.as_ref().map(|h| h.modified_index))?;
+                host.created_index = cur.map_or(at.idx, |h| h.created_index);
+                host.modified_index = at.idx;
+                let doc = to_json(&host)?;
+                changes.push((host.name.clone(), before, Some(doc.clone())));
+                puts.push((host, doc));
+            }
+            Write::DeleteHost { name, expect } => {
+                let before = current.get(&name).cloned();
+                let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
+                check_expect(&name, expect, cur.as_ref().map(|h| h.modified_index))?;
+                if before.is_some() {
+                    changes.push((name.clone(), before, None));
+                    deletes.push(name);
+                }
+            }
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "host batch given a tag write on `{}`",
+                    other.object()
+                )))
+            }
+        }
+    }
+    let touched: Vec<&String> = puts.iter().map(|(h, _)| &h.name).chain(&deletes).collect();
+    for chunk in touched.chunks(CHUNK) {
+        let args: Vec<Val> = chunk.iter().map(|n| text(n)).collect();
+        for table in ["host_tags", "host_props"] {
+            let q = format!(
+                "DELETE FROM {table} WHERE host IN ({})",
+                list_of(chunk.len())
+            );
+            sql.exec(&q, &args)?;
+        }
+    }
+    for chunk in deletes.chunks(CHUNK) {
+        let q = format!("DELETE FROM hosts WHERE name IN ({})", list_of(chunk.len()));
+        let args: Vec<Val> = chunk.iter().map(|n| text(n)).collect();
+        sql.exec(&q, &args)?;
+    }
+    for chunk in puts.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO hosts (name, kind, class, owner, machine, ip, created_index, \
+             modified_index, doc) VALUES {} ON CONFLICT (name) DO UPDATE SET \
+             kind = excluded.kind, class = excluded.class, owner = excluded.owner, \
+             machine = excluded.machine, ip = excluded.ip, \
+             created_index = excluded.created_index, \
+             modified_index = excluded.modified_index, doc = excluded.doc",
+            value_rows(chunk.len(), 9)
+        );
+        let mut args = Vec::with_capacity(chunk.len() * 9);
+        for (h, doc) in chunk {
+            args.extend([
+                text(&h.name),
+                text(h.kind.as_str()),
+                opt(&h.class),
+                opt(&h.owner),
+                opt(&h.machine),
+                opt(&h.ip),
+                int(h.created_index),
+                int(h.modified_index),
+                Val::T(doc.clone()),
+            ]);
+        }
+        sql.exec(&q, &args)?;
+    }
+    let tag_rows: Vec<[Val; 2]> = puts
+        .iter()
+        .flat_map(|(h, _)| h.tags.iter().map(|t| [text(t), text(&h.name)]))
+        .collect();
+    for chunk in tag_rows.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO host_tags (tag, host) VALUES {}",
+            value_rows(chunk.len(), 2)
+        );
+        sql.exec(&q, &chunk.concat())?;
+    }
+    let prop_rows: Vec<[Val; 3]> = puts
+        .iter()
+        .flat_map(|(h, _)| {
+            h.properties
+                .iter()
+                .map(|(k, v)| [text(k), Val::T(prop_text(v)), text(&h.name)])
+        })
+        .collect();
+    for chunk in prop_rows.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO host_props (key, value, host) VALUES {}",
+            value_rows(chunk.len(), 3)
+        );
+        sql.exec(&q, &chunk.concat())?;
+    }
+    for chunk in changes.chunks(CHUNK) {
+        let q = format!(
+            "INSERT INTO changes (idx, object, kind, before, after, actor, message, time_ms) \
+             VALUES {}",
+            value_rows(chunk.len(), 8)
+        );
+        let mut args = Vec::with_capacity(chunk.len() * 8);
+        for (name, before, after) in chunk {
+            args.extend([
+                int(at.idx),
+                text(name),
+                text(ObjectKind::Host.as_str()),
+                opt(before),
+                opt(after),
+                text(&at.actor.name),
+                opt(&at.actor.message),
+                int(at.now),
+            ]);
+        }
+        sql.exec(&q, &args)?;
+    }
+    Ok(())
+}
+
 /// The body of `Store::write`, run inside one serialized transaction.
 fn apply_writes(
     sql: &mut dyn Sql,
@@ -341,6 +513,22 @@ fn apply_writes(
         None => return Err(corrupt("missing meta row".to_string())),
     };
     let at = Stamp { idx, now, actor };
+    let (host_writes, writes): (Vec<Write>, Vec<Write>) = writes
+        .into_iter()
+        .partition(|w| matches!(w, Write::PutHost { .. } | Write::DeleteHost { .. }));
+    let unique = host_writes
+        .iter()
+        .map(Write::object)
+        .collect::<BTreeSet<_>>()
+        .len()
+        == host_writes.len();
+    // Host and tag writes touch different rows, so hosts may go first as a batch.
+    let writes = if unique && host_writes.len() >= BATCH_FROM {
+        apply_host_batch(sql, host_writes, &at)?;
+        writes
+    } else {
+        host_writes.into_iter().chain(writes).collect()
+    };
     let mut edges = None;
     for w in writes {
         match w {
@@ -461,9 +649,36 @@ fn apply_writes(
     Ok(idx)
 }
 
+/// Each queried tag with every tag nested in it, at any depth: membership is transitive, so a
+/// host tagged `web` is in `prod` when `web` is nested in `prod`. Expanded here rather than
+/// with a recursive query, which the two dialects type differently.
+fn expand_tags(sql: &mut dyn Sql, tags: &[String]) -> Result<Vec<Vec<String>>, StoreError> {
+    let mut children: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (child, parents) in load_edges(sql)? {
+        for p in parents {
+            children.entry(p).or_default().push(child.clone());
+        }
+    }
+    Ok(tags
+        .iter()
+        .map(|t| {
+            let mut seen = BTreeSet::from([t.clone()]);
+            let mut stack = vec![t.clone()];
+            while let Some(cur) = stack.pop() {
+                for c in children.get(&cur).into_iter().flatten() {
+                    if seen.insert(c.clone()) {
+                        stack.push(c.clone());
+                    }
+                }
+            }
+            seen.into_iter().collect()
+        })
+        .collect())
+}
+
 /// The SQL and arguments of a host listing (one row more than the page, to know if there is
-/// a next page).
-fn list_sql(q: &HostQuery) -> (String, Vec<Val>) {
+/// a next page); `expanded` holds each queried tag's set from [`expand_tags`].
+fn list_sql(q: &HostQuery, expanded: &[Vec<String>]) -> (String, Vec<Val>) {
     let mut sql = String::from("SELECT doc FROM hosts WHERE 1 = 1");
     let mut args = Vec::new();
     let bind = |args: &mut Vec<Val>, v: Val| {
@@ -485,13 +700,11 @@ fn list_sql(q: &HostQuery) -> (String, Vec<Val>) {
         let p = bind(&mut args, text(after));
         sql.push_str(&format!(" AND name > {p}"));
     }
-    for t in &q.tags {
-        // Membership is transitive: a host tagged `web` is in `prod` when `web` is nested in it.
-        let p = bind(&mut args, text(t));
+    for set in expanded {
+        let ps: Vec<String> = set.iter().map(|t| bind(&mut args, text(t))).collect();
         sql.push_str(&format!(
-            " AND name IN (SELECT host FROM host_tags WHERE tag IN (WITH RECURSIVE d(t) AS \
-             (SELECT CAST({p} AS TEXT) UNION SELECT tp.child FROM tag_parents tp JOIN d \
-             ON tp.parent = d.t) SELECT t FROM d))"
+            " AND name IN (SELECT host FROM host_tags WHERE tag IN ({}))",
+            ps.join(", ")
         ));
     }
     for (k, v) in &q.properties {
@@ -574,8 +787,15 @@ impl<B: Backend> Store for SqlStore<B> {
         if q.limit == Some(0) {
             return Err(StoreError::Invalid("limit must be at least 1".to_string()));
         }
-        let (query, args) = list_sql(q);
-        let docs = self.backend.read(|sql| texts(sql, &query, &args))?;
+        let docs = self.backend.read(|sql| {
+            let expanded = if q.tags.is_empty() {
+                Vec::new()
+            } else {
+                expand_tags(sql, &q.tags)?
+            };
+            let (query, args) = list_sql(q, &expanded);
+            texts(sql, &query, &args)
+        })?;
         let mut items = docs
             .iter()
             .map(|d| parse::<Host>(d))
@@ -939,7 +1159,7 @@ mod tests {
             limit: Some(10),
             ..HostQuery::default()
         };
-        let (sql, args) = list_sql(&q);
+        let (sql, args) = list_sql(&q, &[vec!["web".into()]]);
         assert_eq!(args.len(), 6);
         assert!(
             sql.contains("kind = $1") && sql.contains("LIMIT $6"),

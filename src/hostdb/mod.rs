@@ -10,6 +10,7 @@ mod engine;
 pub mod error;
 pub mod model;
 pub mod names;
+mod pool;
 pub mod postgres;
 pub mod server;
 pub mod sqlite;

@@ -8,7 +8,6 @@
 //! Text columns use the "C" collation so names sort bytewise, exactly as in SQLite.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
@@ -16,9 +15,11 @@ use postgres::{Client, GenericClient, IsolationLevel, NoTls, Statement};
 
 use super::engine::{Backend, Sql, SqlStore, Val, SCHEMA};
 use super::error::StoreError;
+use super::pool::Pool;
 
-/// Idle connections kept open.
-const MAX_IDLE: usize = 16;
+/// Connections per store; writers serialize on one row anyway, and PostgreSQL's default
+/// `max_connections` is 100.
+const MAX_CONNECTIONS: usize = 16;
 /// Prepared statements kept per connection (listings build their SQL from the filters given).
 const MAX_CACHED_STATEMENTS: usize = 256;
 
@@ -31,7 +32,7 @@ struct PgConn {
 pub struct Postgres {
     config: postgres::Config,
     shown_url: String,
-    idle: Mutex<Vec<PgConn>>,
+    pool: Pool<PgConn>,
 }
 
 fn err(e: postgres::Error) -> StoreError {
@@ -53,10 +54,15 @@ fn err(e: postgres::Error) -> StoreError {
             code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
         }
     };
+    // `db error` alone says nothing; the server's own message does.
+    let text = match e.as_db_error() {
+        Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
+        None => format!("postgres: {e}"),
+    };
     if unavailable || e.is_closed() {
-        StoreError::Unavailable(format!("postgres: {e}"))
+        StoreError::Unavailable(text)
     } else {
-        StoreError::Backend(format!("postgres: {e}"))
+        StoreError::Backend(text)
     }
 }
 
@@ -152,7 +158,7 @@ impl Postgres {
         let pg = Postgres {
             config,
             shown_url: shown(url),
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::new(MAX_CONNECTIONS),
         };
         pg.with(|c| {
             let mut tx = c.client.transaction().map_err(err)?;
@@ -176,13 +182,7 @@ impl Postgres {
         Ok(pg)
     }
 
-    fn checkout(&self) -> Result<PgConn, StoreError> {
-        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        if let Some(c) = idle {
-            if !c.client.is_closed() {
-                return Ok(c);
-            }
-        }
+    fn connect(&self) -> Result<PgConn, StoreError> {
         let client = self.config.connect(NoTls).map_err(err)?;
         Ok(PgConn {
             client,
@@ -190,15 +190,15 @@ impl Postgres {
         })
     }
 
-    fn checkin(&self, conn: PgConn) {
-        if conn.client.is_closed() {
-            return;
+    /// A live connection: an idle one closed by a server restart is replaced.
+    fn checkout(&self) -> Result<PgConn, StoreError> {
+        let conn = self.pool.get(|| self.connect())?;
+        if !conn.client.is_closed() {
+            return Ok(conn);
         }
-        if let Ok(mut v) = self.idle.lock() {
-            if v.len() < MAX_IDLE {
-                v.push(conn);
-            }
-        }
+        drop(conn);
+        self.pool.discard();
+        self.pool.get(|| self.connect())
     }
 
     /// Run `f` on a pooled connection; the connection goes back only if it did not fail.
@@ -208,9 +208,11 @@ impl Postgres {
     ) -> Result<R, StoreError> {
         let mut conn = self.checkout()?;
         let out = f(&mut conn);
-        match &out {
-            Err(StoreError::Unavailable(_)) => {}
-            _ => self.checkin(conn),
+        if matches!(out, Err(StoreError::Unavailable(_))) || conn.client.is_closed() {
+            drop(conn);
+            self.pool.discard();
+        } else {
+            self.pool.put(conn);
         }
         out
     }

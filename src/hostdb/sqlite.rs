@@ -5,6 +5,7 @@
 //! processes using the same file are serialized by SQLite's own lock (with a busy timeout).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,15 +14,22 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::engine::{Backend, Sql, SqlStore, Val, SCHEMA};
 use super::error::StoreError;
+use super::pool::Pool;
 
-/// Idle reader connections kept open.
-const MAX_IDLE_READERS: usize = 16;
+/// Reader connections; more would only contend for the same two or so cores.
+const MAX_READERS: usize = 8;
+/// Refresh the query planner's statistics after this many write transactions. Without them
+/// SQLite cannot tell a tag of 100 hosts from a property shared by 50,000, and may drive a
+/// query from the wrong side.
+const OPTIMIZE_EVERY: u64 = 64;
+const OPTIMIZE: &str = "PRAGMA analysis_limit = 1000; PRAGMA optimize;";
 
 /// The SQLite backend; use through [`open`].
 pub struct Sqlite {
     path: PathBuf,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Pool<Connection>,
+    writes: AtomicU64,
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -124,27 +132,23 @@ impl Sqlite {
                 .map_err(err)?;
         }
         tx.commit().map_err(err)?;
+        writer
+            .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+            .map_err(err)?;
         Ok(Sqlite {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            readers: Pool::new(MAX_READERS),
+            writes: AtomicU64::new(0),
         })
     }
 
     fn checkout(&self) -> Result<Connection, StoreError> {
-        let idle = self.readers.lock().ok().and_then(|mut v| v.pop());
-        match idle {
-            Some(c) => Ok(c),
-            None => connect(&self.path),
-        }
+        self.readers.get(|| connect(&self.path))
     }
 
     fn checkin(&self, conn: Connection) {
-        if let Ok(mut v) = self.readers.lock() {
-            if v.len() < MAX_IDLE_READERS {
-                v.push(conn);
-            }
-        }
+        self.readers.put(conn);
     }
 }
 
@@ -191,6 +195,10 @@ impl Backend for Sqlite {
             .map_err(err)?;
         let out = f(&mut Conn(&tx))?;
         tx.commit().map_err(err)?;
+        if self.writes.fetch_add(1, Ordering::Relaxed) % OPTIMIZE_EVERY == OPTIMIZE_EVERY - 1 {
+            // Statistics only steer plans; a failure here must not fail the committed write.
+            let _ = conn.execute_batch(OPTIMIZE);
+        }
         Ok(out)
     }
 }

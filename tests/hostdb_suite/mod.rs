@@ -54,7 +54,7 @@ macro_rules! all_store_tests {
         $crate::store_suite!($open;
             roundtrip, index_per_write, compare_and_set, atomic_batch, delete, invalid_input,
             list_filters, pagination, tag_nesting_and_cycles, derived_config, snapshot, used_ips,
-            history, locks, tokens, racing_writers, last_change);
+            history, locks, tokens, racing_writers, last_change, large_batch);
     };
 }
 
@@ -611,4 +611,91 @@ pub fn last_change(s: &dyn Store) {
     assert_eq!(s.last_change("a").unwrap(), i);
     let d = s.delete_host("a", Expect::Any, &actor()).unwrap();
     assert_eq!(s.last_change("a").unwrap(), d);
+}
+
+/// A transaction of many host writes (the multi-row path) behaves like single writes.
+pub fn large_batch(s: &dyn Store) {
+    let i1 = put(s, container("old-1", "o", &["gone"]));
+    put(s, container("old-2", "o", &[]));
+    let mk = |i: usize| {
+        let mut h = container(
+            &format!("n{i:02}"),
+            "o",
+            &["big", if i % 2 == 0 { "even" } else { "odd" }],
+        );
+        h.properties = props(json!({"i": i, "env": "prod"}));
+        h.ip = Some(format!("10.9.0.{i}"));
+        h
+    };
+    let mut writes: Vec<Write> = (0..20)
+        .map(|i| Write::PutHost {
+            host: mk(i),
+            expect: Expect::Absent,
+        })
+        .collect();
+    let mut updated = container("old-1", "o", &["kept"]);
+    updated.class = Some("c".into());
+    writes.push(Write::PutHost {
+        host: updated,
+        expect: Expect::Index(i1),
+    });
+    writes.push(Write::DeleteHost {
+        name: "old-2".into(),
+        expect: Expect::Any,
+    });
+    writes.push(Write::PutTag {
+        tag: Tag::new("big"),
+        expect: Expect::Absent,
+    });
+    // One stale condition rolls back the whole batch.
+    let mut bad = writes.clone();
+    if let Write::PutHost { expect, .. } = &mut bad[20] {
+        *expect = Expect::Index(i1 + 100);
+    }
+    let before = s.index().unwrap();
+    assert!(matches!(
+        s.write(bad, &actor()),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(s.index().unwrap(), before);
+    assert!(s.get_host("n00").unwrap().is_none());
+    let idx = s.write(writes, &actor()).unwrap();
+    let all = s
+        .all_hosts(&HostQuery {
+            tags: vec!["big".into()],
+            ..HostQuery::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 20);
+    assert!(all
+        .iter()
+        .all(|h| h.modified_index == idx && h.created_index == idx));
+    let odd = s
+        .all_hosts(&HostQuery {
+            tags: vec!["odd".into()],
+            properties: vec![("env".into(), "prod".into())],
+            ..HostQuery::default()
+        })
+        .unwrap();
+    assert_eq!(odd.len(), 10);
+    assert_eq!(
+        names(
+            &s.all_hosts(&HostQuery {
+                properties: vec![("i".into(), "7".into())],
+                ..HostQuery::default()
+            })
+            .unwrap()
+        ),
+        ["n07"]
+    );
+    let old = s.get_host("old-1").unwrap().unwrap();
+    assert_eq!((old.created_index, old.modified_index), (i1, idx));
+    assert_eq!(old.tags, ["kept"]);
+    assert!(s.tag_members("gone").unwrap().hosts.is_empty());
+    assert!(s.get_host("old-2").unwrap().is_none());
+    assert_eq!(s.used_ips().unwrap().len(), 20);
+    assert_eq!(s.history("old-2").unwrap().last().unwrap().index, idx);
+    assert!(s.history("old-2").unwrap().last().unwrap().after.is_none());
+    assert_eq!(s.history("n05").unwrap().len(), 1);
+    assert_eq!(s.get_tag("big").unwrap().unwrap().modified_index, idx);
 }

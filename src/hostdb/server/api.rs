@@ -33,12 +33,22 @@ pub const MAX_LIMIT: usize = 10_000;
 /// How long a blocking query is held when `index` is given without `wait`.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
+/// One read of a host shared by every held query answered at the same index, so a write
+/// seen by a thousand watchers of one host costs one store read, not a thousand.
+type SharedReads = std::sync::Mutex<
+    std::collections::HashMap<(String, u64), Arc<tokio::sync::OnceCell<Option<Host>>>>,
+>;
+
+/// Shared reads kept before the table is cleared (entries are only useful for an instant).
+const MAX_SHARED_READS: usize = 1024;
+
 #[derive(Clone)]
 struct AppState {
     store: Arc<dyn Store>,
     config: Arc<ServerConfig>,
     notifier: Notifier,
     tokens: Arc<TokenCache>,
+    shared: Arc<SharedReads>,
 }
 
 pub(super) fn router(store: Arc<dyn Store>, config: ServerConfig, notifier: Notifier) -> Router {
@@ -49,6 +59,7 @@ pub(super) fn router(store: Arc<dyn Store>, config: ServerConfig, notifier: Noti
         config: Arc::new(config),
         notifier,
         tokens: Arc::new(TokenCache::default()),
+        shared: Arc::new(SharedReads::default()),
     };
     Router::new()
         .route("/v1/index", get(get_index))
@@ -157,6 +168,21 @@ impl AppState {
             }
         })
         .await;
+    }
+
+    /// The host as of (at least) `index`, read once for all held queries answered together.
+    async fn shared_host(&self, name: &str, index: u64) -> Result<Option<Host>, ApiError> {
+        let cell = {
+            let mut map = self.shared.lock().map_err(internal)?;
+            if map.len() >= MAX_SHARED_READS {
+                map.clear();
+            }
+            map.entry((name.to_string(), index)).or_default().clone()
+        };
+        let n = name.to_string();
+        cell.get_or_try_init(|| self.run(move |s| s.get_host(&n)))
+            .await
+            .cloned()
     }
 
     /// Record a write's index and objects for held queries.
@@ -375,11 +401,13 @@ async fn get_host(
     let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
     st.hold(&w, Some(&name)).await;
     let index = st.notifier.index();
-    let n = name.clone();
-    let host = st
-        .run(move |s| s.get_host(&n))
-        .await?
-        .ok_or_else(|| ApiError::not_found(&name))?;
+    let host = if w.index.is_some() {
+        st.shared_host(&name, index).await?
+    } else {
+        let n = name.clone();
+        st.run(move |s| s.get_host(&n)).await?
+    };
+    let host = host.ok_or_else(|| ApiError::not_found(&name))?;
     Ok(with_index(index, Json(host)))
 }
 
