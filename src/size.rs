@@ -108,9 +108,9 @@ pub fn parse(text: &str, unit: Unit) -> Result<u64, SizeError> {
 
 /// Render a size in MiB the way people write it: `"8GiB"`, `"512MiB"`.
 pub fn format_mib(mib: u64) -> String {
-    if mib != 0 && mib % (1024 * 1024) == 0 {
+    if mib != 0 && mib.is_multiple_of(1024 * 1024) {
         format!("{}TiB", mib / (1024 * 1024))
-    } else if mib != 0 && mib % 1024 == 0 {
+    } else if mib != 0 && mib.is_multiple_of(1024) {
         format!("{}GiB", mib / 1024)
     } else {
         format!("{mib}MiB")
@@ -119,7 +119,7 @@ pub fn format_mib(mib: u64) -> String {
 
 /// Render a size in GiB: `"40GiB"`, `"2TiB"`.
 pub fn format_gib(gib: u64) -> String {
-    if gib != 0 && gib % 1024 == 0 {
+    if gib != 0 && gib.is_multiple_of(1024) {
         format!("{}TiB", gib / 1024)
     } else {
         format!("{gib}GiB")

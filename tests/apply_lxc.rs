@@ -242,7 +242,7 @@ fn kill_9_at_random_moments_then_apply_converges() {
     }
     let lab = Lab::new(61, WEB);
     // Deterministic "random" kill times, spread over the run.
-    let mut seed: u64 = 0x6b6c_6f75_64;
+    let mut seed: u64 = 0x6b_6c6f_7564;
     for round in 0..5 {
         seed = seed
             .wrapping_mul(6364136223846793005)

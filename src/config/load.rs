@@ -29,6 +29,9 @@ struct Parsed {
     body: Body,
 }
 
+/// A host class block with the spans of its `name` and `max_per`.
+type ClassSpans<'a> = (Item<'a>, Option<Range<usize>>, Option<Range<usize>>);
+
 /// A top-level block with the file it came from.
 #[derive(Clone, Copy)]
 struct Item<'a> {
@@ -449,8 +452,8 @@ pub fn load_sources(
 
     // Host classes.
     let mut host_classes = BTreeMap::new();
-    let mut class_items: BTreeMap<String, (Item, Option<Range<usize>>, Option<Range<usize>>)> =
-        BTreeMap::new();
+    // Per class: its block, and the spans of `name` and `max_per` for later diagnostics.
+    let mut class_items: BTreeMap<String, ClassSpans> = BTreeMap::new();
     for item in first_of_each(&items("host_class")) {
         let mut r = reader(item, HOST_CLASS_ATTRS, HOST_CLASS_BLOCKS, &eval, diags);
         let count = r.uint("count", true, 0);

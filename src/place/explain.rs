@@ -153,7 +153,7 @@ pub(crate) fn amount(d: usize, n: u64) -> String {
     match DIM_NAMES[d] {
         "cpu" if n == 1 => "1 cpu".to_string(),
         "cpu" => format!("{n} cpus"),
-        "memory" if n % 1024 == 0 => format!("{} GiB of memory", n / 1024),
+        "memory" if n.is_multiple_of(1024) => format!("{} GiB of memory", n / 1024),
         "memory" => format!("{n} MiB of memory"),
         _ => format!("{n} GiB of disk"),
     }

@@ -621,7 +621,7 @@ pub fn large_batch(s: &dyn Store) {
         let mut h = container(
             &format!("n{i:02}"),
             "o",
-            &["big", if i % 2 == 0 { "even" } else { "odd" }],
+            &["big", if i.is_multiple_of(2) { "even" } else { "odd" }],
         );
         h.properties = props(json!({"i": i, "env": "prod"}));
         h.ip = Some(format!("10.9.0.{i}"));
