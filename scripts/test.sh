@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
-for pkg in build-essential pkg-config iproute2 iputils-ping python3; do
+for pkg in build-essential pkg-config iproute2 iputils-ping python3 python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -35,3 +35,7 @@ done
 
 echo "==> cargo test"
 cargo test --workspace --no-fail-fast "$@"
+
+# The HostDB API against its OpenAPI spec, from outside: no 5xx, every response conforms.
+echo "==> schemathesis"
+bash scripts/schemathesis.sh --max-examples 20
