@@ -39,18 +39,24 @@ fn run(cmd: &mut Command) -> (bool, String, String) {
 
 #[test]
 fn enc_prints_roles_and_derived_config_from_hostdb() {
-    let f = fixture("provider \"puppet\" {\n  environment = \"staging\"\n}\n", "/nowhere");
+    let f = fixture(
+        "provider \"puppet\" {\n  environment = \"staging\"\n}\n",
+        "/nowhere",
+    );
     let (ok, out, err) = run(&mut f.kloud(&["enc", &format!("web-1.{ZONE}")]));
     assert!(ok, "kloud enc failed: {err}");
-    assert!(out.starts_with("---\n\"environment\": \"staging\"\n"), "{out}");
+    assert!(
+        out.starts_with("---\n\"environment\": \"staging\"\n"),
+        "{out}"
+    );
     assert!(
         out.contains("\"classes\":\n  - \"role::nginx\"\n  - \"role::base\"\n"),
         "classes in the recorded order:\n{out}"
     );
     for line in [
-        "  \"team\": \"web-team\"\n",  // from the tag
-        "  \"tier\": \"front\"\n",     // the host's own
-        "  \"port\": 80\n",            // the host's own wins over the tag's
+        "  \"team\": \"web-team\"\n", // from the tag
+        "  \"tier\": \"front\"\n",    // the host's own
+        "  \"port\": 80\n",           // the host's own wins over the tag's
         "  \"kloud_ip\": \"10.40.0.7\"\n",
         "  \"kloud_machine\": \"hw-1.dc1.test\"\n",
         "    \"rack\": \"r1\"\n",
@@ -100,7 +106,10 @@ fn enc_finds_hostdb_by_flag_or_environment_outside_the_config_dir() {
         let (ok, out, err) = enc(flag);
         assert!(ok, "{err}");
         // No config here: the default environment.
-        assert!(out.starts_with("---\n\"environment\": \"production\"\n"), "{out}");
+        assert!(
+            out.starts_with("---\n\"environment\": \"production\"\n"),
+            "{out}"
+        );
         assert!(out.contains("\"tier\": \"front\""), "{out}");
     }
     // Without any way to find HostDB it says so and fails.
@@ -111,9 +120,12 @@ fn enc_finds_hostdb_by_flag_or_environment_outside_the_config_dir() {
     assert!(!ok);
     assert!(err.contains("--hostdb"), "{err}");
     // A HostDB file that does not exist is an error, not a new empty database.
-    let (ok, _, err) = run(Command::new(KLOUD)
-        .current_dir(elsewhere.path())
-        .args(["enc", "web-1.dc1.test", "--hostdb", "sqlite:missing.db"]));
+    let (ok, _, err) = run(Command::new(KLOUD).current_dir(elsewhere.path()).args([
+        "enc",
+        "web-1.dc1.test",
+        "--hostdb",
+        "sqlite:missing.db",
+    ]));
     assert!(!ok);
     assert!(err.contains("does not exist"), "{err}");
     assert!(!elsewhere.path().join("missing.db").exists());
@@ -199,9 +211,19 @@ fn puppet_apply_through_kloud_enc_applies_the_hosts_roles() {
         read("role-nginx").as_deref(),
         Some("team=web-team tier=front port=80 rack=r1\n")
     );
-    assert_eq!(read("role-base").as_deref(), Some("base on hw-1.dc1.test\n"));
-    assert_eq!(read("role-db"), None, "a role the host does not have was applied");
+    assert_eq!(
+        read("role-base").as_deref(),
+        Some("base on hw-1.dc1.test\n")
+    );
+    assert_eq!(
+        read("role-db"),
+        None,
+        "a role the host does not have was applied"
+    );
 
     let (ok, out) = puppet_apply(&puppet, work.path(), &wrapper, "nobody.dc1.test");
-    assert!(!ok, "puppet applied a catalog for a host HostDB does not know:\n{out}");
+    assert!(
+        !ok,
+        "puppet applied a catalog for a host HostDB does not know:\n{out}"
+    );
 }

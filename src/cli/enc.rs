@@ -45,7 +45,11 @@ fn cwd_config() -> Result<Option<Config>, ExitCode> {
 
 fn environment(block: Option<&serde_json::Value>) -> miette::Result<String> {
     let attrs = block
-        .map(|env| [("environment".to_string(), env.clone())].into_iter().collect())
+        .map(|env| {
+            [("environment".to_string(), env.clone())]
+                .into_iter()
+                .collect()
+        })
         .unwrap_or_default();
     let provider = PuppetProvider::from_block(&attrs, Path::new(".")).map_err(|errors| {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

@@ -92,7 +92,14 @@ fn names(prefix: char, list: &[String], out: &mut Vec<String>) {
     }
 }
 
-fn summary(kind: &str, index: u64, hosts: usize, delta: Option<&Delta>, r: &ConvergeResponse, ms: f64) -> String {
+fn summary(
+    kind: &str,
+    index: u64,
+    hosts: usize,
+    delta: Option<&Delta>,
+    r: &ConvergeResponse,
+    ms: f64,
+) -> String {
     let mut changed = Vec::new();
     if let Some(d) = delta {
         names('+', &d.added, &mut changed);
@@ -199,34 +206,40 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     };
     let mut shown = BTreeSet::new();
     let url = location.url.clone();
-    follow::follow(&location, &*integration, &opts, &stop, &mut |event| match event {
-        Event::Connected { index, first } => {
-            let what = if first { "following" } else { "reconnected to" };
-            eprintln!("{} {kind}: {what} HostDB `{url}` at index {index}", now());
-        }
-        Event::Unchanged { .. } => {}
-        Event::Converged {
-            index,
-            hosts,
-            delta,
-            response,
-            took,
-        } => {
-            let ms = took.as_secs_f64() * 1000.0;
-            println!("{}", summary(kind, index, hosts, Some(delta), response, ms));
-            print_diagnostics(kind, response, &mut shown);
-        }
-        Event::Failed { error, retry_in } => match retry_in {
-            Some(d) => eprintln!(
-                "{} {kind}: {error}; retrying in {} ms",
-                now(),
-                d.as_millis()
-            ),
-            None => eprintln!(
-                "{} {kind}: {error}; waiting for the next HostDB change",
-                now()
-            ),
+    follow::follow(
+        &location,
+        &*integration,
+        &opts,
+        &stop,
+        &mut |event| match event {
+            Event::Connected { index, first } => {
+                let what = if first { "following" } else { "reconnected to" };
+                eprintln!("{} {kind}: {what} HostDB `{url}` at index {index}", now());
+            }
+            Event::Unchanged { .. } => {}
+            Event::Converged {
+                index,
+                hosts,
+                delta,
+                response,
+                took,
+            } => {
+                let ms = took.as_secs_f64() * 1000.0;
+                println!("{}", summary(kind, index, hosts, Some(delta), response, ms));
+                print_diagnostics(kind, response, &mut shown);
+            }
+            Event::Failed { error, retry_in } => match retry_in {
+                Some(d) => eprintln!(
+                    "{} {kind}: {error}; retrying in {} ms",
+                    now(),
+                    d.as_millis()
+                ),
+                None => eprintln!(
+                    "{} {kind}: {error}; waiting for the next HostDB change",
+                    now()
+                ),
+            },
         },
-    });
+    );
     Ok(ExitCode::SUCCESS)
 }

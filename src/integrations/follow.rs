@@ -117,7 +117,10 @@ pub struct Delta {
 }
 
 impl Delta {
-    fn between(before: &BTreeMap<String, HostRecord>, after: &BTreeMap<String, HostRecord>) -> Self {
+    fn between(
+        before: &BTreeMap<String, HostRecord>,
+        after: &BTreeMap<String, HostRecord>,
+    ) -> Self {
         let mut d = Delta::default();
         for (name, rec) in after {
             match before.get(name) {
@@ -171,20 +174,30 @@ pub enum Event<'a> {
 }
 
 /// Wait until the index differs from `seen`, `stop` is set or `until` passes; returns the
-/// index last read. Polling: see the module doc.
+/// index last read. `current` says whether the store still reads the database it was opened
+/// on. Polling: see the module doc.
 pub fn wait_for_change(
     store: &dyn Store,
     seen: u64,
     poll: Duration,
     until: Instant,
     stop: &AtomicBool,
+    current: &dyn Fn() -> bool,
 ) -> Result<u64, StoreError> {
     loop {
+        if !current() {
+            return Err(StoreError::Unavailable(
+                "the HostDB file was removed or replaced".to_string(),
+            ));
+        }
         let index = store.index()?;
         if index != seen || stop.load(Ordering::Relaxed) || Instant::now() >= until {
             return Ok(index);
         }
-        sleep_unless_stopped(poll.min(until.saturating_duration_since(Instant::now())), stop);
+        sleep_unless_stopped(
+            poll.min(until.saturating_duration_since(Instant::now())),
+            stop,
+        );
     }
 }
 
@@ -261,9 +274,7 @@ pub fn follow(
             }
         }
         if store.is_none() {
-            let opened = location
-                .open()
-                .and_then(|s| s.index().map(|i| (s, i)));
+            let opened = location.open().and_then(|s| s.index().map(|i| (s, i)));
             match opened {
                 Ok((s, index)) => {
                     on_event(Event::Connected {
@@ -283,7 +294,9 @@ pub fn follow(
                 }
             }
         }
-        let Some((s, _)) = &store else { continue };
+        let Some((s, id)) = &store else { continue };
+        let id = *id;
+        let current = || id.is_none() || location.identity() == id;
 
         // Wait for a reason to converge: HostDB moved, a retry is due, or the resync period.
         let index = match converged_at {
@@ -294,7 +307,7 @@ pub fn follow(
                     .flatten()
                     .min()
                     .unwrap_or_else(Instant::now);
-                wait_for_change(&**s, seen, opts.poll, until, stop)
+                wait_for_change(&**s, seen, opts.poll, until, stop, &current)
             }
         };
         let index = match index {

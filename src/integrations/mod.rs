@@ -180,9 +180,10 @@ pub fn providers(config: &Config) -> Result<Vec<Box<dyn Integration>>, Integrati
         }
         match provider(name, block, config) {
             Ok(p) => out.push(p),
-            Err(IntegrationsError::Config { provider, errors: e }) => {
-                errors.extend(e.into_iter().map(|e| (provider.clone(), e)))
-            }
+            Err(IntegrationsError::Config {
+                provider,
+                errors: e,
+            }) => errors.extend(e.into_iter().map(|e| (provider.clone(), e))),
             Err(e) => return Err(e),
         }
     }
@@ -199,7 +200,10 @@ pub fn providers(config: &Config) -> Result<Vec<Box<dyn Integration>>, Integrati
 }
 
 /// The one integration of kind `kind` (`dns`, `prometheus`, …) the config declares.
-pub fn one_provider(config: &Config, kind: &str) -> Result<Box<dyn Integration>, IntegrationsError> {
+pub fn one_provider(
+    config: &Config,
+    kind: &str,
+) -> Result<Box<dyn Integration>, IntegrationsError> {
     if !KINDS.contains(&kind) {
         return Err(IntegrationsError::NotAnIntegration(kind.to_string()));
     }
@@ -328,7 +332,10 @@ mod tests {
         assert_eq!(a_rec.machine, "hw-1.t");
         assert_eq!(a_rec.labels.get("rack").map(String::as_str), Some("r1"));
         assert_eq!(a_rec.roles, ["role::nginx"]);
-        assert_eq!(all[3].ip, "", "a running host without an address has an empty one");
+        assert_eq!(
+            all[3].ip, "",
+            "a running host without an address has an empty one"
+        );
         // The batched derivation must agree with the store's own, host by host.
         for r in &all {
             assert_eq!(

@@ -142,7 +142,11 @@ impl Bind {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("named exited ({status}): {}", self.log());
             }
-            assert!(Instant::now() < deadline, "named did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "named did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
