@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kloud_provider_api::compute::{ContainerSpec, MachineRef, NetworkSpec};
+use kloud_provider_api::compute::{ContainerSpec, DriverError, MachineRef, NetworkSpec};
 use thiserror::Error;
 
 pub use drivers::Drivers;
@@ -398,7 +398,15 @@ impl Step<'_> {
             .and_then(|x| x.driver_id);
         self.record(h, State::Creating, existing_id.clone(), "creating")?;
         let spec = self.spec(h, existing_id)?;
-        match driver.create(&mref, &spec) {
+        let created = driver.create(&mref, &spec).or_else(|first| {
+            // What a killed run left half-made can block a create: clear it and try once more.
+            if matches!(first, DriverError::UnknownImage { .. }) {
+                return Err(first);
+            }
+            with_retries(|| driver.destroy(&mref, &h.name)).map_err(|_| first)?;
+            driver.create(&mref, &spec)
+        });
+        match created {
             Ok(resp) => self.record(h, State::Running, resp.driver_id, "running"),
             Err(e) => {
                 let msg = e.to_string();
@@ -420,11 +428,13 @@ impl Step<'_> {
         };
         let driver = self.drivers.get(&kind)?;
         self.record(h, State::Deleting, None, "deleting")?;
-        driver.destroy(&mref, &h.name).map(|_| ()).map_err(|e| {
-            let msg = e.to_string();
-            let _ = self.record(h, State::Failed, None, &format!("destroy failed: {msg}"));
-            msg
-        })
+        with_retries(|| driver.destroy(&mref, &h.name))
+            .map(|_| ())
+            .map_err(|e| {
+                let msg = e.to_string();
+                let _ = self.record(h, State::Failed, None, &format!("destroy failed: {msg}"));
+                msg
+            })
     }
 
     fn delete(&self, h: &HostState) -> Result<(), String> {
@@ -470,6 +480,25 @@ impl Step<'_> {
             .and_then(|x| x.driver_id);
         self.record(after, State::Running, driver_id, "updated")
     }
+}
+
+/// Run a driver call up to three times, waiting a little longer each time: a process left by a
+/// killed run may still be working on the same container and hold it briefly.
+fn with_retries<T>(mut call: impl FnMut() -> Result<T, DriverError>) -> Result<T, DriverError> {
+    let mut wait = Duration::from_millis(500);
+    let mut last = None;
+    for _ in 0..3 {
+        match call() {
+            Ok(v) => return Ok(v),
+            Err(e @ (DriverError::UnknownImage { .. } | DriverError::Invalid { .. })) => {
+                return Err(e)
+            }
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(wait);
+        wait *= 2;
+    }
+    Err(last.expect("three attempts were made"))
 }
 
 /// Whether a host record is a container this config manages.

@@ -129,3 +129,71 @@ pub fn refresh(config: &Config, store: &dyn Store, drivers: &Drivers) -> Result<
     }
     Ok(drift)
 }
+
+/// Adopt a container no record explains: record it in HostDB as the config's host of that name,
+/// on the machine where it runs. The next plan reconciles any difference (size, address).
+pub fn import(
+    config: &Config,
+    store: &dyn Store,
+    drivers: &Drivers,
+    name: &str,
+) -> Result<String, ApplyError> {
+    let desired = config
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .ok_or_else(|| ApplyError::Driver(format!("the config declares no host `{name}`")))?;
+    if let Some(existing) = store.get_host(name)? {
+        return Err(ApplyError::Driver(format!(
+            "`{name}` is already recorded (state {}); nothing to import",
+            existing.state.map_or("none", |s| s.as_str())
+        )));
+    }
+    for m in &config.machines {
+        let Ok(connect) = m.connect.parse() else {
+            continue;
+        };
+        let Ok(driver) = drivers.get(&m.driver) else {
+            continue;
+        };
+        let Ok(listed) = driver.list(&MachineRef::new(&m.name, connect)) else {
+            continue;
+        };
+        let Some(found) = listed.containers.into_iter().find(|c| c.name == name) else {
+            continue;
+        };
+        let mut h = crate::hostdb::Host::container(name);
+        h.class = Some(desired.class.clone());
+        h.owner = Some(config.settings.owner.clone());
+        h.machine = Some(m.name.clone());
+        h.ip = found.ip.clone();
+        h.image = Some(desired.image.clone());
+        h.roles = desired.puppet_roles.clone();
+        h.tags = desired.tags.clone();
+        h.properties = desired.properties.clone();
+        h.cpu = Some(desired.cpu);
+        h.memory_mib = Some(desired.memory_mib);
+        h.disk_gib = Some(desired.disk_gib);
+        h.labels = m.labels.clone();
+        h.driver_id = found.driver_id.clone();
+        h.state = Some(if found.state == ContainerState::Running {
+            State::Running
+        } else {
+            State::Failed
+        });
+        let actor = Actor {
+            name: "kloud import".into(),
+            message: Some(format!("adopted from {}", m.name)),
+        };
+        store.put_host(h, Expect::Absent, &actor)?;
+        return Ok(format!(
+            "imported {name} from {} ({}, {})",
+            m.name,
+            found.ip.as_deref().unwrap_or("no address"),
+            found.state
+        ));
+    }
+    Err(ApplyError::Driver(format!(
+        "no machine of the config runs a container `{name}`"
+    )))
+}

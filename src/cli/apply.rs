@@ -171,8 +171,32 @@ fn execute(
         cancel: &CANCEL,
     };
     let started = std::time::Instant::now();
-    let progress = |line: &str| println!("{line}");
+    let total = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != crate::plan::Action::NoOp)
+        .count();
+    // A live bar on a terminal; plain lines (one per host) otherwise, e.g. in CI logs.
+    let bar = (std::io::stdout().is_terminal() && total > 0).then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} hosts, {elapsed}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let progress = |line: &str| match &bar {
+        Some(b) => {
+            b.println(line);
+            b.inc(1);
+        }
+        None => println!("{line}"),
+    };
     let result = guard.while_held(|| apply::apply(plan, config, store, &drivers, &opts, &progress));
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
     drop(guard);
     let r = result.map_err(|e| miette!(code = "kloud::apply::failed", "{e}"))?;
     let done = r
@@ -240,10 +264,33 @@ pub fn run_refresh(args: RefreshArgs) -> miette::Result<ExitCode> {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ImportArgs {}
+pub struct ImportArgs {
+    /// The FQDN of the container to adopt; the config must declare a host of that name
+    pub name: String,
+    /// The config directory
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long, value_name = "URL", env = "KLOUD_HOSTDB")]
+    pub hostdb: Option<String>,
+}
 
-pub fn run_import(_args: ImportArgs) -> miette::Result<ExitCode> {
-    super::not_yet("import")
+pub fn run_import(args: ImportArgs) -> miette::Result<ExitCode> {
+    let config = match load_or_report(&args.dir, &[]) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = open_store(&config, args.hostdb.as_deref())?;
+    let drivers = Drivers::from_env();
+    let imported =
+        apply::refresh::import(&config, store.as_ref(), &drivers, &args.name).map_err(|e| {
+            miette!(
+                code = "kloud::import::failed",
+                help = "run `kloud refresh` to list orphans",
+                "{e}"
+            )
+        })?;
+    println!("{imported}");
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,13 +4,17 @@
 //! `sqlite:PATH` (embedded), `postgres://…` (shared) or `http(s)://…` (a `kloud hostdb serve`).
 //! The model types in [`model`] are also the JSON of the HTTP API.
 
+pub mod client;
 pub mod derive;
 mod engine;
 pub mod error;
 pub mod model;
 pub mod names;
+pub mod postgres;
+pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod url;
 pub mod util;
 
 use std::path::Path;
@@ -36,6 +40,12 @@ pub fn open(url: &str, base_dir: &Path) -> Result<Box<dyn Store>, StoreError> {
         }
         let path = base_dir.join(path);
         return Ok(Box::new(sqlite::open(&path)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(postgres::open(url)?));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Box::new(client::HttpStore::from_env(url)?));
     }
     Err(StoreError::Url {
         url: url.to_string(),

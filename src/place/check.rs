@@ -1,8 +1,9 @@
 //! Invariant checker for any placement, independent of how it was made (after omicron's
 //! `blippy`): tests run it on every placement they produce.
 //!
-//! A violation is reported only where a new host is involved: an existing fleet that already
-//! breaks a rule is not the placement's doing, and placement never moves existing hosts.
+//! A violation is reported only where a new host is involved (adds to an over-committed resource,
+//! or is counted in a `max_per` group over its limit): an existing fleet that already breaks a
+//! rule is not the placement's doing, and placement never moves existing hosts.
 
 use super::model::{Placement, Problem};
 use serde::{Deserialize, Serialize};
@@ -127,18 +128,22 @@ pub fn check(problem: &Problem, placement: &Placement) -> Vec<Violation> {
         hosts.push((&r.name, &r.class, machine, r.size.vector(), true));
     }
 
-    let mut used: BTreeMap<&str, ([u64; 3], bool)> = BTreeMap::new();
+    // Per machine and dimension: total used, and what new hosts add to it. An existing
+    // over-commit that new hosts do not add to is not the placement's doing.
+    let mut used: BTreeMap<&str, ([u64; 3], [u64; 3])> = BTreeMap::new();
     for &(_, _, machine, size, new) in &hosts {
-        let e = used.entry(machine).or_default();
-        for d in 0..3 {
-            e.0[d] += size[d];
+        let (total, added) = used.entry(machine).or_default();
+        for (d, n) in size.into_iter().enumerate() {
+            total[d] += n;
+            if new {
+                added[d] += n;
+            }
         }
-        e.1 |= new;
     }
-    for (machine, (used, new)) in used {
+    for (machine, (used, added)) in used {
         let cap = machines[machine].capacity.vector();
         for d in 0..3 {
-            if new && used[d] > cap[d] {
+            if added[d] > 0 && used[d] > cap[d] {
                 out.push(Violation::Capacity {
                     machine: machine.to_string(),
                     resource: super::fleet::DIM_NAMES[d].to_string(),

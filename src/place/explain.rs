@@ -117,11 +117,18 @@ fn sentence(
                     .iter()
                     .filter(|&&v| rule.counts[v as usize] < limit)
                     .count();
+                let others: Vec<String> = counts
+                    .iter()
+                    .filter(|(r, _)| !matches!(r, Reason::Driver | Reason::MaxPer(_)))
+                    .map(|(r, n)| format!("{n} {}", r.key(fleet)))
+                    .collect();
                 format!(
-                    "{} {} already hold max_per {key} = {limit} {} hosts and the {with_room} with room have no machine that fits; add machines there or raise max_per {key}",
+                    "{} of {have} {} already {} max_per {key} = {limit} {} hosts; the machines of the other {with_room} are rejected for {}; add machines there or raise max_per {key}",
                     have as usize - with_room,
-                    plural_key,
-                    class.name
+                    if have == 1 { key.clone() } else { plural_key },
+                    if have as usize - with_room == 1 { "holds" } else { "hold" },
+                    class.name,
+                    if others.is_empty() { "other rules".to_string() } else { others.join(", ") }
                 )
             }
         }

@@ -4,7 +4,66 @@
 //! value. Existing hosts are loaded once and never leave.
 
 use super::model::{Problem, Strategy};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A hash map with a fast non-keyed hash (the Fx hash of rustc). Keys are names from the
+/// operator's own inventory, not from an adversary, and building the fleet of a large data centre
+/// for a one-host plan must take milliseconds.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fx alone leaves the low bits (the bucket index) depending on few input bits; the
+        // murmur3 finaliser spreads every bit over all of them.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
 
 /// Resources in engine order: cpu, memory (MiB), disk (GiB).
 pub(crate) type Vec3 = [u64; 3];
@@ -14,8 +73,8 @@ pub(crate) const DIM_NAMES: [&str; 3] = ["cpu", "memory", "disk"];
 /// The pseudo label key under which every machine is its own value.
 pub(crate) const MACHINE_KEY: &str = "machine";
 
-pub(crate) struct MachineInfo {
-    pub name: String,
+pub(crate) struct MachineInfo<'a> {
+    pub name: &'a str,
     pub cap: Vec3,
     pub driver: u32,
     /// Value id per label key id; `None` when the machine lacks the label.
@@ -40,38 +99,43 @@ pub(crate) struct Class {
 /// The static part of the fleet (shared by every pass) and the state that placing changes.
 #[derive(Clone)]
 pub(crate) struct Fleet<'p> {
-    pub statics: &'p Statics,
+    pub statics: &'p Statics<'p>,
     pub used: Vec<Vec3>,
     /// Hosts (existing and new) on each machine.
     pub hosts_on: Vec<u32>,
     pub classes: Vec<Class>,
+    /// Existing hosts per class id, wherever they are.
+    pub existing_in_class: Vec<u32>,
 }
 
-pub(crate) struct Statics {
-    pub machines: Vec<MachineInfo>,
-    pub machine_ids: HashMap<String, u32>,
+pub(crate) struct Statics<'a> {
+    pub machines: Vec<MachineInfo<'a>>,
+    pub machine_ids: FastMap<&'a str, u32>,
     pub drivers: Vec<String>,
-    pub driver_ids: HashMap<String, u32>,
+    pub driver_ids: FastMap<String, u32>,
     pub keys: Vec<String>,
-    pub class_ids: HashMap<String, u32>,
+    /// Classes that have rules or requests; other classes of existing hosts need no id.
+    pub class_ids: FastMap<&'a str, u32>,
     /// Largest capacity per dimension, used to compare host sizes across dimensions.
     pub reference: Vec3,
 }
 
-impl Statics {
-    pub fn build(problem: &Problem) -> (Statics, Vec<Class>) {
-        let mut named: BTreeMap<&str, &super::model::Machine> = BTreeMap::new();
-        for m in &problem.machines {
-            // A duplicate machine name is ambiguous; the first definition wins.
-            named.entry(m.name.as_str()).or_insert(m);
+impl<'a> Statics<'a> {
+    pub fn build(problem: &'a Problem) -> (Statics<'a>, Vec<Class>) {
+        // Machines in name order; a duplicate name is ambiguous and the first definition wins.
+        // Inventories usually arrive sorted, which is checked in one pass before sorting.
+        let mut named: Vec<&super::model::Machine> = problem.machines.iter().collect();
+        if !named.windows(2).all(|w| w[0].name < w[1].name) {
+            named.sort_by(|a, b| a.name.cmp(&b.name));
+            named.dedup_by(|b, a| a.name == b.name);
         }
         let mut keys: BTreeSet<&str> = BTreeSet::new();
         for r in problem.rules.values() {
             keys.extend(r.max_per.keys().map(String::as_str));
         }
         let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
-        let mut value_ids: Vec<BTreeMap<&str, u32>> = vec![BTreeMap::new(); keys.len()];
-        for m in named.values() {
+        let mut value_ids: Vec<FastMap<&str, u32>> = vec![FastMap::default(); keys.len()];
+        for m in &named {
             for (k, key) in keys.iter().enumerate() {
                 if key != MACHINE_KEY {
                     if let Some(v) = m.labels.get(key) {
@@ -81,21 +145,29 @@ impl Statics {
             }
         }
         for ids in value_ids.iter_mut() {
-            for (i, id) in ids.values_mut().enumerate() {
-                *id = i as u32;
+            let mut sorted: Vec<&str> = ids.keys().copied().collect();
+            sorted.sort_unstable();
+            for (i, v) in sorted.into_iter().enumerate() {
+                ids.insert(v, i as u32);
             }
         }
-        let mut drivers: BTreeSet<&str> = named.values().map(|m| m.driver.as_str()).collect();
-        drivers.extend(problem.requests.iter().map(|r| r.driver.as_str()));
+        let mut drivers: Vec<&str> = named
+            .iter()
+            .map(|m| m.driver.as_str())
+            .chain(problem.requests.iter().map(|r| r.driver.as_str()))
+            .collect::<HashSet<&str, BuildHasherDefault<Fx>>>()
+            .into_iter()
+            .collect();
+        drivers.sort_unstable();
         let drivers: Vec<String> = drivers.into_iter().map(str::to_string).collect();
-        let driver_ids: HashMap<String, u32> = drivers
+        let driver_ids: FastMap<String, u32> = drivers
             .iter()
             .enumerate()
             .map(|(i, d)| (d.clone(), i as u32))
             .collect();
         let mut reference = [1u64; 3];
         let machines: Vec<MachineInfo> = named
-            .values()
+            .iter()
             .enumerate()
             .map(|(id, m)| {
                 let cap = m.capacity.vector();
@@ -116,36 +188,43 @@ impl Statics {
                     })
                     .collect();
                 MachineInfo {
-                    name: m.name.clone(),
+                    name: m.name.as_str(),
                     cap,
                     driver: driver_ids[&m.driver],
                     values,
                 }
             })
             .collect();
-        let values: Vec<Vec<String>> = keys
+        let value_counts: Vec<usize> = keys
             .iter()
             .enumerate()
             .map(|(k, key)| {
                 if key == MACHINE_KEY {
-                    machines.iter().map(|m| m.name.clone()).collect()
+                    machines.len()
                 } else {
-                    value_ids[k].keys().map(|v| v.to_string()).collect()
+                    value_ids[k].len()
                 }
             })
             .collect();
-        let key_ids: HashMap<&str, u32> = keys
+        let key_ids: FastMap<&str, u32> = keys
             .iter()
             .enumerate()
             .map(|(i, k)| (k.as_str(), i as u32))
             .collect();
-        let mut class_names: BTreeSet<&str> = problem.rules.keys().map(String::as_str).collect();
-        class_names.extend(problem.requests.iter().map(|r| r.class.as_str()));
-        class_names.extend(problem.existing.iter().map(|e| e.class.as_str()));
-        let mut class_ids = HashMap::new();
+        // Thousands of hosts share a few class names: dedupe by hash, then order.
+        let mut class_names: Vec<&str> = problem
+            .rules
+            .keys()
+            .map(String::as_str)
+            .chain(problem.requests.iter().map(|r| r.class.as_str()))
+            .collect::<HashSet<&str, BuildHasherDefault<Fx>>>()
+            .into_iter()
+            .collect();
+        class_names.sort_unstable();
+        let mut class_ids = FastMap::default();
         let mut classes = Vec::new();
         for (i, name) in class_names.into_iter().enumerate() {
-            class_ids.insert(name.to_string(), i as u32);
+            class_ids.insert(name, i as u32);
             let rules = problem.rules.get(name).cloned().unwrap_or_default();
             classes.push(Class {
                 name: name.to_string(),
@@ -158,16 +237,16 @@ impl Statics {
                         Rule {
                             key,
                             limit,
-                            counts: vec![0; values[key as usize].len()],
+                            counts: vec![0; value_counts[key as usize]],
                         }
                     })
                     .collect(),
             });
         }
-        let machine_ids = machines
+        let machine_ids: FastMap<&str, u32> = machines
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.name.clone(), i as u32))
+            .map(|(i, m)| (m.name, i as u32))
             .collect();
         let statics = Statics {
             machines,
@@ -184,19 +263,28 @@ impl Statics {
 
 impl<'p> Fleet<'p> {
     /// The fleet with every existing host on a known machine counted in.
-    pub fn new(problem: &Problem, statics: &'p Statics, classes: Vec<Class>) -> Fleet<'p> {
+    pub fn new(problem: &Problem, statics: &'p Statics<'p>, classes: Vec<Class>) -> Fleet<'p> {
         let n = statics.machines.len();
         let mut fleet = Fleet {
             statics,
             used: vec![[0; 3]; n],
             hosts_on: vec![0; n],
+            existing_in_class: vec![0; classes.len()],
             classes,
         };
         for e in &problem.existing {
+            let class = statics.class_ids.get(e.class.as_str()).copied();
+            if let Some(c) = class {
+                fleet.existing_in_class[c as usize] += 1;
+            }
             // A host on an unknown machine cannot consume anything we can see; it still exists.
-            if let Some(&m) = statics.machine_ids.get(&e.machine) {
-                let class = statics.class_ids[&e.class];
-                fleet.put(class, e.size.vector(), m);
+            let Some(&m) = statics.machine_ids.get(e.machine.as_str()) else {
+                continue;
+            };
+            match class {
+                Some(c) => fleet.put(c, e.size.vector(), m),
+                // A class without rules or requests only takes up room.
+                None => fleet.occupy(e.size.vector(), m),
             }
         }
         fleet
@@ -212,12 +300,16 @@ impl<'p> Fleet<'p> {
         ]
     }
 
-    pub fn put(&mut self, class: u32, size: Vec3, m: u32) {
+    fn occupy(&mut self, size: Vec3, m: u32) {
         let used = &mut self.used[m as usize];
         for d in 0..3 {
             used[d] += size[d];
         }
         self.hosts_on[m as usize] += 1;
+    }
+
+    pub fn put(&mut self, class: u32, size: Vec3, m: u32) {
+        self.occupy(size, m);
         let info = &self.statics.machines[m as usize];
         for rule in &mut self.classes[class as usize].rules {
             if let Some(v) = info.values[rule.key as usize] {

@@ -11,18 +11,15 @@
 //!    attempt is undone. Every move passes the same stages as the first pass, so rules hold.
 //!    Existing hosts and hosts of spread classes are never moved by this phase.
 
+use super::bins;
 use super::fleet::Fleet;
 use super::model::Strategy;
-use super::score::{self, Fit};
+use super::score::{self, Affinity, Fit};
 use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};
 use std::collections::HashMap;
 
-const PASSES: [(Order, Fit); 3] = [
-    (Order::Max, Fit::Sum),
-    (Order::Sum, Fit::Squares),
-    (Order::Max, Fit::Squares),
-];
+const ORDERS: [Order; 1] = [Order::Max];
 
 /// Moves an attempt to empty one machine may make before it is given up.
 const MOVES_PER_ATTEMPT: u32 = 400;
@@ -31,13 +28,32 @@ const MOVES_PER_ATTEMPT: u32 = 400;
 const FAILURES: u32 = 3;
 
 pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'p>, budget: u64) {
+    let opened = (0..base.hosts_on.len())
+        .filter(|&m| base.hosts_on[m] == 0 && best.fleet.hosts_on[m] > 0)
+        .count();
+    if budget == 0 || (opened <= 1 && best.cost().0 == 0) {
+        // Everything fits on machines already in use, or on one more that the largest host
+        // opened because none in use could take it: rarely anything to gain, and adding a host
+        // to a large fleet must stay fast.
+        return;
+    }
     let mut left = budget;
     let pass_cost = best.work.max(1);
-    for (order, fit) in PASSES {
+    for order in ORDERS {
         if left < pass_cost {
             break;
         }
-        let s = construct(base, hosts, order, fit);
+        let s = construct(base, hosts, order);
+        left = left.saturating_sub(s.work);
+        if s.cost() < best.cost() {
+            *best = s;
+        }
+    }
+    for kind in [Affinity::Dot, Affinity::Snug, Affinity::Largest] {
+        if left < pass_cost.saturating_mul(2) {
+            break;
+        }
+        let s = bins::fill(base, hosts, kind);
         left = left.saturating_sub(s.work);
         if s.cost() < best.cost() {
             *best = s;
@@ -46,6 +62,46 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
     let mut search = Search::new(hosts, best.clone(), left);
     search.run();
     *best = search.sol;
+    retry_unplaced(hosts, best);
+}
+
+/// Moving hosts can free room a host left unplaced by the chosen pass could use: give every such
+/// host one more look at every machine, large first.
+fn retry_unplaced(hosts: &Hosts, best: &mut Solution) {
+    if best.cost().0 == 0 {
+        return;
+    }
+    let fleet = &mut best.fleet;
+    for i in hosts.ordered(Order::Sum) {
+        let Some(g) = hosts.group_of[i] else { continue };
+        if best.assign[i].is_some() {
+            continue;
+        }
+        let group = &hosts.groups[g];
+        let spread = fleet.classes[group.class as usize].strategy == Strategy::Spread;
+        let mut choice: Option<((bool, u64, u64, u128), u32)> = None;
+        for m in 0..fleet.hosts_on.len() as u32 {
+            if feasible(fleet, group, m).is_err() {
+                continue;
+            }
+            let cap = fleet.statics.machines[m as usize].cap;
+            // spread: least loaded; pack: machines in use first, then the best fit.
+            let key = if spread {
+                let (a, b) = score::load(cap, fleet.used[m as usize]);
+                (false, a, b, 0)
+            } else {
+                let slack = score::pack(Fit::Sum, cap, fleet.free(m), group.size);
+                (fleet.hosts_on[m as usize] == 0, 0, 0, slack)
+            };
+            if choice.is_none() || Some((key, m)) < choice {
+                choice = Some((key, m));
+            }
+        }
+        if let Some((_, m)) = choice {
+            fleet.put(group.class, group.size, m);
+            best.assign[i] = Some(m);
+        }
+    }
 }
 
 struct Search<'a, 'p> {
@@ -220,10 +276,15 @@ impl<'a, 'p> Search<'a, 'p> {
         tabu: &HashMap<(usize, u32), u32>,
         now: u32,
     ) -> Option<(usize, u32, Vec<usize>)> {
+        let hosts = self.hosts;
+        let group = |i: usize| &hosts.groups[hosts.group_of[i].unwrap_or_default()];
+        let size = |i: usize| group(i).size;
         let is_tabu = |i: usize, m: u32| tabu.get(&(i, m)).is_some_and(|&until| until > now);
-        let mut best: Option<(i128, usize, u32, Vec<usize>)> = None;
+        let mut best: Option<(i128, usize, u32, [usize; 2])> = None;
         for (k, &p) in pending.iter().enumerate() {
-            let pg = self.group(p).clone();
+            let pg = group(p).clone();
+            let wp = self.weight[p] as i128;
+            let has_rules = !self.sol.fleet.classes[pg.class as usize].rules.is_empty();
             for &m in used {
                 if is_tabu(p, m) || self.sol.fleet.statics.machines[m as usize].driver != pg.driver
                 {
@@ -231,47 +292,48 @@ impl<'a, 'p> Search<'a, 'p> {
                 }
                 let free = self.sol.fleet.free(m);
                 let items = self.bins[m as usize].clone();
-                let mut subsets: Vec<Vec<usize>> = items.iter().map(|&r| vec![r]).collect();
-                for a in 0..items.len() {
-                    for b in a + 1..items.len() {
-                        subsets.push(vec![items[a], items[b]]);
-                    }
-                }
-                for out in subsets {
-                    if out.iter().any(|&r| is_tabu(r, m)) {
-                        continue;
-                    }
-                    let delta = out.iter().map(|&r| self.weight[r] as i128).sum::<i128>()
-                        - self.weight[p] as i128;
-                    if best.as_ref().is_some_and(|b| b.0 <= delta) {
-                        continue;
-                    }
-                    let mut room = free;
-                    for &r in &out {
-                        let s = self.group(r).size;
-                        for d in 0..3 {
-                            room[d] += s[d];
+                let n = items.len();
+                // Pairs (a, b) with b == usize::MAX standing for "a alone".
+                for a in 0..n {
+                    for b in (a + 1..n).chain(std::iter::once(usize::MAX)) {
+                        self.left = self.left.saturating_sub(1);
+                        let ra = items[a];
+                        let rb = (b != usize::MAX).then(|| items[b]);
+                        let w = self.weight[ra] as i128 + rb.map_or(0, |r| self.weight[r] as i128);
+                        let delta = w - wp;
+                        if best.as_ref().is_some_and(|x| x.0 <= delta) {
+                            continue;
                         }
-                    }
-                    if (0..3).any(|d| room[d] < pg.size[d]) {
-                        continue;
-                    }
-                    self.left = self.left.saturating_sub(1);
-                    for &r in &out {
-                        let g = self.group(r).clone();
-                        self.sol.fleet.take(g.class, g.size, m);
-                    }
-                    let ok = feasible(&self.sol.fleet, &pg, m).is_ok();
-                    for &r in &out {
-                        let g = self.group(r).clone();
-                        self.sol.fleet.put(g.class, g.size, m);
-                    }
-                    if ok {
-                        best = Some((delta, k, m, out));
+                        let sa = size(ra);
+                        let sb = rb.map_or([0; 3], size);
+                        if (0..3).any(|d| free[d] + sa[d] + sb[d] < pg.size[d]) {
+                            continue;
+                        }
+                        if is_tabu(ra, m) || rb.is_some_and(|r| is_tabu(r, m)) {
+                            continue;
+                        }
+                        if has_rules {
+                            // max_per counts depend on which hosts leave; check for real.
+                            let fleet = &mut self.sol.fleet;
+                            let out = [Some(ra), rb];
+                            for r in out.iter().flatten() {
+                                let g = group(*r);
+                                fleet.take(g.class, g.size, m);
+                            }
+                            let ok = feasible(fleet, &pg, m).is_ok();
+                            for r in out.iter().flatten() {
+                                let g = group(*r);
+                                fleet.put(g.class, g.size, m);
+                            }
+                            if !ok {
+                                continue;
+                            }
+                        }
+                        best = Some((delta, k, m, [ra, rb.unwrap_or(usize::MAX)]));
                     }
                 }
             }
         }
-        best.map(|(_, k, m, out)| (k, m, out))
+        best.map(|(_, k, m, out)| (k, m, out.into_iter().filter(|&r| r != usize::MAX).collect()))
     }
 }

@@ -8,6 +8,7 @@
 //! ([`improve`]) tries other orderings and empties lightly used machines by moving new hosts only.
 //! [`check`] verifies the invariants of any placement; [`ip`] hands out addresses.
 
+mod bins;
 pub mod check;
 mod explain;
 mod fleet;
@@ -23,10 +24,9 @@ pub use model::{
 };
 
 use fleet::{Fleet, Statics};
-use score::Fit;
 use select::Selector;
 use stages::Group;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// Tuning of [`place_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +55,9 @@ pub fn place_with(problem: &Problem, options: &Options) -> Placement {
     let (statics, classes) = Statics::build(problem);
     let base = Fleet::new(problem, &statics, classes);
     // Identical requests (class, driver, size) form a group the stages see as one.
-    let hosts = Hosts::new(problem, &statics);
+    let hosts = Hosts::new(problem, &base);
     // First pass: large hosts first, each onto the best machine that passes every stage.
-    let mut best = construct(&base, &hosts, Order::Sum, Fit::Sum);
+    let mut best = construct(&base, &hosts, Order::Sum);
     // Improve the new hosts' assignment within a work budget: other orderings and fits, then
     // emptying the least used machines.
     improve::improve(&base, &hosts, &mut best, options.work_budget);
@@ -72,19 +72,17 @@ pub(crate) struct Hosts<'p> {
     /// Group per request; `None` for a repeated host name, which is not placed twice.
     pub group_of: Vec<Option<usize>>,
     /// Hosts per class, existing and new, for sentences like "for 4 lb hosts".
-    pub class_hosts: HashMap<u32, u32>,
+    pub class_hosts: Vec<u32>,
     pub reference: [u64; 3],
 }
 
 impl<'p> Hosts<'p> {
-    fn new(problem: &'p Problem, statics: &Statics) -> Hosts<'p> {
+    fn new(problem: &'p Problem, fleet: &Fleet) -> Hosts<'p> {
+        let statics = fleet.statics;
         let mut ids: BTreeMap<(u32, u32, [u64; 3]), usize> = BTreeMap::new();
         let mut groups = Vec::new();
         let mut names = HashSet::new();
-        let mut class_hosts: HashMap<u32, u32> = HashMap::new();
-        for e in &problem.existing {
-            *class_hosts.entry(statics.class_ids[&e.class]).or_default() += 1;
-        }
+        let mut class_hosts = fleet.existing_in_class.clone();
         let group_of = problem
             .requests
             .iter()
@@ -92,9 +90,9 @@ impl<'p> Hosts<'p> {
                 if !names.insert(r.name.as_str()) {
                     return None;
                 }
-                let class = statics.class_ids[&r.class];
-                *class_hosts.entry(class).or_default() += 1;
-                let driver = statics.driver_ids[&r.driver];
+                let class = statics.class_ids[r.class.as_str()];
+                class_hosts[class as usize] += 1;
+                let driver = statics.driver_ids[r.driver.as_str()];
                 let size = r.size.vector();
                 Some(*ids.entry((class, driver, size)).or_insert_with(|| {
                     groups.push(Group {
@@ -113,6 +111,17 @@ impl<'p> Hosts<'p> {
             class_hosts,
             reference: statics.reference,
         }
+    }
+
+    /// Hosts per group, counting only groups for which `include` holds.
+    pub fn counts(&self, include: impl Fn(&Group) -> bool) -> Vec<u32> {
+        let mut n = vec![0; self.groups.len()];
+        for g in self.group_of.iter().flatten() {
+            if include(&self.groups[*g]) {
+                n[*g] += 1;
+            }
+        }
+        n
     }
 
     /// Request indices, large hosts first (ties by name) under the given measure of size.
@@ -170,20 +179,15 @@ impl Solution<'_> {
 }
 
 /// One constructive pass: every host in order, onto the machine the selector picks.
-pub(crate) fn construct<'p>(
-    base: &Fleet<'p>,
-    hosts: &Hosts,
-    order: Order,
-    fit: Fit,
-) -> Solution<'p> {
+pub(crate) fn construct<'p>(base: &Fleet<'p>, hosts: &Hosts, order: Order) -> Solution<'p> {
     let mut fleet = base.clone();
-    let mut selector = Selector::new(&fleet, hosts.groups.len(), fit);
+    let mut selector = Selector::new(&fleet, &hosts.groups, &hosts.counts(|_| true));
     let mut assign = vec![None; hosts.requests.len()];
     for i in hosts.ordered(order) {
         let Some(g) = hosts.group_of[i] else { continue };
         let group = &hosts.groups[g];
         if let Some(m) = selector.choose(&fleet, g, group) {
-            selector.put(&mut fleet, group, m);
+            selector.put(&mut fleet, g, group, m);
             assign[i] = Some(m);
         }
     }
@@ -202,7 +206,7 @@ fn finish(problem: &Problem, hosts: &Hosts, best: &Solution) -> Placement {
             (_, Some(m)) => {
                 placement.assigned.insert(
                     r.name.clone(),
-                    fleet.statics.machines[m as usize].name.clone(),
+                    fleet.statics.machines[m as usize].name.to_string(),
                 );
             }
             (None, None) => placement.unplaced.push(Unplaced {
@@ -213,7 +217,7 @@ fn finish(problem: &Problem, hosts: &Hosts, best: &Solution) -> Placement {
             }),
             (Some(g), None) => {
                 let group = &hosts.groups[g];
-                let total = hosts.class_hosts.get(&group.class).copied().unwrap_or(0);
+                let total = hosts.class_hosts[group.class as usize];
                 let (reasons, explanation) = explain::explain(fleet, group, total);
                 placement.unplaced.push(Unplaced {
                     name: r.name.clone(),

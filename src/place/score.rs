@@ -32,6 +32,33 @@ pub(crate) fn pack(fit: Fit, cap: Vec3, free: Vec3, size: Vec3) -> u128 {
     total
 }
 
+/// How bin-centric filling picks the next host for a machine (higher is better).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Affinity {
+    /// Dot product of the host's size with the machine's free vector (Panigrahy et al.): favours
+    /// hosts that use what the machine has most of.
+    Dot,
+    /// Least squared slack left afterwards.
+    Snug,
+    /// The largest host that fits.
+    Largest,
+}
+
+/// How well a host of `size` suits a machine with `free` of `cap` (the host must fit).
+pub(crate) fn affinity(kind: Affinity, cap: Vec3, free: Vec3, size: Vec3) -> u128 {
+    match kind {
+        Affinity::Dot => (0..3)
+            .filter(|&d| cap[d] > 0)
+            .map(|d| {
+                let c = u128::from(cap[d]);
+                (u128::from(size[d]) * SCALE / c) * (u128::from(free[d]) * SCALE / c)
+            })
+            .sum(),
+        Affinity::Snug => u128::MAX - pack(Fit::Squares, cap, free, size),
+        Affinity::Largest => weight(cap, size),
+    }
+}
+
 /// How loaded a machine is: the fullest dimension first, then the sum over dimensions.
 pub(crate) fn load(cap: Vec3, used: Vec3) -> (u64, u64) {
     let mut max = 0u64;

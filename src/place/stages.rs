@@ -52,12 +52,10 @@ pub(crate) fn driver(fleet: &Fleet, group: &Group, m: u32) -> Result<(), Reason>
 /// cpu, memory and disk are never over-committed.
 pub(crate) fn capacity(fleet: &Fleet, group: &Group, m: u32) -> Result<(), Reason> {
     let free = fleet.free(m);
-    for d in 0..3 {
-        if group.size[d] > free[d] {
-            return Err(Reason::Capacity(d));
-        }
+    match (0..3).find(|&d| group.size[d] > free[d]) {
+        Some(d) => Err(Reason::Capacity(d)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// At most `k` hosts of the class per machine or per distinct value of a label key.

@@ -492,7 +492,7 @@ pub fn history(s: &dyn Store) {
     );
     assert!(hist[0].before.is_none());
     assert_eq!(hist[1].before, hist[0].after);
-    assert_eq!(hist[1].actor, "apply");
+    assert!(hist[1].actor.starts_with("apply"), "{}", hist[1].actor);
     assert_eq!(hist[1].message.as_deref(), Some("up"));
     assert_eq!(
         hist[1].after.as_ref().and_then(|a| a.get("state")),
@@ -551,6 +551,8 @@ pub fn locks(s: &dyn Store) {
 }
 
 pub fn tokens(s: &dyn Store) {
+    // A remote store already holds the token the suite connects with.
+    let before = s.token_list().unwrap().len();
     let (info, secret) = s.token_create("ci", Role::Operator).unwrap();
     assert!(secret.len() >= 64);
     assert_eq!(s.token_verify(&secret).unwrap().unwrap(), info);
@@ -558,7 +560,7 @@ pub fn tokens(s: &dyn Store) {
     let (_, admin) = s.token_create("root", Role::Admin).unwrap();
     assert_ne!(admin, secret);
     let list = s.token_list().unwrap();
-    assert_eq!(list.len(), 2);
+    assert_eq!(list.len(), before + 2);
     assert!(list.iter().all(|t| !format!("{t:?}").contains(&secret)));
     s.token_delete(&info.id).unwrap();
     assert!(s.token_verify(&secret).unwrap().is_none());

@@ -1,0 +1,193 @@
+//! Benchmark: `kloud plan` end to end (load the config, snapshot HostDB, diff, place, render
+//! JSON) against an embedded SQLite HostDB of 100,000 hosts.
+//!
+//! `cargo bench --bench plan_scale` prints, for 1,000 / 10,000 / 100,000 declared hosts:
+//! the time of a plan with no changes (everything already recorded) and of a plan that creates
+//! every host (placement included), medians of several runs, and the peak memory of the process.
+//! `KLOUD_BENCH_SIZES=1000,10000` limits the sizes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kloud::config::{self, Config, Diagnostics, SourceFile, VarOverrides};
+use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Write};
+use kloud::plan::{self, Action, Plan};
+
+const HOSTDB_SIZE: usize = 100_000;
+const HOSTS_PER_CLASS: usize = 100;
+
+fn config_text(hosts: usize) -> Vec<Arc<SourceFile>> {
+    let machines = (hosts / 24).max(40);
+    let mut main = String::from(
+        "kloud {\n  domain = \"bench.example\"\n}\n\nmachine_class \"app\" {\n  cpu    = 32\n  memory = \"128GiB\"\n  disk   = \"2TiB\"\n}\n\nnetwork \"prod\" {\n  cidr = \"10.0.0.0/8\"\n  gateway = \"10.0.0.1\"\n}\n",
+    );
+    let per_group = 40;
+    for g in 0..machines.div_ceil(per_group) {
+        main.push_str(&format!(
+            "machines \"g{g}\" {{\n  class = \"app\"\n  count = {per_group}\n  name = \"hw-g{g}-{{{{ index }}}}\"\n  labels = {{ rack = \"r{g}\", switch = \"sw{}\" }}\n}}\n",
+            g / 5
+        ));
+    }
+    for c in 0..hosts / HOSTS_PER_CLASS {
+        main.push_str(&format!(
+            "host_class \"c{c}\" {{\n  count = {HOSTS_PER_CLASS}\n  cpu = 1\n  memory = \"1GiB\"\n  disk = \"10GiB\"\n  image = \"debian-12\"\n  network = \"prod\"\n  properties = {{ team = \"t{c}\" }}\n  placement {{\n    max_per = {{ machine = 4 }}\n  }}\n}}\n"
+        ));
+    }
+    vec![Arc::new(SourceFile::new("main.hcl", main))]
+}
+
+fn load(files: Vec<Arc<SourceFile>>) -> Config {
+    let mut d = Diagnostics::default();
+    let c = config::load_sources(
+        Path::new("."),
+        files,
+        &VarOverrides::new(),
+        &BTreeMap::new(),
+        &mut d,
+    );
+    assert!(d.is_empty(), "{d}");
+    c.expect("valid config")
+}
+
+fn plan_once(files: &[Arc<SourceFile>], store: &dyn Store) -> (Plan, f64) {
+    let start = Instant::now();
+    let config = load(files.to_vec());
+    let snap = store.snapshot(&config.settings.owner).expect("snapshot");
+    let used = store.used_ips().expect("used ips");
+    let p = plan::diff(
+        &config,
+        &snap,
+        &used,
+        "sqlite:bench",
+        &plan::Options::default(),
+    )
+    .expect("plan");
+    let json = serde_json::to_string(&p).expect("json");
+    assert!(!json.is_empty());
+    (p, start.elapsed().as_secs_f64())
+}
+
+fn record(config: &Config, store: &dyn Store, p: &Plan) {
+    let actor = Actor::new("bench");
+    let mut writes = Vec::new();
+    for m in &config.machines {
+        let mut h = Host::machine(&m.name);
+        h.cpu = Some(m.cpu);
+        h.memory_mib = Some(m.memory_mib);
+        h.disk_gib = Some(m.disk_gib);
+        h.labels = m.labels.clone();
+        h.driver = Some(m.driver.clone());
+        h.connect = Some(m.connect.clone());
+        h.owner = Some(config.settings.owner.clone());
+        writes.push(Write::PutHost {
+            host: h,
+            expect: Expect::Any,
+        });
+    }
+    for c in p.changes.iter().filter(|c| c.action == Action::Create) {
+        let a = c.after.as_ref().expect("after");
+        let mut h = Host::container(&a.name);
+        h.class = Some(a.class.clone());
+        h.owner = Some(config.settings.owner.clone());
+        h.machine = a.machine.clone();
+        h.ip = a.ip.clone();
+        h.image = Some(a.image.clone());
+        h.properties = a.properties.clone();
+        h.cpu = Some(a.cpu);
+        h.memory_mib = Some(a.memory_mib);
+        h.disk_gib = Some(a.disk_gib);
+        h.state = Some(State::Running);
+        writes.push(Write::PutHost {
+            host: h,
+            expect: Expect::Any,
+        });
+    }
+    for chunk in writes.chunks(20_000) {
+        store.write(chunk.to_vec(), &actor).expect("write");
+    }
+}
+
+/// Fill HostDB up to `HOSTDB_SIZE` hosts with containers another config owns.
+fn fill_foreign(store: &dyn Store, count: usize) {
+    let actor = Actor::new("bench");
+    let writes: Vec<Write> = (0..count)
+        .map(|i| {
+            let mut h = Host::container(&format!("other-{i}.elsewhere.example"));
+            h.owner = Some("someone-else".into());
+            h.class = Some("other".into());
+            h.ip = Some(format!("172.16.{}.{}", i / 250, i % 250 + 1));
+            h.state = Some(State::Running);
+            Write::PutHost {
+                host: h,
+                expect: Expect::Any,
+            }
+        })
+        .collect();
+    for chunk in writes.chunks(20_000) {
+        store.write(chunk.to_vec(), &actor).expect("write");
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("KLOUD_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
+    println!(
+        "plan_scale: HostDB of {HOSTDB_SIZE} hosts (embedded SQLite); times are medians of 5 runs"
+    );
+    println!(
+        "{:>9} | {:>14} | {:>18} | {:>10}",
+        "declared", "create all (s)", "no changes (s)", "per host"
+    );
+    for &n in &sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = hostdb::open("sqlite:hostdb.db", dir.path()).expect("store");
+        fill_foreign(store.as_ref(), HOSTDB_SIZE.saturating_sub(n));
+        let files = config_text(n);
+        let create: Vec<f64> = (0..5)
+            .map(|_| plan_once(&files, store.as_ref()).1)
+            .collect();
+        let (p, _) = plan_once(&files, store.as_ref());
+        assert_eq!(p.summary.create, n, "every host is placed");
+        record(&load(files.clone()), store.as_ref(), &p);
+        let noop: Vec<f64> = (0..5)
+            .map(|_| {
+                let (p, t) = plan_once(&files, store.as_ref());
+                assert!(!p.has_changes(), "no changes after recording");
+                t
+            })
+            .collect();
+        let m = median(noop);
+        println!(
+            "{n:>9} | {:>14.3} | {:>18.3} | {:>7.1} µs",
+            median(create),
+            m,
+            m / n as f64 * 1e6
+        );
+    }
+    println!("peak memory (VmHWM): {:.0} MiB", peak_rss_mib());
+}

@@ -1,0 +1,297 @@
+//! The PostgreSQL backend, for teams and scale.
+//!
+//! A small pool of synchronous connections (the `postgres` crate). Writers serialize on the
+//! `meta` row (`SELECT … FOR UPDATE`) before reading anything, so compare-and-set checks see
+//! every earlier commit under READ COMMITTED; consistent reads use a read-only REPEATABLE READ
+//! transaction. A connection that fails is dropped, not reused: after a server restart the
+//! next call connects afresh, and the failing call reports `StoreError::Unavailable`.
+//! Text columns use the "C" collation so names sort bytewise, exactly as in SQLite.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Statement};
+
+use super::engine::{Backend, Sql, SqlStore, Val, SCHEMA};
+use super::error::StoreError;
+
+/// Idle connections kept open.
+const MAX_IDLE: usize = 16;
+/// Prepared statements kept per connection (listings build their SQL from the filters given).
+const MAX_CACHED_STATEMENTS: usize = 256;
+
+struct PgConn {
+    client: Client,
+    cache: HashMap<String, Statement>,
+}
+
+/// The PostgreSQL backend; use through [`open`].
+pub struct Postgres {
+    config: postgres::Config,
+    shown_url: String,
+    idle: Mutex<Vec<PgConn>>,
+}
+
+fn err(e: postgres::Error) -> StoreError {
+    let unavailable = match e.as_db_error() {
+        // The crate does not expose its error kinds; these are its connection failures.
+        None => {
+            let m = e.to_string();
+            [
+                "error connecting",
+                "connection closed",
+                "error communicating",
+                "timeout",
+            ]
+            .iter()
+            .any(|p| m.starts_with(p))
+        }
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+        }
+    };
+    if unavailable || e.is_closed() {
+        StoreError::Unavailable(format!("postgres: {e}"))
+    } else {
+        StoreError::Backend(format!("postgres: {e}"))
+    }
+}
+
+struct Conn<'a, C: GenericClient> {
+    client: &'a mut C,
+    cache: &'a mut HashMap<String, Statement>,
+}
+
+impl<C: GenericClient> Conn<'_, C> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(st) = self.cache.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql).map_err(err)?;
+        if self.cache.len() >= MAX_CACHED_STATEMENTS {
+            self.cache.clear();
+        }
+        self.cache.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+}
+
+fn bind(args: &[Val]) -> Vec<Box<dyn ToSql + Sync>> {
+    args.iter()
+        .map(|a| -> Box<dyn ToSql + Sync> {
+            match a {
+                Val::I(i) => Box::new(*i),
+                Val::T(s) => Box::new(s.clone()),
+                Val::Null => Box::new(None::<String>),
+            }
+        })
+        .collect()
+}
+
+impl<C: GenericClient> Sql for Conn<'_, C> {
+    fn exec(&mut self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
+        let st = self.statement(sql)?;
+        let owned = bind(args);
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+        self.client.execute(&st, &refs).map_err(err)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Vec<Val>>, StoreError> {
+        let st = self.statement(sql)?;
+        let owned = bind(args);
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+        let rows = self.client.query(&st, &refs).map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut vals = Vec::with_capacity(row.len());
+            for (i, col) in row.columns().iter().enumerate() {
+                let v = match *col.type_() {
+                    Type::INT8 => row.try_get::<_, Option<i64>>(i).map(|v| v.map(Val::I)),
+                    Type::INT4 => row
+                        .try_get::<_, Option<i32>>(i)
+                        .map(|v| v.map(|n| Val::I(i64::from(n)))),
+                    _ => row.try_get::<_, Option<String>>(i).map(|v| v.map(Val::T)),
+                }
+                .map_err(err)?;
+                vals.push(v.unwrap_or(Val::Null));
+            }
+            out.push(vals);
+        }
+        Ok(out)
+    }
+}
+
+/// The URL without its password, for display.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Postgres {
+    /// Connect to `url` and create the schema if it is missing.
+    pub fn open(url: &str) -> Result<Postgres, StoreError> {
+        let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Url {
+            url: shown(url),
+            reason: format!("{e}"),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+        let pg = Postgres {
+            config,
+            shown_url: shown(url),
+            idle: Mutex::new(Vec::new()),
+        };
+        pg.with(|c| {
+            let mut tx = c.client.transaction().map_err(err)?;
+            let mut conn = Conn {
+                client: &mut tx,
+                cache: &mut c.cache,
+            };
+            // Concurrent first opens would race on CREATE TABLE IF NOT EXISTS.
+            conn.exec("SELECT pg_advisory_xact_lock(7301975)", &[])?;
+            for stmt in SCHEMA {
+                let stmt = stmt.replace("{SEQ}", "seq BIGSERIAL PRIMARY KEY");
+                let stmt = if stmt.starts_with("CREATE TABLE") {
+                    stmt.replace(" TEXT", " TEXT COLLATE \"C\"")
+                } else {
+                    stmt
+                };
+                conn.exec(&stmt, &[])?;
+            }
+            tx.commit().map_err(err)
+        })?;
+        Ok(pg)
+    }
+
+    fn checkout(&self) -> Result<PgConn, StoreError> {
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        if let Some(c) = idle {
+            if !c.client.is_closed() {
+                return Ok(c);
+            }
+        }
+        let client = self.config.connect(NoTls).map_err(err)?;
+        Ok(PgConn {
+            client,
+            cache: HashMap::new(),
+        })
+    }
+
+    fn checkin(&self, conn: PgConn) {
+        if conn.client.is_closed() {
+            return;
+        }
+        if let Ok(mut v) = self.idle.lock() {
+            if v.len() < MAX_IDLE {
+                v.push(conn);
+            }
+        }
+    }
+
+    /// Run `f` on a pooled connection; the connection goes back only if it did not fail.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut PgConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.checkout()?;
+        let out = f(&mut conn);
+        match &out {
+            Err(StoreError::Unavailable(_)) => {}
+            _ => self.checkin(conn),
+        }
+        out
+    }
+}
+
+impl Backend for Postgres {
+    fn url(&self) -> String {
+        self.shown_url.clone()
+    }
+
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.with(|c| {
+            f(&mut Conn {
+                client: &mut c.client,
+                cache: &mut c.cache,
+            })
+        })
+    }
+
+    fn read_consistent<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.with(|c| {
+            let mut tx = c
+                .client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(err)?;
+            let out = f(&mut Conn {
+                client: &mut tx,
+                cache: &mut c.cache,
+            })?;
+            tx.commit().map_err(err)?;
+            Ok(out)
+        })
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.with(|c| {
+            let mut tx = c.client.transaction().map_err(err)?;
+            let out = {
+                let mut conn = Conn {
+                    client: &mut tx,
+                    cache: &mut c.cache,
+                };
+                conn.query("SELECT idx FROM meta WHERE id = 1 FOR UPDATE", &[])?;
+                f(&mut conn)?
+            };
+            tx.commit().map_err(err)?;
+            Ok(out)
+        })
+    }
+}
+
+/// Open the PostgreSQL store at `url`.
+pub fn open(url: &str) -> Result<SqlStore<Postgres>, StoreError> {
+    Ok(SqlStore {
+        backend: Postgres::open(url)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn hides_password() {
+        assert_eq!(
+            shown("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
+        assert_eq!(shown("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(shown("postgres://h/db"), "postgres://h/db");
+    }
+}
