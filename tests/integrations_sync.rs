@@ -1,7 +1,8 @@
 //! `kloud sync` end to end against a real BIND 9 (started by the test on a free loopback
 //! port) and a real SQLite HostDB written through the `Store` API, with `dig` as the
 //! independent client: once, and `--watch` run as a child process (killed by pid at the end),
-//! including a DNS server restart and a HostDB file replaced underneath the watcher.
+//! including a DNS server restart, a HostDB file replaced underneath the watcher, and a
+//! `kloud hostdb serve` restart while the watcher follows it over HTTP.
 
 mod integrations_support;
 
@@ -301,6 +302,86 @@ fn sync_watch_survives_a_dns_outage_and_a_replaced_hostdb() {
         wait_until(Duration::from_secs(2), || bind.dig(&fqdn("web-10"), "A")
             == ["10.40.0.20"])
         .is_some(),
+        "{}",
+        dns.dump()
+    );
+    assert!(dns.alive());
+    eprintln!("{}", dns.dump());
+}
+
+/// `kloud hostdb serve` over the fixture's SQLite file on `port`, reads without a token.
+fn serve(f: &Fixture, port: u16) -> Running {
+    let db = format!("sqlite:{}", f.path().join("hostdb.db").display());
+    let listen = format!("127.0.0.1:{port}");
+    let server = Running::spawn(f.kloud(&[
+        "hostdb",
+        "serve",
+        "--anonymous-read",
+        "--store",
+        &db,
+        "--listen",
+        &listen,
+    ]));
+    let up = wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up.is_some(), "hostdb serve did not start\n{}", server.dump());
+    server
+}
+
+#[test]
+fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
+    let Some(bind) = Bind::start() else { return };
+    let f = Fixture::new(&dns_block(&bind));
+    f.put(f.host("web-1", "10.40.0.11"));
+    let port = integrations_support::free_port();
+    let server = serve(&f, port);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut dns = Running::spawn(f.kloud(&["sync", "dns", "--watch", "--hostdb", &url]));
+    assert!(
+        wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-1"), "A") == ["10.40.0.11"])
+            .is_some(),
+        "{}",
+        dns.dump()
+    );
+    // Written by another tool while the HostDB server runs: followed through the API.
+    f.put(f.host("web-2", "10.40.0.12"));
+    assert!(
+        wait_until(Duration::from_secs(2), || bind.dig(&fqdn("web-2"), "A") == ["10.40.0.12"])
+            .is_some(),
+        "{}",
+        dns.dump()
+    );
+
+    // The server goes down; the watcher says so, backs off, and removes nothing.
+    drop(server);
+    f.put(f.host("web-3", "10.40.0.13"));
+    assert!(
+        wait_until(Duration::from_secs(10), || dns
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("HostDB") && l.contains("retrying")))
+        .is_some(),
+        "{}",
+        dns.dump()
+    );
+    assert_eq!(bind.dig(&fqdn("web-2"), "A"), ["10.40.0.12"]);
+    // Back on the same address: reconnect, re-list, converge what was written meanwhile.
+    let _server = serve(&f, port);
+    assert!(
+        wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-3"), "A") == ["10.40.0.13"])
+            .is_some(),
+        "web-3 did not appear after the HostDB server came back\n{}",
+        dns.dump()
+    );
+    assert!(
+        dns.stderr_lines().iter().any(|l| l.contains("reconnected")),
+        "{}",
+        dns.dump()
+    );
+    f.delete("web-1");
+    assert!(
+        wait_until(Duration::from_secs(2), || bind.dig(&fqdn("web-1"), "A").is_empty()).is_some(),
         "{}",
         dns.dump()
     );
