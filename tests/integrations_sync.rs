@@ -325,7 +325,11 @@ fn serve(f: &Fixture, port: u16) -> Running {
     let up = wait_until(Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    assert!(up.is_some(), "hostdb serve did not start\n{}", server.dump());
+    assert!(
+        up.is_some(),
+        "hostdb serve did not start\n{}",
+        server.dump()
+    );
     server
 }
 
@@ -339,16 +343,18 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     let url = format!("http://127.0.0.1:{port}");
     let mut dns = Running::spawn(f.kloud(&["sync", "dns", "--watch", "--hostdb", &url]));
     assert!(
-        wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-1"), "A") == ["10.40.0.11"])
-            .is_some(),
+        wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-1"), "A")
+            == ["10.40.0.11"])
+        .is_some(),
         "{}",
         dns.dump()
     );
     // Written by another tool while the HostDB server runs: followed through the API.
     f.put(f.host("web-2", "10.40.0.12"));
     assert!(
-        wait_until(Duration::from_secs(2), || bind.dig(&fqdn("web-2"), "A") == ["10.40.0.12"])
-            .is_some(),
+        wait_until(Duration::from_secs(2), || bind.dig(&fqdn("web-2"), "A")
+            == ["10.40.0.12"])
+        .is_some(),
         "{}",
         dns.dump()
     );
@@ -369,8 +375,9 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     // Back on the same address: reconnect, re-list, converge what was written meanwhile.
     let _server = serve(&f, port);
     assert!(
-        wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-3"), "A") == ["10.40.0.13"])
-            .is_some(),
+        wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-3"), "A")
+            == ["10.40.0.13"])
+        .is_some(),
         "web-3 did not appear after the HostDB server came back\n{}",
         dns.dump()
     );
@@ -381,7 +388,10 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     );
     f.delete("web-1");
     assert!(
-        wait_until(Duration::from_secs(2), || bind.dig(&fqdn("web-1"), "A").is_empty()).is_some(),
+        wait_until(Duration::from_secs(2), || bind
+            .dig(&fqdn("web-1"), "A")
+            .is_empty())
+        .is_some(),
         "{}",
         dns.dump()
     );

@@ -215,6 +215,9 @@ pub fn one_provider(
     provider(name, block, config)
 }
 
+/// One integration's name and how its converge went.
+pub type Outcome = (String, Result<ConvergeResponse, IntegrationError>);
+
 /// Converge every integration of the config to what HostDB holds, as the last step of
 /// `kloud apply`. The desired set is every running container in HostDB, whoever owns it:
 /// the providers remove every record of theirs that is not listed, so converging one owner's
@@ -226,7 +229,7 @@ pub fn converge_all(
     config: &Config,
     store: &dyn Store,
     force: bool,
-) -> Result<Vec<(String, Result<ConvergeResponse, IntegrationError>)>, IntegrationsError> {
+) -> Result<Vec<Outcome>, IntegrationsError> {
     if !config
         .providers
         .values()
