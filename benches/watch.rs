@@ -54,6 +54,9 @@ fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str) {
         let name = format!("new-{i}");
         let fqdn = format!("{name}.{ZONE}");
         let ip = format!("10.40.1.{}", 1 + i);
+        // The watcher polls right after its last converge; writing right after it would
+        // always land at the same phase of the poll. Spread the writes over the interval.
+        std::thread::sleep(Duration::from_millis((i as u64 * 37) % 211));
         let written = Instant::now();
         f.put(f.host(&name, &ip));
         let took = wait_until(Duration::from_secs(10), || {
