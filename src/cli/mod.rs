@@ -94,12 +94,3 @@ pub fn main() -> ExitCode {
         }
     }
 }
-
-/// The error for a command whose implementation has not landed yet.
-pub(crate) fn not_yet(what: &str) -> miette::Result<ExitCode> {
-    Err(miette::miette!(
-        code = "kloud::cli::not_implemented",
-        help = "see the open issues for the state of this command",
-        "`kloud {what}` is not implemented yet"
-    ))
-}

@@ -1,9 +1,245 @@
-//! `kloud sync` (work in progress).
+//! `kloud sync dns|prometheus|nagios [DIR] [--watch]`: converge one integration from HostDB.
+//!
+//! Once by default; with `--watch`, keep converging as HostDB changes (see
+//! [`crate::integrations::follow`]) until interrupted. One line per converge goes to stdout
+//! (what HostDB changed, what the integration did, how long it took); provider diagnostics,
+//! failures and reconnects go to stderr.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kloud_provider_api::integration::ConvergeResponse;
+use kloud_provider_api::Severity;
+use miette::miette;
+
+use super::diagnostics::load_or_report;
+use crate::hostdb::util::{format_time, now_ms, parse_duration};
+use crate::integrations::follow::{self, Delta, Event, Location};
+use crate::integrations::{self};
+
+/// The integrations that can be synced (puppet pulls through `kloud enc` instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    Dns,
+    Prometheus,
+    Nagios,
+}
+
+impl Which {
+    fn kind(self) -> &'static str {
+        match self {
+            Which::Dns => "dns",
+            Which::Prometheus => "prometheus",
+            Which::Nagios => "nagios",
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The integration to converge
+    #[arg(value_enum)]
+    pub integration: Which,
+    /// The config directory holding the provider block
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Keep converging whenever HostDB changes, until interrupted
+    #[arg(long)]
+    pub watch: bool,
+    /// Allow deleting more than 30% of the records kloud manages
+    #[arg(long)]
+    pub force: bool,
+    /// Use this HostDB instead of the one the config names
+    #[arg(long, value_name = "URL", env = "KLOUD_HOSTDB")]
+    pub hostdb: Option<String>,
+    /// Only the containers of this owner (default: every container in HostDB)
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+    /// With --watch: how often to check HostDB for changes
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = duration)]
+    pub poll: Duration,
+    /// With --watch: converge this often even without changes, to repair drift
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub resync: Duration,
+    /// Set a variable: NAME=VALUE (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_yet("run")
+fn duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("`{s}` is not a duration such as 200ms, 5s or 5m")),
+    }
+}
+
+fn now() -> String {
+    format_time(now_ms())
+}
+
+/// `web-1.dc1 web-2.dc1 +3 more`, for a line that stays short.
+fn names(prefix: char, list: &[String], out: &mut Vec<String>) {
+    const SHOWN: usize = 3;
+    for n in list.iter().take(SHOWN) {
+        out.push(format!("{prefix}{n}"));
+    }
+    if list.len() > SHOWN {
+        out.push(format!("{prefix}{} more", list.len() - SHOWN));
+    }
+}
+
+fn summary(
+    kind: &str,
+    index: u64,
+    hosts: usize,
+    delta: Option<&Delta>,
+    r: &ConvergeResponse,
+    ms: f64,
+) -> String {
+    let mut changed = Vec::new();
+    if let Some(d) = delta {
+        names('+', &d.added, &mut changed);
+        names('~', &d.changed, &mut changed);
+        names('-', &d.removed, &mut changed);
+    }
+    let changed = if changed.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", changed.join(" "))
+    };
+    format!(
+        "{} {kind}: index {index}, {hosts} hosts{changed}: {} added, {} updated, {} removed in {ms:.0} ms",
+        now(),
+        r.added,
+        r.updated,
+        r.removed
+    )
+}
+
+/// Print diagnostics not printed last time (a watch would repeat them on every converge).
+fn print_diagnostics(kind: &str, r: &ConvergeResponse, shown: &mut BTreeSet<String>) -> usize {
+    let mut now_shown = BTreeSet::new();
+    let mut errors = 0;
+    for d in &r.diagnostics {
+        let level = match d.severity {
+            Severity::Error => {
+                errors += 1;
+                "error"
+            }
+            Severity::Warning => "warning",
+        };
+        let line = match &d.detail {
+            Some(detail) => format!("{level}: {kind}: {} ({detail})", d.summary),
+            None => format!("{level}: {kind}: {}", d.summary),
+        };
+        if !shown.contains(&line) {
+            eprintln!("{line}");
+        }
+        now_shown.insert(line);
+    }
+    *shown = now_shown;
+    errors
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let config = match load_or_report(&args.dir, &args.vars) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let kind = args.integration.kind();
+    let integration = integrations::one_provider(&config, kind).map_err(|e| {
+        miette!(
+            code = "kloud::sync::provider",
+            help = format!("declare `provider \"{kind}\" {{ … }}` in the config"),
+            "{e}"
+        )
+    })?;
+    let location = Location {
+        url: args
+            .hostdb
+            .clone()
+            .unwrap_or_else(|| config.settings.hostdb.clone()),
+        base_dir: config.dir.clone(),
+    };
+    let owner = args.owner.as_deref();
+
+    if !args.watch {
+        let store = location.open().map_err(|e| {
+            miette!(
+                code = "kloud::hostdb::open",
+                "cannot open HostDB `{}`: {e}",
+                location.url
+            )
+        })?;
+        let started = std::time::Instant::now();
+        let index = store
+            .index()
+            .map_err(|e| miette!(code = "kloud::hostdb::read", "cannot read HostDB: {e}"))?;
+        let (hosts, resp) = follow::converge_once(&*store, &*integration, owner, args.force)
+            .map_err(|e| miette!(code = "kloud::sync::failed", "{kind}: {e}"))?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        println!("{}", summary(kind, index, hosts.len(), None, &resp, ms));
+        let errors = print_diagnostics(kind, &resp, &mut BTreeSet::new());
+        return Ok(if errors > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        // Without a handler (another one is installed) Ctrl-C still ends the process.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
+    }
+    let opts = follow::Options {
+        poll: args.poll,
+        resync: args.resync,
+        force: args.force,
+        owner: args.owner.clone(),
+        ..follow::Options::default()
+    };
+    let mut shown = BTreeSet::new();
+    let url = location.url.clone();
+    follow::follow(
+        &location,
+        &*integration,
+        &opts,
+        &stop,
+        &mut |event| match event {
+            Event::Connected { index, first } => {
+                let what = if first { "following" } else { "reconnected to" };
+                eprintln!("{} {kind}: {what} HostDB `{url}` at index {index}", now());
+            }
+            Event::Unchanged { .. } => {}
+            Event::Converged {
+                index,
+                hosts,
+                delta,
+                response,
+                took,
+            } => {
+                let ms = took.as_secs_f64() * 1000.0;
+                println!("{}", summary(kind, index, hosts, Some(delta), response, ms));
+                print_diagnostics(kind, response, &mut shown);
+            }
+            Event::Failed { error, retry_in } => match retry_in {
+                Some(d) => eprintln!(
+                    "{} {kind}: {error}; retrying in {} ms",
+                    now(),
+                    d.as_millis()
+                ),
+                None => eprintln!(
+                    "{} {kind}: {error}; waiting for the next HostDB change",
+                    now()
+                ),
+            },
+        },
+    );
+    Ok(ExitCode::SUCCESS)
 }

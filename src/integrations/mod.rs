@@ -1,0 +1,357 @@
+//! The glue between HostDB and the integration providers (DNS, Prometheus, Nagios, Puppet).
+//!
+//! [`host_records`] turns the containers recorded in HostDB into the [`HostRecord`]s every
+//! integration takes; [`providers`] builds the integrations a config declares; [`converge_all`]
+//! runs them at the end of `kloud apply`; [`follow`] keeps one of them converged while HostDB
+//! changes (`kloud sync --watch`). The integrations themselves live in `providers/`.
+
+pub mod follow;
+
+use std::collections::BTreeMap;
+
+use kloud_provider_api::integration::{
+    ConfigError, ConvergeRequest, ConvergeResponse, HostRecord, Integration, IntegrationError,
+};
+use kloud_provider_dns::DnsProvider;
+use kloud_provider_nagios::NagiosProvider;
+use kloud_provider_prometheus::PrometheusProvider;
+use kloud_provider_puppet::PuppetProvider;
+use thiserror::Error;
+
+use crate::config::{Config, Provider};
+use crate::hostdb::derive::derive_config;
+use crate::hostdb::{Host, HostQuery, Kind, State, Store, StoreError, Tag};
+
+/// The provider kinds that are integrations (the others are compute drivers).
+pub const KINDS: &[&str] = &["dns", "nagios", "prometheus", "puppet"];
+
+/// Why the integrations could not be run at all.
+#[derive(Debug, Error)]
+pub enum IntegrationsError {
+    #[error("cannot read HostDB: {0}")]
+    Store(#[from] StoreError),
+    #[error("provider `{provider}`: {}", join(.errors))]
+    Config {
+        provider: String,
+        errors: Vec<ConfigError>,
+    },
+    #[error("provider `{0}` is not configured")]
+    NotConfigured(String),
+    #[error("`{0}` is not an integration (expected one of: dns, nagios, prometheus, puppet)")]
+    NotAnIntegration(String),
+}
+
+fn join(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Whether a container belongs in the desired set the integrations converge to: running, or
+/// being created with its address already reserved (so DNS resolves while it boots). A host
+/// being deleted or failed is left out, which removes its records.
+fn wanted(host: &Host) -> bool {
+    match host.state {
+        Some(State::Running) => true,
+        Some(State::Creating) => host.ip.as_deref().is_some_and(|ip| !ip.is_empty()),
+        _ => false,
+    }
+}
+
+/// One host as the integrations see it. `machines` gives the labels of each machine; `tags`
+/// every tag, for the derived config.
+fn record(
+    host: &Host,
+    machines: &BTreeMap<String, BTreeMap<String, String>>,
+    tags: &BTreeMap<String, Tag>,
+) -> Result<HostRecord, StoreError> {
+    let properties = derive_config(host, |name| Ok(tags.get(name).cloned()))?;
+    let (machine, labels) = match host.kind {
+        // A machine classified by `kloud enc` is its own machine.
+        Kind::Machine => (host.name.clone(), host.labels.clone()),
+        Kind::Container => {
+            let machine = host.machine.clone().unwrap_or_default();
+            let labels = machines.get(&machine).cloned().unwrap_or_default();
+            (machine, labels)
+        }
+    };
+    let mut host_tags = host.tags.clone();
+    host_tags.sort();
+    host_tags.dedup();
+    Ok(HostRecord {
+        fqdn: host.name.clone(),
+        // An empty address tells the providers "unknown": DNS keeps what it has, Prometheus
+        // makes no target, Nagios checks by name.
+        ip: host.ip.clone().unwrap_or_default(),
+        class: host.class.clone().unwrap_or_default(),
+        tags: host_tags,
+        labels,
+        machine,
+        roles: host.roles.clone(),
+        properties,
+    })
+}
+
+/// Every container in HostDB the integrations should know about (of `owner` when given, all
+/// containers when `None`), sorted by FQDN. Reads machines, tags and containers once each and
+/// derives every host's config in memory (the same merge as [`Store::derived_config`]), so the
+/// cost does not grow with one query per host.
+pub fn host_records(store: &dyn Store, owner: Option<&str>) -> Result<Vec<HostRecord>, StoreError> {
+    let containers = store.all_hosts(&HostQuery {
+        kind: Some(Kind::Container),
+        owner: owner.map(str::to_string),
+        ..HostQuery::default()
+    })?;
+    let containers: Vec<Host> = containers.into_iter().filter(wanted).collect();
+    if containers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let machines: BTreeMap<String, BTreeMap<String, String>> = store
+        .all_hosts(&HostQuery {
+            kind: Some(Kind::Machine),
+            ..HostQuery::default()
+        })?
+        .into_iter()
+        .map(|m| (m.name, m.labels))
+        .collect();
+    let tags: BTreeMap<String, Tag> = store
+        .list_tags()?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let mut out = containers
+        .iter()
+        .map(|h| record(h, &machines, &tags))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+    Ok(out)
+}
+
+/// The record of one host by name, whatever its state (Puppet asks about hosts while they are
+/// being created); `None` when HostDB does not know it.
+pub fn host_record(store: &dyn Store, name: &str) -> Result<Option<HostRecord>, StoreError> {
+    let Some(host) = store.get_host(name)? else {
+        return Ok(None);
+    };
+    let mut machines = BTreeMap::new();
+    if let Some(m) = host.machine.as_deref().filter(|m| !m.is_empty()) {
+        if let Some(machine) = store.get_host(m)? {
+            machines.insert(machine.name, machine.labels);
+        }
+    }
+    let properties = store.derived_config(name)?.unwrap_or_default();
+    let mut rec = record(&host, &machines, &BTreeMap::new())?;
+    rec.properties = properties;
+    Ok(Some(rec))
+}
+
+/// Build the integration of one `provider` block.
+pub fn provider(
+    name: &str,
+    block: &Provider,
+    config: &Config,
+) -> Result<Box<dyn Integration>, IntegrationsError> {
+    let wrap = |errors| IntegrationsError::Config {
+        provider: name.to_string(),
+        errors,
+    };
+    let attrs = &block.attributes;
+    let dir = &config.dir;
+    Ok(match block.kind.as_str() {
+        "dns" => Box::new(DnsProvider::from_block(attrs, dir).map_err(wrap)?),
+        "prometheus" => Box::new(PrometheusProvider::from_block(attrs, dir).map_err(wrap)?),
+        "nagios" => Box::new(NagiosProvider::from_block(attrs, dir).map_err(wrap)?),
+        "puppet" => Box::new(PuppetProvider::from_block(attrs, dir).map_err(wrap)?),
+        other => return Err(IntegrationsError::NotAnIntegration(other.to_string())),
+    })
+}
+
+/// Every integration the config declares, by provider name. Compute providers (`lxc`,
+/// `openvz`) are not integrations and are skipped. Every broken block is reported, not only
+/// the first.
+pub fn providers(config: &Config) -> Result<Vec<Box<dyn Integration>>, IntegrationsError> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (name, block) in &config.providers {
+        if !KINDS.contains(&block.kind.as_str()) {
+            continue;
+        }
+        match provider(name, block, config) {
+            Ok(p) => out.push(p),
+            Err(IntegrationsError::Config {
+                provider,
+                errors: e,
+            }) => errors.extend(e.into_iter().map(|e| (provider.clone(), e))),
+            Err(e) => return Err(e),
+        }
+    }
+    match errors.first() {
+        None => Ok(out),
+        Some((first, _)) => {
+            let provider = first.clone();
+            Err(IntegrationsError::Config {
+                provider,
+                errors: errors.into_iter().map(|(_, e)| e).collect(),
+            })
+        }
+    }
+}
+
+/// The one integration of kind `kind` (`dns`, `prometheus`, …) the config declares.
+pub fn one_provider(
+    config: &Config,
+    kind: &str,
+) -> Result<Box<dyn Integration>, IntegrationsError> {
+    if !KINDS.contains(&kind) {
+        return Err(IntegrationsError::NotAnIntegration(kind.to_string()));
+    }
+    let (name, block) = config
+        .providers
+        .iter()
+        .find(|(_, p)| p.kind == kind)
+        .ok_or_else(|| IntegrationsError::NotConfigured(kind.to_string()))?;
+    provider(name, block, config)
+}
+
+/// One integration's name and how its converge went.
+pub type Outcome = (String, Result<ConvergeResponse, IntegrationError>);
+
+/// Converge every integration of the config to what HostDB holds, as the last step of
+/// `kloud apply`. The desired set is every running container in HostDB, whoever owns it:
+/// the providers remove every record of theirs that is not listed, so converging one owner's
+/// hosts would delete another config's records (and `kloud sync` converges the same set, so
+/// the two never fight). The integrations run in parallel; results come in provider-name order.
+///
+/// Costs nothing (no HostDB read) when the config declares no integration.
+pub fn converge_all(
+    config: &Config,
+    store: &dyn Store,
+    force: bool,
+) -> Result<Vec<Outcome>, IntegrationsError> {
+    if !config
+        .providers
+        .values()
+        .any(|p| KINDS.contains(&p.kind.as_str()))
+    {
+        return Ok(Vec::new());
+    }
+    let integrations = providers(config)?;
+    let req = ConvergeRequest {
+        hosts: host_records(store, None)?,
+        force,
+        dry_run: false,
+    };
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = integrations
+            .iter()
+            .map(|i| {
+                let req = &req;
+                s.spawn(move || (i.name().to_string(), i.converge(req)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(&integrations)
+            .map(|(h, i)| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        i.name().to_string(),
+                        Err(IntegrationError::Protocol {
+                            target: i.name().to_string(),
+                            reason: "the provider panicked".to_string(),
+                        }),
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostdb::{Actor, Expect};
+    use serde_json::json;
+
+    fn props(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn store() -> (tempfile::TempDir, Box<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::hostdb::open("sqlite:hostdb.db", dir.path()).unwrap();
+        (dir, s)
+    }
+
+    fn container(name: &str, owner: &str, state: Option<State>, ip: Option<&str>) -> Host {
+        let mut h = Host::container(name);
+        h.owner = Some(owner.into());
+        h.state = state;
+        h.ip = ip.map(str::to_string);
+        h.class = Some("web".into());
+        h.machine = Some("hw-1.t".into());
+        h.tags = vec!["web".into()];
+        h.roles = vec!["role::nginx".into()];
+        h.properties = props(json!({"team": "own"}));
+        h
+    }
+
+    #[test]
+    fn records_follow_state_owner_and_derive_config_like_the_store() {
+        let (_d, s) = store();
+        let a = Actor::new("test");
+        let mut m = Host::machine("hw-1.t");
+        m.labels = BTreeMap::from([("rack".into(), "r1".into())]);
+        s.put_host(m, Expect::Any, &a).unwrap();
+        let mut parent = Tag::new("prod");
+        parent.properties = props(json!({"env": "prod", "team": "ops"}));
+        s.put_tag(parent, Expect::Any, &a).unwrap();
+        let mut web = Tag::new("web");
+        web.tags = vec!["prod".into()];
+        web.properties = props(json!({"port": 80, "env": "web-env"}));
+        s.put_tag(web, Expect::Any, &a).unwrap();
+        for h in [
+            container("a.t", "one", Some(State::Running), Some("10.0.0.1")),
+            container("b.t", "two", Some(State::Running), Some("10.0.0.2")),
+            container("c.t", "one", Some(State::Creating), Some("10.0.0.3")),
+            container("d.t", "one", Some(State::Creating), None),
+            container("e.t", "one", Some(State::Deleting), Some("10.0.0.5")),
+            container("f.t", "one", Some(State::Failed), Some("10.0.0.6")),
+            container("g.t", "one", Some(State::Running), None),
+        ] {
+            s.put_host(h, Expect::Any, &a).unwrap();
+        }
+        let all = host_records(&*s, None).unwrap();
+        let names: Vec<&str> = all.iter().map(|r| r.fqdn.as_str()).collect();
+        assert_eq!(names, ["a.t", "b.t", "c.t", "g.t"]);
+        let one = host_records(&*s, Some("one")).unwrap();
+        let names: Vec<&str> = one.iter().map(|r| r.fqdn.as_str()).collect();
+        assert_eq!(names, ["a.t", "c.t", "g.t"]);
+        let a_rec = &all[0];
+        assert_eq!(a_rec.ip, "10.0.0.1");
+        assert_eq!(a_rec.machine, "hw-1.t");
+        assert_eq!(a_rec.labels.get("rack").map(String::as_str), Some("r1"));
+        assert_eq!(a_rec.roles, ["role::nginx"]);
+        assert_eq!(
+            all[3].ip, "",
+            "a running host without an address has an empty one"
+        );
+        // The batched derivation must agree with the store's own, host by host.
+        for r in &all {
+            assert_eq!(
+                Some(r.properties.clone()),
+                s.derived_config(&r.fqdn).unwrap(),
+                "{}",
+                r.fqdn
+            );
+        }
+        assert_eq!(a_rec.properties.get("team"), Some(&json!("own")));
+        assert_eq!(a_rec.properties.get("env"), Some(&json!("web-env")));
+        // The single-host read gives the same record.
+        assert_eq!(host_record(&*s, "a.t").unwrap().as_ref(), Some(a_rec));
+        assert_eq!(host_record(&*s, "zz.t").unwrap(), None);
+    }
+}

@@ -1,0 +1,388 @@
+//! What the end-to-end integration tests and the watch benchmark share: a BIND 9 `named` of
+//! our own on a free loopback port (a dynamic forward and reverse zone, a TSIG key), `dig` as
+//! the independent client, a config directory with a SQLite HostDB written through the `Store`
+//! API, and the `kloud` binary run as a child process (killed by pid on drop).
+//!
+//! The BIND setup follows `providers/dns/tests/support/mod.rs`.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Tag};
+
+pub const ZONE: &str = "dc1.test";
+pub const REVERSE_ZONE: &str = "40.10.in-addr.arpa";
+pub const KEY_NAME: &str = "kloud";
+/// 32 random bytes, base64 (what `tsig-keygen` prints).
+pub const SECRET: &str = "7qV3m4v6b9nYkqg2cQm8dJxw0hT5aL1sZpR3eU9iK0o=";
+
+pub const KLOUD: &str = env!("CARGO_BIN_EXE_kloud");
+
+fn tool(var: &str, default: &str) -> Option<PathBuf> {
+    let p = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    p.exists().then_some(p)
+}
+
+/// A missing program: a failure under `CI=true`, a printed skip otherwise.
+pub fn missing(what: &str, setup: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} missing under CI=true: source scripts/setup/{setup}");
+    }
+    eprintln!("SKIPPED: {what} not installed (source scripts/setup/{setup})");
+}
+
+/// `named` and `dig`, or None (the test skips) when absent outside CI.
+pub fn bind_tools() -> Option<(PathBuf, PathBuf)> {
+    match (
+        tool("KLOUD_TEST_NAMED", "/usr/sbin/named"),
+        tool("KLOUD_TEST_DIG", "/usr/bin/dig"),
+    ) {
+        (Some(n), Some(d)) => Some((n, d)),
+        _ => {
+            missing("named or dig", "bind.sh");
+            None
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = tcp.local_addr() else { continue };
+        if UdpSocket::bind(("127.0.0.1", addr.port())).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free loopback port");
+}
+
+/// A BIND 9 primary for [`ZONE`] and [`REVERSE_ZONE`] that accepts updates and transfers
+/// signed with our key. The forward zone holds a hand-made `handmade` A record.
+pub struct Bind {
+    pub port: u16,
+    child: Option<Child>,
+    named: PathBuf,
+    dir: tempfile::TempDir,
+    dig: PathBuf,
+}
+
+impl Bind {
+    pub fn start() -> Option<Bind> {
+        let (named, dig) = bind_tools()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display().to_string();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("fwd.db"),
+            format!(
+                "$TTL 300\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 3600 600 86400 60\n\
+                 @ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\nhandmade IN A 10.40.9.9\n"
+            ),
+        )
+        .expect("zone file");
+        std::fs::write(
+            dir.path().join("rev.db"),
+            format!("$TTL 300\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 3600 600 86400 60\n@ IN NS ns.{ZONE}.\n"),
+        )
+        .expect("zone file");
+        let zone = |name: &str, file: &str| {
+            format!(
+                "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
+                 allow-update {{ key {KEY_NAME}; }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
+            )
+        };
+        let conf = format!(
+            "options {{\n directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n \
+             listen-on-v6 {{ none; }};\n pid-file \"{d}/named.pid\";\n \
+             session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n \
+             recursion no;\n notify no;\n dnssec-validation no;\n}};\ncontrols {{ }};\n\
+             key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n{}{}",
+            zone(ZONE, "fwd.db"),
+            zone(REVERSE_ZONE, "rev.db"),
+        );
+        std::fs::write(dir.path().join("named.conf"), conf).expect("named.conf");
+        let mut b = Bind {
+            port,
+            child: None,
+            named,
+            dir,
+            dig,
+        };
+        b.spawn();
+        Some(b)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log");
+        let child = Command::new(&self.named)
+            .args(["-g", "-n", "1", "-c"])
+            .arg(self.dir.path().join("named.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn named");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.dig(ZONE, "SOA").is_empty() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("named exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "named did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop the server (the zones and their journals stay on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same zones.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn server(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn dig_args(&self, args: &[&str]) -> Vec<String> {
+        let out = Command::new(&self.dig)
+            .args(["@127.0.0.1", "-p", &self.port.to_string()])
+            .args(["+short", "+norec", "+tries=1", "+time=1"])
+            .args(args)
+            .output()
+            .expect("run dig");
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with(';'))
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// `dig +short NAME TYPE`, sorted.
+    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.dig_args(&[name, rtype])
+    }
+
+    /// `dig +short -x IP`, sorted.
+    pub fn reverse(&self, ip: &str) -> Vec<String> {
+        self.dig_args(&["-x", ip])
+    }
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- named log ---\n{}", self.log());
+        }
+        self.stop();
+    }
+}
+
+/// A config directory (`main.hcl`) with a SQLite HostDB (`hostdb.db`) in it.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub store: Box<dyn Store>,
+    actor: Actor,
+}
+
+impl Fixture {
+    /// A config with the given provider blocks (HCL text) and an empty HostDB holding one
+    /// machine `hw-1.dc1.test` in rack r1 behind switch sw-a.
+    pub fn new(providers: &str) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("main.hcl"),
+            format!(
+                "kloud {{\n  domain = \"{ZONE}\"\n  hostdb = \"sqlite:hostdb.db\"\n}}\n\n{providers}"
+            ),
+        )
+        .expect("write config");
+        let store = hostdb::open("sqlite:hostdb.db", dir.path()).expect("open HostDB");
+        let f = Fixture {
+            dir,
+            store,
+            actor: Actor::new("other-tool"),
+        };
+        let mut m = Host::machine(&format!("hw-1.{ZONE}"));
+        m.labels = BTreeMap::from([
+            ("rack".to_string(), "r1".to_string()),
+            ("switch".to_string(), "sw-a".to_string()),
+        ]);
+        f.store.put_host(m, Expect::Any, &f.actor).expect("machine");
+        f
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A running container `NAME.dc1.test` written straight into HostDB.
+    pub fn host(&self, name: &str, ip: &str) -> Host {
+        let mut h = Host::container(&format!("{name}.{ZONE}"));
+        h.class = Some("web".into());
+        h.owner = Some("other-tool".into());
+        h.machine = Some(format!("hw-1.{ZONE}"));
+        h.ip = Some(ip.into());
+        h.state = Some(State::Running);
+        h.tags = vec!["web".into()];
+        h.roles = vec!["role::nginx".into(), "role::base".into()];
+        h
+    }
+
+    pub fn put(&self, host: Host) -> u64 {
+        self.store
+            .put_host(host, Expect::Any, &self.actor)
+            .expect("put host")
+    }
+
+    pub fn put_tag(&self, tag: Tag) -> u64 {
+        self.store
+            .put_tag(tag, Expect::Any, &self.actor)
+            .expect("put tag")
+    }
+
+    pub fn delete(&self, name: &str) -> u64 {
+        self.store
+            .delete_host(&format!("{name}.{ZONE}"), Expect::Any, &self.actor)
+            .expect("delete host")
+    }
+
+    /// `kloud ARGS` run in the config directory, without a HostDB in the environment.
+    pub fn kloud(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(KLOUD);
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("KLOUD_HOSTDB")
+            .env("NO_COLOR", "1");
+        c
+    }
+}
+
+/// The `provider "dns"` block for a server.
+pub fn dns_block(bind: &Bind) -> String {
+    format!(
+        "provider \"dns\" {{\n  server = \"{}\"\n  zone = \"{ZONE}\"\n  reverse_zone = \"{REVERSE_ZONE}\"\n  \
+         key_name = \"{KEY_NAME}\"\n  secret = \"{SECRET}\"\n}}\n",
+        bind.server()
+    )
+}
+
+/// A `kloud` child process whose stdout and stderr lines are collected as they come.
+pub struct Running {
+    child: Child,
+    pub stdout: Arc<Mutex<Vec<(Instant, String)>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kloud");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let lines = Arc::clone(&stdout);
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines").push((Instant::now(), line));
+                }
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            let lines = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines").push(line);
+                }
+            });
+        }
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .expect("lines")
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().expect("lines").clone()
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn dump(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout_lines().join("\n"),
+            self.stderr_lines().join("\n")
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Child::kill sends SIGKILL to this child's pid only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` every few milliseconds until it holds or `limit` passes; the time it took.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
