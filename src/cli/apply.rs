@@ -199,6 +199,28 @@ fn execute(
     }
     drop(guard);
     let r = result.map_err(|e| miette!(code = "kloud::apply::failed", "{e}"))?;
+    // Integrations (DNS, monitoring, puppet) follow what now exists.
+    let mut integration_failures = 0;
+    match crate::integrations::converge_all(config, store, false) {
+        Ok(outcomes) => {
+            for (name, outcome) in outcomes {
+                match outcome {
+                    Ok(resp) => println!(
+                        "{name}: {} added, {} updated, {} removed",
+                        resp.added, resp.updated, resp.removed
+                    ),
+                    Err(e) => {
+                        integration_failures += 1;
+                        eprintln!("{name}: FAILED: {e} (run `kloud sync {name}` to retry)");
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            integration_failures += 1;
+            eprintln!("integrations: FAILED: {e}");
+        }
+    }
     let done = r
         .results
         .values()
@@ -221,16 +243,18 @@ fn execute(
             eprintln!("  {name}: {e}");
         }
     }
-    Ok(if r.failed() > 0 || r.skipped() > 0 {
-        if r.failed() > 0 {
-            eprintln!(
-                "Failed hosts are recorded as `failed` in HostDB; the next apply retries them."
-            );
-        }
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if r.failed() > 0 || r.skipped() > 0 || integration_failures > 0 {
+            if r.failed() > 0 {
+                eprintln!(
+                    "Failed hosts are recorded as `failed` in HostDB; the next apply retries them."
+                );
+            }
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn hostname() -> String {

@@ -106,6 +106,8 @@ pub const PROVIDERS: &[(&str, &[ProviderAttr])] = &[
         &[
             attr("dir", AttrType::String, true),
             attr("check_command", AttrType::String, false),
+            attr("contact_groups", AttrType::String, false),
+            attr("check_period", AttrType::String, false),
         ],
     ),
     ("puppet", &[attr("environment", AttrType::String, false)]),
