@@ -117,7 +117,7 @@ fn fill_foreign(store: &dyn Store, count: usize) {
             let mut h = Host::container(&format!("other-{i}.elsewhere.example"));
             h.owner = Some("someone-else".into());
             h.class = Some("other".into());
-            h.ip = Some(format!("172.16.{}.{}", i / 250, i % 250 + 1));
+            h.ip = Some(std::net::Ipv4Addr::from(0xAC10_0000u32 + i as u32 + 1).to_string());
             h.state = Some(State::Running);
             Write::PutHost {
                 host: h,
