@@ -463,3 +463,14 @@ fn a_plan_against_http_hostdb_equals_the_embedded_one() {
     assert_eq!(embedded.summary.create, 1);
     assert_eq!(embedded.summary.no_op, 5);
 }
+
+#[test]
+fn datacenter_plan_snapshots() {
+    let config = load(&example("datacenter"), &[]);
+    let (_d, store) = store();
+    let p = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
+    assert_eq!(p.summary.create, 82);
+    insta::assert_snapshot!("datacenter_compact", render::human(&p, render::Style { colour: false, compact: true }));
+    insta::assert_snapshot!("datacenter_markdown", render::markdown(&p));
+}
