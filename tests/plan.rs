@@ -471,6 +471,15 @@ fn datacenter_plan_snapshots() {
     let p = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
     assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
     assert_eq!(p.summary.create, 82);
-    insta::assert_snapshot!("datacenter_compact", render::human(&p, render::Style { colour: false, compact: true }));
+    insta::assert_snapshot!(
+        "datacenter_compact",
+        render::human(
+            &p,
+            render::Style {
+                colour: false,
+                compact: true
+            }
+        )
+    );
     insta::assert_snapshot!("datacenter_markdown", render::markdown(&p));
 }

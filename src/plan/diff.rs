@@ -159,7 +159,7 @@ pub fn diff(
                 action: Action::Create,
                 reason,
                 before: None,
-                after: Some(desired_state(d, None, None, config)),
+                after: Some(desired_state(d, None, None, &desired_machines)),
             });
             continue;
         };
@@ -264,7 +264,7 @@ pub fn diff(
         };
         let keep_machine = machine_ok.filter(|_| !must_move).map(|m| m.name.clone());
         let keep_ip = if ip_ok { r.ip.clone() } else { None };
-        let after = desired_state(d, keep_machine.clone(), keep_ip.clone(), config);
+        let after = desired_state(d, keep_machine.clone(), keep_ip.clone(), &desired_machines);
         let idx = changes.len();
         match &keep_machine {
             Some(m) => {
@@ -599,11 +599,11 @@ fn desired_state(
     d: &DesiredHost,
     machine: Option<String>,
     ip: Option<String>,
-    config: &Config,
+    machines: &BTreeMap<&str, &Machine>,
 ) -> HostState {
     let labels = machine
         .as_deref()
-        .and_then(|m| config.machines.iter().find(|x| x.name == m))
+        .and_then(|m| machines.get(m))
         .map(|m| m.labels.clone())
         .unwrap_or_default();
     HostState {
