@@ -690,24 +690,20 @@ pub fn load_sources(
         };
         for index in 1..=g.count {
             let vars = [("group", gname.as_str()), ("class", g.class.as_str())];
-            let short = match renderer.render(index, &vars) {
-                Ok(s) => s,
-                Err(e) => {
-                    diags.push(template_error(&e, item.file, name_span.clone()));
+            let fqdn = match render_fqdn(
+                &renderer,
+                index,
+                &vars,
+                &settings.domain,
+                item.file,
+                &name_span,
+            ) {
+                Ok(f) => f,
+                Err(d) => {
+                    diags.push(d);
                     break;
                 }
             };
-            if let Some(problem) = label_problem(&short) {
-                diags.push(rendered_name_error(
-                    &problem,
-                    &short,
-                    index,
-                    item.file,
-                    name_span.clone(),
-                ));
-                break;
-            }
-            let fqdn = format!("{short}.{}", settings.domain);
             let connect = match connect.as_ref().map(|c| {
                 c.render(
                     index,
@@ -798,24 +794,21 @@ pub fn load_sources(
         // A host's own properties; tag properties are inherited in HostDB's derived config.
         host_properties.extend(c.properties.clone());
         for index in 1..=c.count {
-            let short = match renderer.render(index, &[("class", cname.as_str())]) {
-                Ok(s) => s,
-                Err(e) => {
-                    diags.push(template_error(&e, item.file, name_span.clone()));
+            let vars = [("class", cname.as_str())];
+            let fqdn = match render_fqdn(
+                &renderer,
+                index,
+                &vars,
+                &settings.domain,
+                item.file,
+                &name_span,
+            ) {
+                Ok(f) => f,
+                Err(d) => {
+                    diags.push(d);
                     break;
                 }
             };
-            if let Some(problem) = label_problem(&short) {
-                diags.push(rendered_name_error(
-                    &problem,
-                    &short,
-                    index,
-                    item.file,
-                    name_span.clone(),
-                ));
-                break;
-            }
-            let fqdn = format!("{short}.{}", settings.domain);
             if let Some((other, f, s)) = fqdns.get(&fqdn) {
                 let (line, col) = f.line_col(s.start);
                 diags.push(
@@ -1048,6 +1041,30 @@ fn template_error(message: &str, file: &Arc<SourceFile>, span: Range<usize>) -> 
     .at(file, span)
     .label("in this template")
     .help("name templates are minijinja; the variables are `index` and `class` (and `group`, `name` for machines)")
+}
+
+/// Render a name template for one index and make it an FQDN, or say why it cannot be one.
+fn render_fqdn(
+    renderer: &NameRenderer,
+    index: u32,
+    vars: &[(&str, &str)],
+    domain: &str,
+    file: &Arc<SourceFile>,
+    span: &Range<usize>,
+) -> Result<String, Diagnostic> {
+    let short = renderer
+        .render(index, vars)
+        .map_err(|e| template_error(&e, file, span.clone()))?;
+    if let Some(problem) = label_problem(&short) {
+        return Err(rendered_name_error(
+            &problem,
+            &short,
+            index,
+            file,
+            span.clone(),
+        ));
+    }
+    Ok(format!("{short}.{domain}"))
 }
 
 fn rendered_name_error(
