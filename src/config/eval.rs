@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
-use hcl_edit::expr::{Expression, ForExpr, FuncCall, Traversal, TraversalOperator};
+use hcl_edit::expr::{Expression, ForExpr, FuncCall, ObjectKey, Traversal, TraversalOperator};
 use hcl_edit::visit::{self, Visit};
 use hcl_edit::Span;
 
@@ -28,6 +28,8 @@ fn env_func(args: FuncArgs) -> Result<hcl::Value, String> {
 /// The evaluation context shared by every attribute of a config.
 pub struct Evaluator {
     ctx: Context<'static>,
+    /// The values of `var.NAME`, for the `var.NAME` fast path.
+    values: BTreeMap<String, hcl::Value>,
     variables: BTreeSet<String>,
     /// Declared variables that have no value (already reported).
     poisoned: BTreeSet<String>,
@@ -57,13 +59,16 @@ impl Evaluator {
             .filter(|(_, v)| v.is_none())
             .map(|(k, _)| k.clone())
             .collect();
-        let object: hcl::Map<String, hcl::Value> = vars
+        let values: BTreeMap<String, hcl::Value> = vars
             .into_iter()
             .map(|(k, v)| (k, v.unwrap_or(hcl::Value::Null)))
             .collect();
+        let object: hcl::Map<String, hcl::Value> =
+            values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         ctx.declare_var("var", hcl::Value::Object(object));
         Self {
             ctx,
+            values,
             variables,
             poisoned,
         }
@@ -75,6 +80,14 @@ impl Evaluator {
         file: &Arc<SourceFile>,
         expr: &Expression,
     ) -> Result<Evaluated, Vec<Diagnostic>> {
+        // Most attributes are literals: no reference can be undefined and nothing needs the
+        // evaluator, so skip the walk and the conversion into hcl-rs.
+        if let Some(value) = literal(expr) {
+            return Ok(Evaluated {
+                value,
+                uses_env: false,
+            });
+        }
         let mut check = Check {
             evaluator: self,
             file,
@@ -88,6 +101,9 @@ impl Evaluator {
             return Err(check.diags);
         }
         let uses_env = check.uses_env;
+        if let Some(value) = self.plain_variable(expr) {
+            return Ok(Evaluated { value, uses_env });
+        }
         let converted = hcl::Expression::from(expr.clone());
         match converted.evaluate(&self.ctx) {
             Ok(value) => Ok(Evaluated { value, uses_env }),
@@ -104,6 +120,51 @@ impl Evaluator {
             }
         }
     }
+}
+
+impl Evaluator {
+    /// The value of a bare `var.NAME` (already checked to be defined), without hcl-rs.
+    fn plain_variable(&self, expr: &Expression) -> Option<hcl::Value> {
+        let Expression::Traversal(t) = expr else {
+            return None;
+        };
+        let Expression::Variable(root) = &t.expr else {
+            return None;
+        };
+        match (root.as_str(), t.operators.as_slice()) {
+            ("var", [op]) => match op.value() {
+                TraversalOperator::GetAttr(name) => self.values.get(name.as_str()).cloned(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The value of an expression made only of literals (no reference, operator or template).
+fn literal(expr: &Expression) -> Option<hcl::Value> {
+    Some(match expr {
+        Expression::Null(_) => hcl::Value::Null,
+        Expression::Bool(b) => hcl::Value::Bool(*b.value()),
+        Expression::Number(n) => hcl::Value::Number(*n.value()),
+        Expression::String(s) => hcl::Value::String(s.value().clone()),
+        Expression::Array(items) => {
+            hcl::Value::Array(items.iter().map(literal).collect::<Option<Vec<_>>>()?)
+        }
+        Expression::Object(object) => {
+            let mut map = hcl::Map::new();
+            for (key, value) in object.iter() {
+                let key = match key {
+                    ObjectKey::Ident(ident) => ident.as_str().to_string(),
+                    ObjectKey::Expression(Expression::String(s)) => s.value().clone(),
+                    ObjectKey::Expression(_) => return None,
+                };
+                map.insert(key, literal(value.expr())?);
+            }
+            hcl::Value::Object(map)
+        }
+        _ => return None,
+    })
 }
 
 /// Walks an expression looking for references that cannot be resolved.

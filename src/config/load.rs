@@ -670,14 +670,14 @@ pub fn load_sources(
             continue;
         };
         let name_span = item_attr_span(item, "name");
-        let renderer = match NameRenderer::new(&g.name_template, &g.class) {
+        let renderer = match NameRenderer::new(&g.name_template) {
             Ok(r) => r,
             Err(e) => {
                 diags.push(template_error(&e, item.file, name_span.clone()));
                 continue;
             }
         };
-        let connect = match NameRenderer::new(&g.connect_template, &g.class) {
+        let connect = match NameRenderer::new(&g.connect_template) {
             Ok(r) => Some(r),
             Err(e) => {
                 diags.push(template_error(
@@ -783,7 +783,7 @@ pub fn load_sources(
     for (cname, c) in &host_classes {
         let (item, name_span, _) = &class_items[cname];
         let name_span = name_span.clone().unwrap_or_else(|| item.label_span());
-        let renderer = match NameRenderer::new(&c.name_template, cname) {
+        let renderer = match NameRenderer::new(&c.name_template) {
             Ok(r) => r,
             Err(e) => {
                 diags.push(template_error(&e, item.file, name_span));

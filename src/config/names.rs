@@ -67,54 +67,106 @@ pub struct NameRenderer<'s> {
 }
 
 enum Kind<'s> {
-    /// No template syntax at all: every render gives the same text.
-    Literal(&'s str),
-    /// The default `{{ class }}-{{ index }}` and friends, without a template engine.
-    PrefixIndex(String),
+    /// Text and `{{ variable }}` substitutions only (`web-{{ index }}`, `{{ class }}-{{ index }}`,
+    /// …): rendered by concatenation, without a template engine. `source` is kept to let
+    /// minijinja word the error when a variable is not defined.
+    Simple {
+        source: &'s str,
+        segments: Vec<Segment<'s>>,
+    },
     Jinja(Box<Environment<'s>>),
+}
+
+enum Segment<'s> {
+    Text(&'s str),
+    Var(&'s str),
+}
+
+/// Split a template into text and `{{ name }}` substitutions, or `None` when it uses anything
+/// else (filters, expressions, blocks, comments, whitespace control).
+fn simple_segments(source: &str) -> Option<Vec<Segment<'_>>> {
+    if source.contains("{%") || source.contains("{#") {
+        return None;
+    }
+    let mut segments = Vec::new();
+    let mut rest = source;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            segments.push(Segment::Text(&rest[..open]));
+        }
+        let after = &rest[open + 2..];
+        let close = after.find("}}")?;
+        let name = after[..close].trim();
+        let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier {
+            return None;
+        }
+        segments.push(Segment::Var(name));
+        rest = &after[close + 2..];
+    }
+    if rest.contains("}}") {
+        return None;
+    }
+    if !rest.is_empty() {
+        segments.push(Segment::Text(rest));
+    }
+    Some(segments)
 }
 
 impl<'s> NameRenderer<'s> {
     /// Compile `source`; the error is minijinja's message.
-    pub fn new(source: &'s str, class: &str) -> Result<Self, String> {
-        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+    pub fn new(source: &'s str) -> Result<Self, String> {
+        if let Some(segments) = simple_segments(source) {
             return Ok(Self {
-                kind: Kind::Literal(source),
+                kind: Kind::Simple { source, segments },
             });
         }
-        for pattern in ["{{ class }}-{{ index }}", "{{class}}-{{index}}"] {
-            if source == pattern {
-                return Ok(Self {
-                    kind: Kind::PrefixIndex(format!("{class}-")),
-                });
-            }
-        }
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_template("name", source).map_err(|e| describe(&e))?;
         Ok(Self {
-            kind: Kind::Jinja(Box::new(env)),
+            kind: Kind::Jinja(Box::new(compile(source)?)),
         })
     }
 
     /// Render with the given context variables.
     pub fn render(&self, index: u32, vars: &[(&str, &str)]) -> Result<String, String> {
         match &self.kind {
-            Kind::Literal(s) => Ok((*s).to_string()),
-            Kind::PrefixIndex(prefix) => Ok(format!("{prefix}{index}")),
-            Kind::Jinja(env) => {
-                let tmpl = env.get_template("name").map_err(|e| describe(&e))?;
-                let mut ctx: std::collections::BTreeMap<&str, minijinja::Value> = vars
-                    .iter()
-                    .map(|(k, v)| (*k, minijinja::Value::from(*v)))
-                    .collect();
-                ctx.insert("index", minijinja::Value::from(index));
-                tmpl.render(ctx)
-                    .map(|s| s.trim().to_string())
-                    .map_err(|e| describe(&e))
+            Kind::Simple { source, segments } => {
+                let mut out = String::new();
+                for segment in segments {
+                    match segment {
+                        Segment::Text(text) => out.push_str(text),
+                        Segment::Var("index") => out.push_str(&index.to_string()),
+                        Segment::Var(name) => match vars.iter().find(|(k, _)| k == name) {
+                            Some((_, value)) => out.push_str(value),
+                            // Undefined: let minijinja say so in its words.
+                            None => return jinja_render(&compile(source)?, index, vars),
+                        },
+                    }
+                }
+                Ok(out.trim().to_string())
             }
+            Kind::Jinja(env) => jinja_render(env, index, vars),
         }
     }
+}
+
+fn compile(source: &str) -> Result<Environment<'_>, String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_template("name", source).map_err(|e| describe(&e))?;
+    Ok(env)
+}
+
+fn jinja_render(env: &Environment, index: u32, vars: &[(&str, &str)]) -> Result<String, String> {
+    let tmpl = env.get_template("name").map_err(|e| describe(&e))?;
+    let mut ctx: std::collections::BTreeMap<&str, minijinja::Value> = vars
+        .iter()
+        .map(|(k, v)| (*k, minijinja::Value::from(*v)))
+        .collect();
+    ctx.insert("index", minijinja::Value::from(index));
+    tmpl.render(ctx)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| describe(&e))
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -141,15 +193,41 @@ mod tests {
 
     #[test]
     fn templates_render_with_index_and_class() {
-        let r = NameRenderer::new("{{ class }}-{{ index }}", "web").unwrap();
+        let r = NameRenderer::new("{{ class }}-{{ index }}").unwrap();
         assert_eq!(r.render(3, &[("class", "web")]).unwrap(), "web-3");
-        let r = NameRenderer::new("hw-{{ group }}-{{ '%02d' | format(index) }}", "x");
+        let r = NameRenderer::new("hw-{{ group }}-{{ '%02d' | format(index) }}");
         // `format` is not a builtin filter in lean minijinja: the error is reported, not panicked.
         assert!(r.is_ok());
-        let r = NameRenderer::new("db{{ index + 10 }}", "db").unwrap();
+        let r = NameRenderer::new("db{{ index + 10 }}").unwrap();
         assert_eq!(r.render(1, &[("class", "db")]).unwrap(), "db11");
-        let r = NameRenderer::new("{{ idx }}", "db").unwrap();
+        let r = NameRenderer::new("{{ idx }}").unwrap();
         assert!(r.render(1, &[]).is_err(), "undefined variables are errors");
-        assert!(NameRenderer::new("{{ index ", "db").is_err());
+        assert!(NameRenderer::new("{{ index ").is_err());
+    }
+
+    #[test]
+    fn the_simple_path_renders_what_minijinja_renders() {
+        let vars = [("class", "web"), ("group", "rack-a")];
+        for source in [
+            "{{ class }}-{{ index }}",
+            "{{class}}-{{index}}",
+            "hw-{{ group }}-{{ index }}.x",
+            " plain ",
+            "{{ index }}}",
+            "a{{ index }}b{{ index }}",
+        ] {
+            let r = NameRenderer::new(source).unwrap();
+            assert!(matches!(r.kind, Kind::Simple { .. }), "{source}");
+            let jinja = jinja_render(&compile(source).unwrap(), 7, &vars);
+            assert_eq!(r.render(7, &vars), jinja, "{source}");
+        }
+        let r = NameRenderer::new("{{ idx }}-{{ index }}").unwrap();
+        let jinja = jinja_render(&compile("{{ idx }}-{{ index }}").unwrap(), 1, &vars);
+        assert!(jinja.is_err());
+        assert_eq!(
+            r.render(1, &vars),
+            jinja,
+            "undefined variables: minijinja's error"
+        );
     }
 }
