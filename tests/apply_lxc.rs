@@ -485,3 +485,158 @@ fn refresh_finds_vanished_and_orphaned_containers_and_import_adopts() {
     );
     lab.assert_converged(3);
 }
+
+#[test]
+fn plan_refresh_plans_a_vanished_container_again() {
+    if !lxc_ready("plan_refresh") {
+        return;
+    }
+    let lab = Lab::new(65, WEB);
+    let out = lab
+        .kloud()
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let web1 = lab
+        .store()
+        .get_host(&format!("web-1.{}", lab.domain))
+        .unwrap()
+        .unwrap();
+    let gone = Command::new("lxc-destroy")
+        .arg("-P")
+        .arg(lab.lxc_root.join(web1.machine.as_deref().unwrap()))
+        .args(["-f", "-n", &web1.name])
+        .output()
+        .unwrap();
+    assert!(gone.status.success());
+
+    // Without --refresh the plan trusts HostDB, which still says running.
+    let plain = lab
+        .kloud()
+        .args(["plan", ".", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(0));
+
+    let refreshed = lab
+        .kloud()
+        .args(["plan", ".", "--refresh", "--detailed-exitcode", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        refreshed.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&refreshed.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&refreshed.stderr);
+    assert!(
+        stderr.contains(&format!("vanished: {}", web1.name)),
+        "{stderr}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&refreshed.stdout).expect("stdout is the JSON plan");
+    let changed: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no-op")
+        .map(|c| c["address"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        changed,
+        vec![web1.name.as_str()],
+        "only the vanished host is planned"
+    );
+
+    let out = lab
+        .kloud()
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    lab.assert_converged(3);
+}
+
+#[test]
+fn ctrl_c_finishes_the_hosts_in_flight_and_releases_the_lock() {
+    if !lxc_ready("ctrl_c") {
+        return;
+    }
+    let lab = Lab::new(66, WEB);
+    let mut child = lab
+        .kloud()
+        .args([
+            "apply",
+            ".",
+            "--auto-approve",
+            "--parallelism",
+            "2",
+            "--var",
+            "web_count=12",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    // Interrupt once the first host is done: the run is in the middle of its work.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let first_host = line.contains(": created on ");
+        seen.push(line);
+        if first_host {
+            break;
+        }
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stdout = seen.join("\n");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an interrupted apply is incomplete:\n{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stdout.contains("skipped"), "{stdout}");
+    assert!(
+        lab.store().list_locks().unwrap().is_empty(),
+        "the lock is released"
+    );
+
+    // HostDB tells the exact truth: every record is running and runs, nothing half-done.
+    let snap = lab.store().snapshot(&lab.domain).unwrap();
+    let done = snap
+        .hosts
+        .iter()
+        .filter(|h| h.kind == Kind::Container)
+        .count();
+    assert!((1..12).contains(&done), "some hosts done, not all: {done}");
+    lab.assert_converged(done);
+
+    let out = lab
+        .kloud()
+        .args(["apply", ".", "--auto-approve", "--var", "web_count=12"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.assert_converged(12);
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use miette::miette;
 
 use super::diagnostics::load_or_report;
+use crate::apply::Drivers;
 use crate::config::Config;
 use crate::hostdb::{self, Store};
 use crate::plan::{self, render, Plan};
@@ -26,6 +27,10 @@ pub struct PlanOpts {
     /// Use this HostDB instead of the one the config names
     #[arg(long, value_name = "URL", env = "KLOUD_HOSTDB")]
     pub hostdb: Option<String>,
+    /// First ask every machine what it really runs (as `kloud refresh` does), so containers that
+    /// vanished behind kloud's back are planned again
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 /// Open the HostDB a config names (or `--hostdb`), relative to the config directory.
@@ -49,6 +54,14 @@ pub fn make_plan(
 ) -> Result<(Config, Box<dyn Store>, Plan), ExitCode> {
     let config = load_or_report(dir, &opts.vars)?;
     let store = open_store(&config, opts.hostdb.as_deref()).map_err(report)?;
+    if opts.refresh {
+        let drift = crate::apply::refresh::refresh(&config, store.as_ref(), &Drivers::from_env())
+            .map_err(|e| report(miette!(code = "kloud::refresh::failed", "{e}")))?;
+        // On stderr: stdout may be a JSON or markdown plan.
+        for line in drift.lines() {
+            eprintln!("{line}");
+        }
+    }
     let snapshot = store.snapshot(&config.settings.owner).map_err(|e| {
         report(miette!(
             code = "kloud::hostdb::read",
