@@ -154,7 +154,7 @@ fn scan(text: &str) -> Vec<Line<'_>> {
                             leading_closers += 1;
                         }
                     }
-                    b' ' | b'\t' => {}
+                    c if is_blank(c as char) => {}
                     _ => seen_other = true,
                 },
             }
@@ -173,6 +173,12 @@ fn scan(text: &str) -> Vec<Line<'_>> {
         });
     }
     out
+}
+
+/// Blank characters inside a line. `scan` (which closers lead a line) and `layout` (what is
+/// trimmed) must agree on them, or a line like `\r}` is indented differently the second time.
+fn is_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r')
 }
 
 /// The key of a line that starts an attribute (`key = ...`), if it does.
@@ -214,7 +220,7 @@ fn layout(lines: &[Line]) -> String {
             });
             continue;
         }
-        let trimmed = l.text.trim();
+        let trimmed = l.text.trim_matches(is_blank);
         if trimmed.is_empty() {
             outs.push(Out {
                 text: String::new(),
@@ -296,6 +302,17 @@ fn layout(lines: &[Line]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::format;
+
+    #[test]
+    fn carriage_returns_before_a_closing_brace_format_once() {
+        // Found by the fuzzer (fuzz/artifacts/load/crash-7545…): `\r` counted as text before
+        // the `}`, so the first pass indented the brace one level too deep.
+        let text = "a {\n  b {\n    c = 1\n  }\n\r\r\r}\n";
+        let once = format(text).unwrap();
+        assert_eq!(format(&once).unwrap(), once);
+        assert_eq!(once, "a {\n  b {\n    c = 1\n  }\n}\n");
+    }
     use super::*;
 
     #[test]
