@@ -8,9 +8,12 @@
 //!   look at empty machines, per shape (driver and capacity), in name order.
 //! - spread: one ordered set per driver keyed by load; the first machine that passes wins.
 //!
+//! A machine's key depends on the machine alone, not on the host being placed, so every group of
+//! a driver and strategy shares one set and placing a host re-keys one machine in at most two sets
+//! (not once per group: with thousands of classes that made a pass quadratic).
 //! Rejections are permanent within a pass (see [`super::stages`]), so each group of identical
-//! hosts remembers the machines that rejected it in a bitset and never checks them again, and its
-//! cursor over empty machines never moves back.
+//! hosts remembers the machines that rejected it in a bitset, skips them without checking them
+//! again, and its cursor over empty machines never moves back.
 
 use super::fleet::{Fleet, Vec3};
 use super::model::Strategy;
@@ -18,7 +21,7 @@ use super::score;
 use super::stages::{feasible, Group};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Ordering key of a machine in a group's candidate set: (primary, secondary, machine id).
+/// Ordering key of a machine in a candidate set: (primary, secondary, machine id).
 type Key = (u64, u64, u32);
 
 pub(crate) struct Selector {
@@ -28,8 +31,10 @@ pub(crate) struct Selector {
     /// (driver, capacity) per shape id.
     shapes: Vec<(u32, Vec3)>,
     empties: Vec<BTreeSet<u32>>,
-    /// Groups whose candidate set holds each machine (may hold stale entries, dropped lazily).
-    members: Vec<Vec<u32>>,
+    /// Per driver with a pack group to place: the machines in use, by free resources.
+    pack: BTreeMap<u32, BTreeSet<Key>>,
+    /// Per driver with a spread group to place: all its machines, by load.
+    spread: BTreeMap<u32, BTreeSet<Key>>,
     groups: Vec<GroupIndex>,
     /// Feasibility checks made, the unit the improvement budget is counted in.
     pub work: u64,
@@ -38,10 +43,6 @@ pub(crate) struct Selector {
 struct GroupIndex {
     spread: bool,
     driver: u32,
-    /// Hosts of the group not yet placed in this pass; an exhausted group drops out of updates.
-    remaining: u32,
-    /// pack: machines in use by free resources; spread: all machines of the driver by load.
-    set: BTreeSet<Key>,
     rejected: Vec<u64>,
     /// pack: shapes this group fits in, with the lowest id of an empty machine not yet rejected.
     cursors: Option<Vec<(u32, u32)>>,
@@ -76,6 +77,21 @@ impl Selector {
         for (&k, &id) in &shape_ids {
             shapes[id as usize] = k;
         }
+        let groups: Vec<GroupIndex> = groups
+            .iter()
+            .map(|g| GroupIndex {
+                spread: fleet.classes[g.class as usize].strategy == Strategy::Spread,
+                driver: g.driver,
+                rejected: Vec::new(),
+                cursors: None,
+            })
+            .collect();
+        let mut pack: BTreeMap<u32, BTreeSet<Key>> = BTreeMap::new();
+        let mut spread: BTreeMap<u32, BTreeSet<Key>> = BTreeMap::new();
+        for (index, _) in groups.iter().zip(remaining).filter(|(_, &r)| r > 0) {
+            let sets = if index.spread { &mut spread } else { &mut pack };
+            sets.entry(index.driver).or_default();
+        }
         let mut sel = Selector {
             reference: fleet.statics.reference,
             is_open: vec![false; machines.len()],
@@ -85,27 +101,11 @@ impl Selector {
                 .collect(),
             empties: vec![BTreeSet::new(); shapes.len()],
             shapes,
-            members: vec![Vec::new(); machines.len()],
-            groups: groups
-                .iter()
-                .zip(remaining)
-                .map(|(g, &remaining)| GroupIndex {
-                    spread: fleet.classes[g.class as usize].strategy == Strategy::Spread,
-                    driver: g.driver,
-                    remaining,
-                    set: BTreeSet::new(),
-                    rejected: Vec::new(),
-                    cursors: None,
-                })
-                .collect(),
+            pack,
+            spread,
+            groups,
             work: 0,
         };
-        let mut by_driver: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for (g, index) in sel.groups.iter().enumerate() {
-            if index.remaining > 0 {
-                by_driver.entry(index.driver).or_default().push(g as u32);
-            }
-        }
         for (id, m) in machines.iter().enumerate() {
             let id = id as u32;
             let open = fleet.hosts_on[id as usize] > 0;
@@ -113,56 +113,54 @@ impl Selector {
             if !open {
                 sel.empties[sel.shape_of[id as usize] as usize].insert(id);
             }
-            for &g in by_driver
-                .get(&m.driver)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                if open || sel.groups[g as usize].spread {
-                    let key = sel.key(fleet, g, id);
-                    sel.groups[g as usize].set.insert(key);
-                    sel.members[id as usize].push(g);
-                }
+            let pack_key = sel.pack_key(fleet, id);
+            if let (true, Some(set)) = (open, sel.pack.get_mut(&m.driver)) {
+                set.insert(pack_key);
+            }
+            if let Some(set) = sel.spread.get_mut(&m.driver) {
+                set.insert(spread_key(fleet, id));
             }
         }
         sel
     }
 
-    fn key(&self, fleet: &Fleet, g: u32, m: u32) -> Key {
-        if self.groups[g as usize].spread {
-            let (a, b) = score::load(
-                fleet.statics.machines[m as usize].cap,
-                fleet.used[m as usize],
-            );
-            (a, b, m)
-        } else {
-            (score::weight(self.reference, fleet.free(m)) as u64, 0, m)
-        }
+    fn pack_key(&self, fleet: &Fleet, m: u32) -> Key {
+        (score::weight(self.reference, fleet.free(m)) as u64, 0, m)
     }
 
     /// The machine a host of group `g` should go on, or `None` when no machine passes the stages.
     pub fn choose(&mut self, fleet: &Fleet, g: usize, group: &Group) -> Option<u32> {
-        let index = &mut self.groups[g];
+        let Selector {
+            groups,
+            pack,
+            spread,
+            work,
+            reference,
+            ..
+        } = self;
+        let index = &mut groups[g];
         // pack: a machine with less free in total than the host needs cannot fit it, and the
         // first one from there up that passes is the best fit. spread: least loaded first.
-        let start = if index.spread {
-            (0, 0, 0)
+        let (sets, start) = if index.spread {
+            (spread, (0, 0, 0))
         } else {
-            (score::weight(self.reference, group.size) as u64, 0, 0)
+            (pack, (score::weight(*reference, group.size) as u64, 0, 0))
         };
         let mut found = None;
-        let mut dropped = Vec::new();
-        for &key in index.set.range(start..) {
-            self.work += 1;
-            if feasible(fleet, group, key.2).is_ok() {
-                found = Some(key.2);
+        for &(_, _, m) in sets
+            .get(&index.driver)
+            .into_iter()
+            .flat_map(|s| s.range(start..))
+        {
+            if index.is_rejected(m) {
+                continue;
+            }
+            *work += 1;
+            if feasible(fleet, group, m).is_ok() {
+                found = Some(m);
                 break;
             }
-            dropped.push(key);
-        }
-        for key in dropped {
-            index.set.remove(&key);
-            index.reject(key.2);
+            index.reject(m);
         }
         if found.is_some() || index.spread {
             return found;
@@ -205,44 +203,35 @@ impl Selector {
         best.map(|(_, m)| m)
     }
 
-    /// Record that a host of group `g` went on machine `m`, in the fleet and in the indexes.
-    pub fn put(&mut self, fleet: &mut Fleet, g: usize, group: &Group, m: u32) {
+    /// Record that a host of `group` went on machine `m`, in the fleet and in the indexes.
+    pub fn put(&mut self, fleet: &mut Fleet, group: &Group, m: u32) {
         let mi = m as usize;
-        let old: Vec<(u32, Key)> = self.members[mi]
-            .iter()
-            .map(|&h| (h, self.key(fleet, h, m)))
-            .collect();
+        let driver = fleet.statics.machines[mi].driver;
+        let old_pack = self.pack_key(fleet, m);
+        let old_spread = spread_key(fleet, m);
         fleet.put(group.class, group.size, m);
-        self.groups[g].remaining = self.groups[g].remaining.saturating_sub(1);
-        let mut members = Vec::with_capacity(old.len());
-        for (h, old_key) in old {
-            let index = &mut self.groups[h as usize];
-            index.set.remove(&old_key);
-            if index.remaining > 0 && !index.is_rejected(m) {
-                members.push(h);
-            }
-        }
-        if !self.is_open[mi] {
-            self.is_open[mi] = true;
+        let was_open = std::mem::replace(&mut self.is_open[mi], true);
+        if !was_open {
             self.empties[self.shape_of[mi] as usize].remove(&m);
-            // Newly in use: every live pack group of the driver may now consider it.
-            let driver = fleet.statics.machines[mi].driver;
-            for (h, index) in self.groups.iter().enumerate() {
-                if !index.spread
-                    && index.driver == driver
-                    && index.remaining > 0
-                    && !index.is_rejected(m)
-                {
-                    members.push(h as u32);
-                }
+        }
+        let new_pack = self.pack_key(fleet, m);
+        if let Some(set) = self.pack.get_mut(&driver) {
+            if was_open {
+                set.remove(&old_pack);
             }
-            members.sort_unstable();
-            members.dedup();
+            set.insert(new_pack);
         }
-        for &h in &members {
-            let key = self.key(fleet, h, m);
-            self.groups[h as usize].set.insert(key);
+        if let Some(set) = self.spread.get_mut(&driver) {
+            set.remove(&old_spread);
+            set.insert(spread_key(fleet, m));
         }
-        self.members[mi] = members;
     }
+}
+
+fn spread_key(fleet: &Fleet, m: u32) -> Key {
+    let (a, b) = score::load(
+        fleet.statics.machines[m as usize].cap,
+        fleet.used[m as usize],
+    );
+    (a, b, m)
 }
