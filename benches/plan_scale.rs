@@ -5,6 +5,11 @@
 //! the time of a plan with no changes (everything already recorded) and of a plan that creates
 //! every host (placement included), medians of several runs, and the peak memory of the process.
 //! `KLOUD_BENCH_SIZES=1000,10000` limits the sizes.
+//!
+//! The same plans are then made by the `kloud` binary itself (`kloud plan DIR --json` with its
+//! output discarded), timed from spawn to exit and with the peak resident memory of that process
+//! alone (`wait4`), which is what an operator sees; the in-process figures above exclude process
+//! start and include this benchmark's own data in the memory figure.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -151,6 +156,44 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// Run `kloud plan DIR --json` against `hostdb`: (wall seconds, peak RSS MiB, exit code).
+fn plan_binary(dir: &Path, hostdb: &str) -> (f64, f64, i32) {
+    let start = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kloud"))
+        .args(["plan", "--json", "--detailed-exitcode", "--hostdb", hostdb])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kloud");
+    let mut status = 0;
+    // SAFETY: `rusage` is a plain C struct that wait4 fills in; the pid is our own child's.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let secs = start.elapsed().as_secs_f64();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (secs, usage.ru_maxrss as f64 / 1024.0, code)
+}
+
+/// Medians of three binary runs: (seconds, peak MiB).
+fn plan_binary_median(dir: &Path, hostdb: &str, expect_code: i32) -> (f64, f64) {
+    let runs: Vec<(f64, f64)> = (0..3)
+        .map(|_| {
+            let (t, rss, code) = plan_binary(dir, hostdb);
+            assert_eq!(code, expect_code, "kloud plan exit code");
+            (t, rss)
+        })
+        .collect();
+    (
+        median(runs.iter().map(|r| r.0).collect()),
+        median(runs.iter().map(|r| r.1).collect()),
+    )
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::var("KLOUD_BENCH_SIZES")
         .ok()
@@ -163,17 +206,25 @@ fn main() {
         "{:>9} | {:>14} | {:>18} | {:>10}",
         "declared", "create all (s)", "no changes (s)", "per host"
     );
+    let mut binary = Vec::new();
     for &n in &sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = hostdb::open("sqlite:hostdb.db", dir.path()).expect("store");
+        let hostdb_url = format!("sqlite:{}", dir.path().join("hostdb.db").display());
         fill_foreign(store.as_ref(), HOSTDB_SIZE.saturating_sub(n));
         let files = config_text(n);
+        let config_dir = dir.path().join("config");
+        std::fs::create_dir_all(&config_dir).expect("config dir");
+        std::fs::write(config_dir.join("main.hcl"), files[0].text.as_bytes()).expect("write config");
         let create: Vec<f64> = (0..5)
             .map(|_| plan_once(&files, store.as_ref()).1)
             .collect();
+        let create_binary = plan_binary_median(&config_dir, &hostdb_url, 2);
         let (p, _) = plan_once(&files, store.as_ref());
         assert_eq!(p.summary.create, n, "every host is placed");
         record(&load(files.clone()), store.as_ref(), &p);
+        let noop_binary = plan_binary_median(&config_dir, &hostdb_url, 0);
+        binary.push((n, create_binary, noop_binary));
         let noop: Vec<f64> = (0..5)
             .map(|_| {
                 let (p, t) = plan_once(&files, store.as_ref());
@@ -189,5 +240,16 @@ fn main() {
             m / n as f64 * 1e6
         );
     }
-    println!("peak memory (VmHWM): {:.0} MiB", peak_rss_mib());
+    println!(
+        "peak memory of this benchmark process (VmHWM, includes its own fill data): {:.0} MiB",
+        peak_rss_mib()
+    );
+    println!("\n`kloud plan DIR --json` as a process (medians of 3 runs):");
+    println!(
+        "{:>9} | {:>14} | {:>12} | {:>14} | {:>12}",
+        "declared", "create all (s)", "peak (MiB)", "no changes (s)", "peak (MiB)"
+    );
+    for (n, (ct, cm), (nt, nm)) in binary {
+        println!("{n:>9} | {ct:>14.3} | {cm:>12.0} | {nt:>14.3} | {nm:>12.0}");
+    }
 }
