@@ -8,7 +8,7 @@ mod integrations_support;
 
 use std::time::Duration;
 
-use integrations_support::{dns_block, wait_until, Bind, Fixture, Running, ZONE};
+use integrations_support::{dns_block, serve, wait_until, Bind, Fixture, Running, ZONE};
 use kloud::hostdb::{self, Actor, Expect, Host, State};
 use serde_json::Value;
 
@@ -309,37 +309,13 @@ fn sync_watch_survives_a_dns_outage_and_a_replaced_hostdb() {
     eprintln!("{}", dns.dump());
 }
 
-/// `kloud hostdb serve` over the fixture's SQLite file on `port`, reads without a token.
-fn serve(f: &Fixture, port: u16) -> Running {
-    let db = format!("sqlite:{}", f.path().join("hostdb.db").display());
-    let listen = format!("127.0.0.1:{port}");
-    let server = Running::spawn(f.kloud(&[
-        "hostdb",
-        "serve",
-        "--anonymous-read",
-        "--store",
-        &db,
-        "--listen",
-        &listen,
-    ]));
-    let up = wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up.is_some(),
-        "hostdb serve did not start\n{}",
-        server.dump()
-    );
-    server
-}
-
 #[test]
 fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     let Some(bind) = Bind::start() else { return };
     let f = Fixture::new(&dns_block(&bind));
     f.put(f.host("web-1", "10.40.0.11"));
     let port = integrations_support::free_port();
-    let server = serve(&f, port);
+    let server = serve(&f, port, &["--anonymous-read"]);
     let url = format!("http://127.0.0.1:{port}");
     let mut dns = Running::spawn(f.kloud(&["sync", "dns", "--watch", "--hostdb", &url]));
     assert!(
@@ -373,7 +349,7 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     );
     assert_eq!(bind.dig(&fqdn("web-2"), "A"), ["10.40.0.12"]);
     // Back on the same address: reconnect, re-list, converge what was written meanwhile.
-    let _server = serve(&f, port);
+    let _server = serve(&f, port, &["--anonymous-read"]);
     assert!(
         wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-3"), "A")
             == ["10.40.0.13"])

@@ -12,6 +12,7 @@ pub mod api_consts {
 }
 pub mod auth;
 pub mod error;
+pub mod sd;
 pub mod watch;
 
 use std::net::SocketAddr;
