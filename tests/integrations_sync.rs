@@ -374,3 +374,73 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     assert!(dns.alive());
     eprintln!("{}", dns.dump());
 }
+
+/// `Store::wait_for_change`, what `sync --watch` waits with: over HTTP one blocking query
+/// (the poll interval given is ignored, so a 10 s poll proves it), on SQLite a poll.
+#[test]
+fn wait_for_change_blocks_over_http_and_polls_sqlite() {
+    use kloud::hostdb::client::HttpStore;
+    use kloud::hostdb::server::{spawn, ServerConfig};
+    use kloud::hostdb::{Role, Store};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local: Arc<dyn Store> = Arc::from(hostdb::open("sqlite:h.db", dir.path()).expect("open"));
+    let (_, secret) = local.token_create("t", Role::Operator).expect("token");
+    let server = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::clone(&local),
+        ServerConfig::default(),
+        2,
+    )
+    .expect("server");
+    let remote: Arc<dyn Store> =
+        Arc::new(HttpStore::new(&server.url(), Some(secret)).expect("client"));
+    let actor = Actor::new("t");
+    let mut n = 0;
+    for (what, store, poll) in [
+        ("sqlite", &local, Duration::from_millis(20)),
+        ("http", &remote, Duration::from_secs(10)),
+    ] {
+        let at = store.index().expect("index");
+        // Nothing written: the wait lasts its timeout and answers the same index.
+        let t = Instant::now();
+        let got = store
+            .wait_for_change(at, Duration::from_millis(300), poll)
+            .expect("wait");
+        assert_eq!(got, at, "{what}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(290),
+            "{what}: {:?}",
+            t.elapsed()
+        );
+        // A write 200 ms in wakes the wait long before its 20 s timeout.
+        n += 1;
+        let name = format!("w-{n}.{ZONE}");
+        let t = Instant::now();
+        let got = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                store
+                    .put_host(Host::machine(&name), Expect::Any, &actor)
+                    .expect("write");
+            });
+            store
+                .wait_for_change(at, Duration::from_secs(20), poll)
+                .expect("wait")
+        });
+        let took = t.elapsed();
+        assert!(got > at, "{what}: {got} after {at}");
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_secs(5),
+            "{what}: woke after {took:?}"
+        );
+    }
+    // A database that went back (restored) counts as a change too.
+    let at = local.index().expect("index");
+    let got = local
+        .wait_for_change(at + 5, Duration::from_secs(5), Duration::from_millis(20))
+        .expect("wait");
+    assert_eq!(got, at);
+}
