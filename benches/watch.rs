@@ -130,8 +130,9 @@ fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str, via: Via) {
         let gone = wait_until(Duration::from_secs(10), || bind.dig(&fqdn, "A").is_empty());
         to_gone.push(gone.unwrap_or_else(|| panic!("{fqdn} never went away")));
     }
+    let label = via.label();
     println!(
-        "{:<11} hosts {fleet_size:>5}, poll {poll:>5}: write -> converge line median {} p90 {} | \
+        "{label:<11} hosts {fleet_size:>5}, poll {poll:>5}: write -> converge line median {} p90 {} | \
          write -> dig resolves median {} p90 {} | delete -> gone median {} p90 {}  ({WRITES} runs)",
         ms(percentile(&mut to_line, 0.5)),
         ms(percentile(&mut to_line, 0.9)),
@@ -139,7 +140,6 @@ fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str, via: Via) {
         ms(percentile(&mut to_dig, 0.9)),
         ms(percentile(&mut to_gone, 0.5)),
         ms(percentile(&mut to_gone, 0.9)),
-        via.label(),
     );
     drop(dns);
     drop(server);
