@@ -3,7 +3,8 @@
 //! (started on a free loopback port, `refresh_interval: 1s`, a reader token as its bearer
 //! credentials) must list exactly the managed hosts with kloud's labels, and follow hosts
 //! written and deleted through the API. Also the endpoint's HTTP contract: auth, content
-//! type, the index header, bad parameters.
+//! type, the index header, bad parameters, and that Prometheus keeps its targets while the
+//! server is down.
 //!
 //! Host addresses are 127.0.x.y and the exporter port 9 so the scrapes stay on loopback.
 
@@ -48,7 +49,7 @@ fn prometheus_discovers_exactly_the_managed_hosts_through_hostdb_serve() {
     f.put(no_ip);
 
     let port = free_port();
-    let _server = serve(&f, port, &[]);
+    let server = serve(&f, port, &[]);
     let url = format!("http://127.0.0.1:{port}");
     let sd = format!("{url}/v1/sd/prometheus?port=9");
 
@@ -134,4 +135,19 @@ fn prometheus_discovers_exactly_the_managed_hosts_through_hostdb_serve() {
     assert_eq!(web2["__address__"], "127.0.1.22:9");
     assert_eq!(web2["class"], "api");
     eprintln!("API write -> Prometheus target: {} ms", added.as_millis());
+
+    // HostDB unreachable: Prometheus keeps the targets of the last good answer.
+    drop(server);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let kept: BTreeSet<String> = prom
+        .targets()
+        .get(JOB)
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(kept, names(&["web-2", "web-5"]), "{}", prom.log());
+    assert!(
+        prom.log().contains("Unable to refresh target groups"),
+        "the refreshes did fail meanwhile\n{}",
+        prom.log()
+    );
 }

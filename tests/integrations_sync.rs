@@ -437,6 +437,31 @@ fn wait_for_change_blocks_over_http_and_polls_sqlite() {
             "{what}: woke after {took:?}"
         );
     }
+    // A server holding queries shorter than asked answers early with nothing new: the client
+    // then pauses a poll interval, so a loop over it does not spin.
+    let (_, secret) = local.token_create("short", Role::Reader).expect("token");
+    let short = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::clone(&local),
+        ServerConfig {
+            max_wait: Duration::from_millis(50),
+            ..ServerConfig::default()
+        },
+        2,
+    )
+    .expect("server");
+    let client = HttpStore::new(&short.url(), Some(secret)).expect("client");
+    let at = local.index().expect("index");
+    let t = Instant::now();
+    let got = client
+        .wait_for_change(at, Duration::from_secs(5), Duration::from_millis(500))
+        .expect("wait");
+    assert_eq!(got, at);
+    assert!(
+        (Duration::from_millis(540)..Duration::from_secs(4)).contains(&t.elapsed()),
+        "{:?}",
+        t.elapsed()
+    );
     // A database that went back (restored) counts as a change too.
     let at = local.index().expect("index");
     let got = local

@@ -257,8 +257,9 @@ impl Store for HttpStore {
         &self,
         after: u64,
         timeout: Duration,
-        _poll: Duration,
+        poll: Duration,
     ) -> Result<u64, StoreError> {
+        let started = std::time::Instant::now();
         // The `wait` parameter takes at most nine digits.
         let ms = timeout.as_millis().min(999_999_999) as u64;
         let rb = self
@@ -267,6 +268,13 @@ impl Store for HttpStore {
             // noticed a little after the hold should have ended.
             .timeout(Duration::from_millis(ms) + HOLD_GRACE);
         let b: IndexBody = self.json(rb)?;
+        let left = timeout.saturating_sub(started.elapsed());
+        if b.index == after && !left.is_zero() {
+            // Answered early with nothing new: the server holds queries for less than asked,
+            // or its database was restored behind its back (its notifier is ahead, so every
+            // query returns at once). Pause a poll interval so a caller's loop cannot spin.
+            std::thread::sleep(poll.min(left));
+        }
         Ok(b.index)
     }
 

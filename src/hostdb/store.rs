@@ -23,7 +23,8 @@ pub trait Store: Send + Sync {
     /// index last read (equal to `after` on a timeout). "Differs", not "exceeds": a database
     /// restored from a backup may go back. Stores without a native wait read [`Store::index`]
     /// every `poll` (one indexed row for SQLite and PostgreSQL); the HTTP client holds one
-    /// blocking query (`/v1/index?index=N&wait=D`) instead and ignores `poll`.
+    /// blocking query (`/v1/index?index=N&wait=D`) instead, and pauses `poll` only when the
+    /// server answers early without a change.
     fn wait_for_change(
         &self,
         after: u64,
