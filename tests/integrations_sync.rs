@@ -469,3 +469,37 @@ fn wait_for_change_blocks_over_http_and_polls_sqlite() {
         .expect("wait");
     assert_eq!(got, at);
 }
+
+/// While `sync --watch` holds a 30 s blocking query on an idle HostDB server, Ctrl-C still ends
+/// it at once (the wait runs on a helper thread; the watcher checks for a stop every 50 ms).
+#[test]
+fn sync_watch_over_http_stops_promptly_while_a_query_is_held() {
+    let Some(bind) = Bind::start() else { return };
+    let f = Fixture::new(&dns_block(&bind));
+    f.put(f.host("web-1", "10.40.0.11"));
+    let port = integrations_support::free_port();
+    let _server = serve(&f, port, &["--anonymous-read"]);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut dns = Running::spawn(f.kloud(&["sync", "dns", "--watch", "--hostdb", &url]));
+    assert!(
+        wait_until(Duration::from_secs(20), || !dns.stdout_lines().is_empty()).is_some(),
+        "{}",
+        dns.dump()
+    );
+    // Well into the held query, nothing written meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    dns.interrupt();
+    let status = dns.exited_within(Duration::from_secs(5));
+    assert!(
+        status.is_some(),
+        "still running 5 s after Ctrl-C\n{}",
+        dns.dump()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?} to stop",
+        t.elapsed()
+    );
+    assert_eq!(bind.dig(&fqdn("web-1"), "A"), ["10.40.0.11"]);
+}

@@ -361,6 +361,29 @@ impl Running {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Send SIGINT (Ctrl-C) to this child's pid.
+    pub fn interrupt(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with the pid of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
+
+    /// Its exit status, waiting at most `limit`.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn dump(&self) -> String {
         format!(
             "stdout:\n{}\nstderr:\n{}",
