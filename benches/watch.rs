@@ -1,9 +1,13 @@
-//! `kloud sync dns --watch` latency: from a host written into HostDB (SQLite, through the
-//! `Store` API) to `dig` resolving its name on a real BIND 9, and to the watcher's converge
-//! line; for a small and a 1,000-host fleet and two poll intervals. Also the cost of listing
-//! the fleet for the integrations (`host_records`).
+//! `kloud sync dns --watch` latency: from a host written into HostDB to `dig` resolving its
+//! name on a real BIND 9, and to the watcher's converge line; for a small and a 1,000-host
+//! fleet and two poll intervals. Three ways of following HostDB: the watcher reads the SQLite
+//! file itself (`sqlite`); it follows a `kloud hostdb serve` over HTTP and the writes go
+//! through the API (`http`); or they go straight into the server's database file, as another
+//! process sharing it would write (`http-direct`). Also the cost of listing the fleet for the
+//! integrations (`host_records`).
 //!
-//! `cargo bench --bench watch` (release); needs `named` and `dig` (scripts/setup/bind.sh).
+//! `cargo bench --bench watch [-- FILTER]` (release); needs `named` and `dig`
+//! (scripts/setup/bind.sh). FILTER runs only the rows whose label contains it (`http`, say).
 //! Prints medians and 90th percentiles of the runs.
 
 #[path = "../tests/integrations_support/mod.rs"]
@@ -11,8 +15,9 @@ mod integrations_support;
 
 use std::time::{Duration, Instant};
 
-use integrations_support::{dns_block, wait_until, Bind, Fixture, Running, ZONE};
-use kloud::hostdb::{Actor, Expect, Write};
+use integrations_support::{dns_block, free_port, serve, wait_until, Bind, Fixture, Running, ZONE};
+use kloud::hostdb::client::HttpStore;
+use kloud::hostdb::{Actor, Expect, Role, Store, Write};
 
 const WRITES: usize = 15;
 
@@ -41,10 +46,48 @@ fn fleet(f: &Fixture, n: usize) {
         .expect("write fleet");
 }
 
-fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str) {
+/// How the watcher follows HostDB and where the writes go (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Sqlite,
+    Http,
+    HttpDirect,
+}
+
+impl Via {
+    fn label(self) -> &'static str {
+        match self {
+            Via::Sqlite => "sqlite",
+            Via::Http => "http",
+            Via::HttpDirect => "http-direct",
+        }
+    }
+}
+
+fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str, via: Via) {
     let f = Fixture::new(&dns_block(bind));
     fleet(&f, fleet_size);
-    let dns = Running::spawn(f.kloud(&["sync", "dns", "--watch", "--force", "--poll", poll]));
+    let mut cmd = vec!["sync", "dns", "--watch", "--force", "--poll", poll];
+    let mut server = None;
+    let mut api = None;
+    let url;
+    if via != Via::Sqlite {
+        let (_, secret) = f
+            .store
+            .token_create("bench", Role::Operator)
+            .expect("token");
+        let port = free_port();
+        server = Some(serve(&f, port, &["--anonymous-read"]));
+        url = format!("http://127.0.0.1:{port}");
+        api = Some(HttpStore::new(&url, Some(secret)).expect("client"));
+        cmd.extend(["--hostdb", url.as_str()]);
+    }
+    let writer: &dyn Store = match (&api, via) {
+        (Some(api), Via::Http) => api,
+        _ => &*f.store,
+    };
+    let actor = Actor::new("bench");
+    let dns = Running::spawn(f.kloud(&cmd));
     let first = wait_until(Duration::from_secs(60), || !dns.stdout_lines().is_empty());
     assert!(first.is_some(), "no first converge\n{}", dns.dump());
     let mut to_dig = Vec::new();
@@ -58,7 +101,9 @@ fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str) {
         // always land at the same phase of the poll. Spread the writes over the interval.
         std::thread::sleep(Duration::from_millis((i as u64 * 37) % 211));
         let written = Instant::now();
-        f.put(f.host(&name, &ip));
+        writer
+            .put_host(f.host(&name, &ip), Expect::Any, &actor)
+            .expect("write");
         let took = wait_until(Duration::from_secs(10), || {
             bind.dig(&fqdn, "A") == [ip.clone()]
         });
@@ -79,12 +124,15 @@ fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str) {
         {
             to_line.push(at.saturating_duration_since(written));
         }
-        f.delete(&name);
+        writer
+            .delete_host(&fqdn, Expect::Any, &actor)
+            .expect("delete");
         let gone = wait_until(Duration::from_secs(10), || bind.dig(&fqdn, "A").is_empty());
         to_gone.push(gone.unwrap_or_else(|| panic!("{fqdn} never went away")));
     }
+    let label = via.label();
     println!(
-        "hosts {fleet_size:>5}, poll {poll:>5}: write -> converge line median {} p90 {} | \
+        "{label:<11} hosts {fleet_size:>5}, poll {poll:>5}: write -> converge line median {} p90 {} | \
          write -> dig resolves median {} p90 {} | delete -> gone median {} p90 {}  ({WRITES} runs)",
         ms(percentile(&mut to_line, 0.5)),
         ms(percentile(&mut to_line, 0.9)),
@@ -93,6 +141,8 @@ fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str) {
         ms(percentile(&mut to_gone, 0.5)),
         ms(percentile(&mut to_gone, 0.9)),
     );
+    drop(dns);
+    drop(server);
 }
 
 fn listing_cost() {
@@ -115,10 +165,30 @@ fn listing_cost() {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument runs nothing else here.
-    listing_cost();
+    // `cargo bench` passes `--bench`; any other argument is a filter on the row labels.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let wanted = |label: &str| filter.as_deref().is_none_or(|f| label.contains(f));
+    if wanted("listing") {
+        listing_cost();
+    }
+    let rows = [
+        (10, "200ms", Via::Sqlite),
+        (10, "50ms", Via::Sqlite),
+        (1000, "200ms", Via::Sqlite),
+        (1000, "50ms", Via::Sqlite),
+        (10, "200ms", Via::Http),
+        (1000, "200ms", Via::Http),
+        (10, "200ms", Via::HttpDirect),
+    ];
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(n, poll, via)| wanted(&format!("{} {n} {poll}", via.label())))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
     let Some(bind) = Bind::start() else { return };
-    for (fleet_size, poll) in [(10, "200ms"), (10, "50ms"), (1000, "200ms"), (1000, "50ms")] {
-        watch_latency(&bind, fleet_size, poll);
+    for (fleet_size, poll, via) in rows {
+        watch_latency(&bind, fleet_size, poll, via);
     }
 }

@@ -8,7 +8,7 @@ mod integrations_support;
 
 use std::time::Duration;
 
-use integrations_support::{dns_block, wait_until, Bind, Fixture, Running, ZONE};
+use integrations_support::{dns_block, serve, wait_until, Bind, Fixture, Running, ZONE};
 use kloud::hostdb::{self, Actor, Expect, Host, State};
 use serde_json::Value;
 
@@ -309,37 +309,13 @@ fn sync_watch_survives_a_dns_outage_and_a_replaced_hostdb() {
     eprintln!("{}", dns.dump());
 }
 
-/// `kloud hostdb serve` over the fixture's SQLite file on `port`, reads without a token.
-fn serve(f: &Fixture, port: u16) -> Running {
-    let db = format!("sqlite:{}", f.path().join("hostdb.db").display());
-    let listen = format!("127.0.0.1:{port}");
-    let server = Running::spawn(f.kloud(&[
-        "hostdb",
-        "serve",
-        "--anonymous-read",
-        "--store",
-        &db,
-        "--listen",
-        &listen,
-    ]));
-    let up = wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up.is_some(),
-        "hostdb serve did not start\n{}",
-        server.dump()
-    );
-    server
-}
-
 #[test]
 fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     let Some(bind) = Bind::start() else { return };
     let f = Fixture::new(&dns_block(&bind));
     f.put(f.host("web-1", "10.40.0.11"));
     let port = integrations_support::free_port();
-    let server = serve(&f, port);
+    let server = serve(&f, port, &["--anonymous-read"]);
     let url = format!("http://127.0.0.1:{port}");
     let mut dns = Running::spawn(f.kloud(&["sync", "dns", "--watch", "--hostdb", &url]));
     assert!(
@@ -373,7 +349,7 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     );
     assert_eq!(bind.dig(&fqdn("web-2"), "A"), ["10.40.0.12"]);
     // Back on the same address: reconnect, re-list, converge what was written meanwhile.
-    let _server = serve(&f, port);
+    let _server = serve(&f, port, &["--anonymous-read"]);
     assert!(
         wait_until(Duration::from_secs(20), || bind.dig(&fqdn("web-3"), "A")
             == ["10.40.0.13"])
@@ -397,4 +373,133 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
     );
     assert!(dns.alive());
     eprintln!("{}", dns.dump());
+}
+
+/// `Store::wait_for_change`, what `sync --watch` waits with: over HTTP one blocking query
+/// (the poll interval given is ignored, so a 10 s poll proves it), on SQLite a poll.
+#[test]
+fn wait_for_change_blocks_over_http_and_polls_sqlite() {
+    use kloud::hostdb::client::HttpStore;
+    use kloud::hostdb::server::{spawn, ServerConfig};
+    use kloud::hostdb::{Role, Store};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local: Arc<dyn Store> = Arc::from(hostdb::open("sqlite:h.db", dir.path()).expect("open"));
+    let (_, secret) = local.token_create("t", Role::Operator).expect("token");
+    let server = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::clone(&local),
+        ServerConfig::default(),
+        2,
+    )
+    .expect("server");
+    let remote: Arc<dyn Store> =
+        Arc::new(HttpStore::new(&server.url(), Some(secret)).expect("client"));
+    let actor = Actor::new("t");
+    let mut n = 0;
+    for (what, store, poll) in [
+        ("sqlite", &local, Duration::from_millis(20)),
+        ("http", &remote, Duration::from_secs(10)),
+    ] {
+        let at = store.index().expect("index");
+        // Nothing written: the wait lasts its timeout and answers the same index.
+        let t = Instant::now();
+        let got = store
+            .wait_for_change(at, Duration::from_millis(300), poll)
+            .expect("wait");
+        assert_eq!(got, at, "{what}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(290),
+            "{what}: {:?}",
+            t.elapsed()
+        );
+        // A write 200 ms in wakes the wait long before its 20 s timeout.
+        n += 1;
+        let name = format!("w-{n}.{ZONE}");
+        let t = Instant::now();
+        let got = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                store
+                    .put_host(Host::machine(&name), Expect::Any, &actor)
+                    .expect("write");
+            });
+            store
+                .wait_for_change(at, Duration::from_secs(20), poll)
+                .expect("wait")
+        });
+        let took = t.elapsed();
+        assert!(got > at, "{what}: {got} after {at}");
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_secs(5),
+            "{what}: woke after {took:?}"
+        );
+    }
+    // A server holding queries shorter than asked answers early with nothing new: the client
+    // then pauses a poll interval, so a loop over it does not spin.
+    let (_, secret) = local.token_create("short", Role::Reader).expect("token");
+    let short = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::clone(&local),
+        ServerConfig {
+            max_wait: Duration::from_millis(50),
+            ..ServerConfig::default()
+        },
+        2,
+    )
+    .expect("server");
+    let client = HttpStore::new(&short.url(), Some(secret)).expect("client");
+    let at = local.index().expect("index");
+    let t = Instant::now();
+    let got = client
+        .wait_for_change(at, Duration::from_secs(5), Duration::from_millis(500))
+        .expect("wait");
+    assert_eq!(got, at);
+    assert!(
+        (Duration::from_millis(540)..Duration::from_secs(4)).contains(&t.elapsed()),
+        "{:?}",
+        t.elapsed()
+    );
+    // A database that went back (restored) counts as a change too.
+    let at = local.index().expect("index");
+    let got = local
+        .wait_for_change(at + 5, Duration::from_secs(5), Duration::from_millis(20))
+        .expect("wait");
+    assert_eq!(got, at);
+}
+
+/// While `sync --watch` holds a 30 s blocking query on an idle HostDB server, Ctrl-C still ends
+/// it at once (the wait runs on a helper thread; the watcher checks for a stop every 50 ms).
+#[test]
+fn sync_watch_over_http_stops_promptly_while_a_query_is_held() {
+    let Some(bind) = Bind::start() else { return };
+    let f = Fixture::new(&dns_block(&bind));
+    f.put(f.host("web-1", "10.40.0.11"));
+    let port = integrations_support::free_port();
+    let _server = serve(&f, port, &["--anonymous-read"]);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut dns = Running::spawn(f.kloud(&["sync", "dns", "--watch", "--hostdb", &url]));
+    assert!(
+        wait_until(Duration::from_secs(20), || !dns.stdout_lines().is_empty()).is_some(),
+        "{}",
+        dns.dump()
+    );
+    // Well into the held query, nothing written meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    dns.interrupt();
+    let status = dns.exited_within(Duration::from_secs(5));
+    assert!(
+        status.is_some(),
+        "still running 5 s after Ctrl-C\n{}",
+        dns.dump()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?} to stop",
+        t.elapsed()
+    );
+    assert_eq!(bind.dig(&fqdn("web-1"), "A"), ["10.40.0.11"]);
 }

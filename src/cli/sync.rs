@@ -59,7 +59,8 @@ pub struct Args {
     /// Only the containers of this owner (default: every container in HostDB)
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
-    /// With --watch: how often to check HostDB for changes
+    /// With --watch: how often to read the index of a SQLite or PostgreSQL HostDB (a HostDB
+    /// server is followed by blocking queries and answers at once)
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = duration)]
     pub poll: Duration,
     /// With --watch: converge this often even without changes, to repair drift

@@ -22,6 +22,9 @@ use super::model::{
 use super::server::api_consts::{ACTOR_HEADER, MAX_LIMIT, MESSAGE_HEADER};
 use super::store::Store;
 
+/// How much longer than the hold a blocking query may take before it counts as lost.
+const HOLD_GRACE: Duration = Duration::from_secs(10);
+
 /// A remote HostDB.
 pub struct HttpStore {
     base: String,
@@ -245,6 +248,33 @@ impl Store for HttpStore {
 
     fn index(&self) -> Result<u64, StoreError> {
         let b: IndexBody = self.json(self.req(Method::GET, "/v1/index"))?;
+        Ok(b.index)
+    }
+
+    /// One blocking query on the index: the server answers as soon as anything is written
+    /// after `after`, or when the wait (capped by its `--max-wait`) ends.
+    fn wait_for_change(
+        &self,
+        after: u64,
+        timeout: Duration,
+        poll: Duration,
+    ) -> Result<u64, StoreError> {
+        let started = std::time::Instant::now();
+        // The `wait` parameter takes at most nine digits.
+        let ms = timeout.as_millis().min(999_999_999) as u64;
+        let rb = self
+            .req(Method::GET, &format!("/v1/index?index={after}&wait={ms}ms"))
+            // The client's default timeout would cut a long hold short; a dead peer is still
+            // noticed a little after the hold should have ended.
+            .timeout(Duration::from_millis(ms) + HOLD_GRACE);
+        let b: IndexBody = self.json(rb)?;
+        let left = timeout.saturating_sub(started.elapsed());
+        if b.index == after && !left.is_zero() {
+            // Answered early with nothing new: the server holds queries for less than asked,
+            // or its database was restored behind its back (its notifier is ahead, so every
+            // query returns at once). Pause a poll interval so a caller's loop cannot spin.
+            std::thread::sleep(poll.min(left));
+        }
         Ok(b.index)
     }
 

@@ -19,6 +19,21 @@ pub trait Store: Send + Sync {
     /// The current global index.
     fn index(&self) -> Result<u64, StoreError>;
 
+    /// Block until the global index differs from `after` or `timeout` passes, and return the
+    /// index last read (equal to `after` on a timeout). "Differs", not "exceeds": a database
+    /// restored from a backup may go back. Stores without a native wait read [`Store::index`]
+    /// every `poll` (one indexed row for SQLite and PostgreSQL); the HTTP client holds one
+    /// blocking query (`/v1/index?index=N&wait=D`) instead, and pauses `poll` only when the
+    /// server answers early without a change.
+    fn wait_for_change(
+        &self,
+        after: u64,
+        timeout: Duration,
+        poll: Duration,
+    ) -> Result<u64, StoreError> {
+        poll_for_change(self, after, timeout, poll)
+    }
+
     fn get_host(&self, name: &str) -> Result<Option<Host>, StoreError>;
 
     /// Hosts matching every filter of `q`, in name order, one page at a time.
@@ -111,5 +126,25 @@ pub trait Store: Send + Sync {
                 None => return Ok(out),
             }
         }
+    }
+}
+
+/// The polling [`Store::wait_for_change`]: read the index every `poll` (at least 1 ms) until it
+/// differs from `after` or `timeout` passes.
+pub fn poll_for_change<S: Store + ?Sized>(
+    store: &S,
+    after: u64,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<u64, StoreError> {
+    let deadline = std::time::Instant::now() + timeout;
+    let poll = poll.max(Duration::from_millis(1));
+    loop {
+        let index = store.index()?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if index != after || left.is_zero() {
+            return Ok(index);
+        }
+        std::thread::sleep(poll.min(left));
     }
 }

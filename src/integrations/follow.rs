@@ -1,9 +1,11 @@
 //! Keeping one integration converged while HostDB changes (`kloud sync --watch`).
 //!
-//! The loop waits for HostDB's global index to move, re-lists the hosts and converges. Waiting
-//! is a cheap `index()` read every poll interval; that is one indexed row for the embedded
-//! stores. HostDB's HTTP API also offers Consul-style blocking queries (`?index=N&wait=`); when
-//! the `Store` trait grows a blocking wait, [`wait_for_change`] is the one place to use it.
+//! The loop waits for HostDB's global index to move ([`Store::wait_for_change`]), re-lists the
+//! hosts and converges. Over HTTP the wait is one Consul-style blocking query
+//! (`/v1/index?index=N&wait=D`) that the server answers the moment a write lands; the embedded
+//! stores read their one-row index every poll interval. The wait runs on a helper thread so
+//! that a stop request, or a SQLite file replaced underneath us, is noticed within
+//! [`CHECK_EVERY`] even while a query is held for many seconds.
 //!
 //! Failures never end the loop. A HostDB that cannot be read (a server restart, a database
 //! file being replaced) is reopened with exponential backoff and re-listed in full; a failed
@@ -14,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use kloud_provider_api::integration::{
@@ -79,11 +82,17 @@ fn identity_of(_path: &Path) -> Option<Identity> {
     None
 }
 
+/// How often a waiting watcher checks for a stop request and a replaced SQLite file.
+pub const CHECK_EVERY: Duration = Duration::from_millis(50);
+
 /// How to follow.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// How often to read the index while nothing changes.
+    /// How often a store without blocking queries (SQLite, PostgreSQL) has its index read
+    /// while nothing changes.
     pub poll: Duration,
+    /// Longest one wait for a change is held (one blocking query over HTTP).
+    pub hold: Duration,
     /// Converge even when HostDB did not change, to repair changes made behind our back.
     pub resync: Duration,
     /// First and largest delay between retries after a failure.
@@ -99,6 +108,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             poll: Duration::from_millis(200),
+            hold: Duration::from_secs(30),
             resync: Duration::from_secs(300),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
@@ -174,31 +184,60 @@ pub enum Event<'a> {
 }
 
 /// Wait until the index differs from `seen`, `stop` is set or `until` passes; returns the
-/// index last read. `current` says whether the store still reads the database it was opened
-/// on. Polling: see the module doc.
+/// index last read (`seen` when it did not move). `current` says whether the store still reads
+/// the database it was opened on. A single wait is held at most `hold`; embedded stores are
+/// polled every `poll` (see the module doc).
 pub fn wait_for_change(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     seen: u64,
     poll: Duration,
+    hold: Duration,
     until: Instant,
     stop: &AtomicBool,
     current: &dyn Fn() -> bool,
 ) -> Result<u64, StoreError> {
-    loop {
-        if !current() {
-            return Err(StoreError::Unavailable(
-                "the HostDB file was removed or replaced".to_string(),
-            ));
-        }
-        let index = store.index()?;
-        if index != seen || stop.load(Ordering::Relaxed) || Instant::now() >= until {
-            return Ok(index);
-        }
-        sleep_unless_stopped(
-            poll.min(until.saturating_duration_since(Instant::now())),
-            stop,
-        );
+    if !current() {
+        return Err(replaced());
     }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(seen);
+    }
+    let timeout = hold.min(until.saturating_duration_since(Instant::now()));
+    let (tx, rx) = mpsc::channel();
+    let waiter = Arc::clone(store);
+    let spawned = std::thread::Builder::new()
+        .name("hostdb-wait".to_string())
+        .spawn(move || {
+            // Nobody listens any more when the watcher stopped meanwhile; that is fine.
+            let _ = tx.send(waiter.wait_for_change(seen, timeout, poll));
+        });
+    if spawned.is_err() {
+        // No thread to spare: wait in this one, a poll interval at a time.
+        return store.wait_for_change(seen, timeout.min(poll), poll);
+    }
+    loop {
+        match rx.recv_timeout(CHECK_EVERY) {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // A held query is left to end on its own; its answer is not needed.
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(seen);
+                }
+                if !current() {
+                    return Err(replaced());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(StoreError::Backend(
+                    "the HostDB wait ended without an answer".to_string(),
+                ))
+            }
+        }
+    }
+}
+
+fn replaced() -> StoreError {
+    StoreError::Unavailable("the HostDB file was removed or replaced".to_string())
 }
 
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
@@ -245,7 +284,7 @@ pub fn follow(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(Event<'_>),
 ) {
-    let mut store: Option<(Box<dyn Store>, Option<Identity>)> = None;
+    let mut store: Option<(Arc<dyn Store>, Option<Identity>)> = None;
     // The listing of the last successful converge, and the index it was read at.
     let mut converged: BTreeMap<String, HostRecord> = BTreeMap::new();
     let mut converged_at: Option<u64> = None;
@@ -282,7 +321,7 @@ pub fn follow(
                         first: !ever_connected,
                     });
                     ever_connected = true;
-                    store = Some((s, location.identity()));
+                    store = Some((Arc::from(s), location.identity()));
                     // Re-list in full after a reconnect: the index may be of another database.
                     converged_at = None;
                     backoff = opts.min_backoff;
@@ -307,7 +346,7 @@ pub fn follow(
                     .flatten()
                     .min()
                     .unwrap_or_else(Instant::now);
-                wait_for_change(&**s, seen, opts.poll, until, stop, &current)
+                wait_for_change(s, seen, opts.poll, opts.hold, until, stop, &current)
             }
         };
         let index = match index {

@@ -3,9 +3,14 @@
 //! the independent client, a config directory with a SQLite HostDB written through the `Store`
 //! API, and the `kloud` binary run as a child process (killed by pid on drop).
 //!
-//! The BIND setup follows `providers/dns/tests/support/mod.rs`.
+//! The BIND setup follows `providers/dns/tests/support/mod.rs`; the Prometheus harness is the
+//! prometheus provider's own ([`prometheus`]). [`serve`] runs `kloud hostdb serve` over the
+//! fixture's database.
 
 #![allow(dead_code)]
+
+#[path = "../../providers/prometheus/tests/support/mod.rs"]
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -356,6 +361,29 @@ impl Running {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Send SIGINT (Ctrl-C) to this child's pid.
+    pub fn interrupt(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with the pid of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
+
+    /// Its exit status, waiting at most `limit`.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn dump(&self) -> String {
         format!(
             "stdout:\n{}\nstderr:\n{}",
@@ -371,6 +399,25 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `kloud hostdb serve` over the fixture's SQLite file on `port` with `extra` arguments
+/// (`--anonymous-read`, say); returns once it accepts connections.
+pub fn serve(f: &Fixture, port: u16, extra: &[&str]) -> Running {
+    let db = format!("sqlite:{}", f.path().join("hostdb.db").display());
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["hostdb", "serve", "--store", &db, "--listen", &listen];
+    args.extend_from_slice(extra);
+    let server = Running::spawn(f.kloud(&args));
+    let up = wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        up.is_some(),
+        "hostdb serve did not start\n{}",
+        server.dump()
+    );
+    server
 }
 
 /// Poll `check` every few milliseconds until it holds or `limit` passes; the time it took.

@@ -1,6 +1,6 @@
 //! The Prometheus integration: scrape targets for every host kloud manages, as a file_sd JSON
 //! file written atomically (Prometheus watches it) and as the same JSON body for an http_sd
-//! endpoint (served by `kloud hostdb serve`; see [`http_sd_body`]).
+//! endpoint (served by `kloud hostdb serve` at `GET /v1/sd/prometheus`; see [`http_sd_body`]).
 //!
 //! One target group per host: `{"targets": ["ip:port"], "labels": {...}}` with labels
 //! `instance` (the FQDN), `class`, `tags` (`,a,b,` so `=~".*,web,.*"` matches a tag), `machine`

@@ -4,55 +4,25 @@
 //!
 //! Host addresses are 127.0.x.y so the scrapes Prometheus makes stay on loopback.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kloud_provider_api::integration::{ConvergeRequest, HostRecord, Integration};
 use kloud_provider_prometheus::{http_sd_body, PrometheusProvider};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{prometheus_bin, Prometheus};
 
 const PORT: u16 = 9;
+const JOBS: [&str; 2] = ["kloud-file", "kloud-http"];
 
-fn prometheus_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("KLOUD_TEST_PROMETHEUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus"));
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("prometheus missing under CI=true: source scripts/setup/monitoring.sh");
-    }
-    eprintln!("SKIPPED: prometheus not installed (source scripts/setup/monitoring.sh)");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A minimal HTTP GET over loopback; returns (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-/// The stand-in for `kloud hostdb serve`'s http_sd route: serves whatever body it holds.
+/// An http_sd endpoint serving whatever body it holds (this crate cannot start `kloud hostdb
+/// serve`; the kloud package's `tests/integrations_sd.rs` tests the real route).
 struct SdServer {
     port: u16,
     body: Arc<Mutex<String>>,
@@ -116,121 +86,6 @@ impl Drop for SdServer {
     }
 }
 
-struct Prometheus {
-    port: u16,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    fn start(bin: &Path, dir: &Path, file_sd: &Path, sd_port: u16) -> Self {
-        let port = free_port();
-        let conf = dir.join("prometheus.yml");
-        std::fs::write(
-            &conf,
-            format!(
-                "global:\n  scrape_interval: 1h\nscrape_configs:\n\
-                 - job_name: kloud-file\n  file_sd_configs:\n  - files: ['{}']\n    refresh_interval: 1s\n\
-                 - job_name: kloud-http\n  http_sd_configs:\n  - url: 'http://127.0.0.1:{sd_port}/sd'\n    refresh_interval: 1s\n",
-                file_sd.display()
-            ),
-        )
-        .expect("config");
-        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", conf.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn prometheus");
-        let mut p = Self {
-            port,
-            child,
-            dir: dir.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(port, "/-/ready").map(|r| r.0) != Some(200) {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("prometheus exited ({status}): {}", p.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready: {}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// job → (instance → labels) of the active targets.
-    fn targets(&self) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> {
-        let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
-        let Some((200, body)) = http_get(self.port, "/api/v1/targets?state=active") else {
-            return out;
-        };
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        for t in v["data"]["activeTargets"].as_array().into_iter().flatten() {
-            let mut labels: BTreeMap<String, String> = t["labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(addr) = t["discoveredLabels"]["__address__"].as_str() {
-                labels.insert("__address__".into(), addr.to_string());
-            }
-            let job = labels.get("job").cloned().unwrap_or_default();
-            let instance = labels.get("instance").cloned().unwrap_or_default();
-            out.entry(job).or_default().insert(instance, labels);
-        }
-        out
-    }
-
-    /// Wait until both jobs list exactly `expected` instances.
-    fn wait_for(&self, expected: &BTreeSet<String>) -> BTreeMap<String, BTreeMap<String, String>> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let t = self.targets();
-            let file: BTreeSet<String> = t
-                .get("kloud-file")
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default();
-            let http: BTreeSet<String> = t
-                .get("kloud-http")
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default();
-            if &file == expected && &http == expected {
-                return t.get("kloud-file").cloned().unwrap_or_default();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "targets never matched {expected:?}: file {file:?}, http {http:?}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn host(name: &str, ip: &str, class: &str, rack: &str) -> HostRecord {
     HostRecord {
         fqdn: format!("{name}.dc1.test"),
@@ -274,10 +129,34 @@ fn prometheus_targets_are_exactly_the_managed_hosts() {
     };
     provider.converge(&req(&hosts)).expect("converge");
     let sd = SdServer::start(http_sd_body(&hosts, PORT));
-    let prom = Prometheus::start(&bin, dir.path(), &file_sd, sd.port);
+    let prom = Prometheus::start(
+        &bin,
+        dir.path(),
+        &format!(
+            "- job_name: kloud-file\n  file_sd_configs:\n  - files: ['{}']\n    refresh_interval: 1s\n\
+             - job_name: kloud-http\n  http_sd_configs:\n  - url: 'http://127.0.0.1:{}/sd'\n    refresh_interval: 1s\n",
+            file_sd.display(),
+            sd.port
+        ),
+    );
 
-    let names = |hosts: &[HostRecord]| hosts.iter().map(|h| h.fqdn.clone()).collect();
-    let seen = prom.wait_for(&names(&hosts));
+    let names = |hosts: &[HostRecord]| -> BTreeSet<String> {
+        hosts.iter().map(|h| h.fqdn.clone()).collect()
+    };
+    let all = prom.wait_for(&JOBS, &names(&hosts));
+    let without_job = |job: &str| {
+        let mut t = all[job].clone();
+        t.values_mut().for_each(|l| {
+            l.remove("job");
+        });
+        t
+    };
+    assert_eq!(
+        without_job("kloud-file"),
+        without_job("kloud-http"),
+        "both discovery paths give the same targets and labels"
+    );
+    let seen = &all["kloud-file"];
     let web2 = &seen["web-2.dc1.test"];
     assert_eq!(web2["__address__"], "127.0.1.2:9");
     assert_eq!(web2["class"], "web");
@@ -293,5 +172,5 @@ fn prometheus_targets_are_exactly_the_managed_hosts() {
     let r = provider.converge(&req(&hosts)).expect("converge");
     assert_eq!((r.added, r.updated, r.removed), (1, 0, 1));
     sd.set(provider.http_sd_body(&hosts));
-    prom.wait_for(&names(&hosts));
+    prom.wait_for(&JOBS, &names(&hosts));
 }

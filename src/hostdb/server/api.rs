@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::auth::{authorize, Caller, TokenCache};
 use super::error::{json_errors, ApiError};
+use super::sd::{prometheus_body, PrometheusQuery, PROMETHEUS_PARAMS};
 use super::watch::{self, Covers, Notifier};
 use super::ServerConfig;
 use crate::hostdb::error::StoreError;
@@ -80,6 +81,7 @@ pub(super) fn router(store: Arc<dyn Store>, config: ServerConfig, notifier: Noti
         .route("/v1/txn", post(post_txn))
         .route("/v1/snapshot", get(get_snapshot))
         .route("/v1/ips", get(get_ips))
+        .route("/v1/sd/prometheus", get(get_prometheus_sd))
         .route("/v1/locks", get(list_locks))
         .route(
             "/v1/locks/{name}",
@@ -630,6 +632,29 @@ async fn get_ips(
     let index = st.notifier.index();
     let ips = st.run(|s| s.used_ips()).await?;
     Ok(with_index(index, Json(json!({ "ips": ips }))))
+}
+
+/// Prometheus http_sd: the target groups of every container the integrations converge.
+async fn get_prometheus_sd(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    st.auth(&headers, Role::Reader).await?;
+    let allowed: Vec<&str> = PROMETHEUS_PARAMS.iter().chain(&WATCH).copied().collect();
+    let p = params(q, &allowed)?;
+    let w = watch_args(&p, st.config.max_wait)?;
+    let query = PrometheusQuery::parse(single(&p, "port")?, single(&p, "owner")?)?;
+    st.hold(&w, None).await;
+    let index = st.notifier.index();
+    let body = st.run(move |s| prometheus_body(s, &query)).await?;
+    let mut resp = with_index(index, body);
+    // Prometheus refuses an http_sd answer that is not `application/json`.
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 async fn list_locks(

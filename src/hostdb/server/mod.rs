@@ -12,6 +12,7 @@ pub mod api_consts {
 }
 pub mod auth;
 pub mod error;
+pub mod sd;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -41,7 +42,9 @@ impl Default for ServerConfig {
             anonymous_read: false,
             max_body: 1024 * 1024,
             max_wait: Duration::from_secs(300),
-            poll_every: Duration::from_secs(1),
+            // A one-row read five times a second; it bounds how late watchers (`sync --watch`
+            // over HTTP) see writes made straight into the database by other processes.
+            poll_every: Duration::from_millis(200),
         }
     }
 }
