@@ -157,6 +157,8 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Run `kloud plan DIR --json` against `hostdb`: (wall seconds, peak RSS MiB, exit code).
+// The child is reaped by `wait4` (for its own resource usage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn plan_binary(dir: &Path, hostdb: &str) -> (f64, f64, i32) {
     let start = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_kloud"))
@@ -215,7 +217,8 @@ fn main() {
         let files = config_text(n);
         let config_dir = dir.path().join("config");
         std::fs::create_dir_all(&config_dir).expect("config dir");
-        std::fs::write(config_dir.join("main.hcl"), files[0].text.as_bytes()).expect("write config");
+        std::fs::write(config_dir.join("main.hcl"), files[0].text.as_bytes())
+            .expect("write config");
         let create: Vec<f64> = (0..5)
             .map(|_| plan_once(&files, store.as_ref()).1)
             .collect();

@@ -120,12 +120,27 @@ pub fn print_human(plan: &Plan, compact: bool) {
     );
 }
 
+/// Print a value as pretty JSON, streamed to stdout: a plan of 100,000 hosts is never held as
+/// one string.
+pub fn print_json(value: &impl serde::Serialize) -> miette::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| miette!("cannot write JSON: {e}"))?;
+    writeln!(out)
+        .and_then(|_| out.flush())
+        .map_err(|e| miette!("cannot write JSON: {e}"))
+}
+
 /// Save a plan to a file (JSON; it holds no secrets: provider settings are not part of a plan).
 pub fn save_plan(plan: &Plan, path: &PathBuf) -> miette::Result<()> {
-    let json =
-        serde_json::to_string_pretty(plan).map_err(|e| miette!("cannot encode the plan: {e}"))?;
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, json)
+    let written = std::fs::File::create(&tmp).and_then(|file| {
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, plan)?;
+        out.flush()
+    });
+    written
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| {
             miette!(

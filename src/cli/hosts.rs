@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use miette::{miette, IntoDiagnostic};
 use serde_json::{json, Map, Value};
 
+use super::common::print_json;
 use crate::hostdb::url::resolve;
 use crate::hostdb::util::format_time;
 use crate::hostdb::{Actor, Change, Expect, Host, HostQuery, Kind, Store, StoreError, Tag, Write};
@@ -91,12 +92,6 @@ pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
-}
-
-fn print_json(v: &impl serde::Serialize) -> miette::Result<()> {
-    let text = serde_json::to_string_pretty(v).into_diagnostic()?;
-    println!("{text}");
-    Ok(())
 }
 
 fn dash(s: &Option<String>) -> String {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{make_plan, print_human, save_plan, PlanOpts};
+use super::common::{make_plan, print_human, print_json, save_plan, PlanOpts};
 use crate::plan::render;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,10 +50,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let format = if args.json { Format::Json } else { args.format };
     match format {
         Format::Human => print_human(&plan, args.compact),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).map_err(|e| miette::miette!("{e}"))?
-        ),
+        Format::Json => print_json(&plan)?,
         Format::Markdown => print!("{}", render::markdown(&plan)),
     }
     if let Some(out) = &args.out {

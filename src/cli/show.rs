@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{print_human, read_plan};
+use super::common::{print_human, print_json, read_plan};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,10 +20,7 @@ pub struct Args {
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let plan = read_plan(&args.file)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).map_err(|e| miette::miette!("{e}"))?
-        );
+        print_json(&plan)?;
     } else {
         print_human(&plan, args.compact);
     }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -159,11 +160,16 @@ pub fn diff(
                 action: Action::Create,
                 reason,
                 before: None,
-                after: Some(desired_state(d, None, None, &desired_machines)),
+                after: Some(Arc::new(desired_state(d, None, None, &desired_machines))),
             });
             continue;
         };
-        let before = recorded_state(r, &recorded_machines, &desired_machines, config);
+        let before = Arc::new(recorded_state(
+            r,
+            &recorded_machines,
+            &desired_machines,
+            config,
+        ));
         let net = config.networks.get(&d.network);
         let ip_ok =
             r.ip.as_deref()
@@ -264,7 +270,9 @@ pub fn diff(
         };
         let keep_machine = machine_ok.filter(|_| !must_move).map(|m| m.name.clone());
         let keep_ip = if ip_ok { r.ip.clone() } else { None };
-        let after = desired_state(d, keep_machine.clone(), keep_ip.clone(), &desired_machines);
+        // A no-op's after is its before: not built, so the plan holds one state for it.
+        let after = (action != Action::NoOp)
+            .then(|| desired_state(d, keep_machine.clone(), keep_ip.clone(), &desired_machines));
         let idx = changes.len();
         match &keep_machine {
             Some(m) => {
@@ -294,12 +302,8 @@ pub fn diff(
             class: d.class.clone(),
             action,
             reason,
-            before: Some(before.clone()),
-            after: Some(if action == Action::NoOp {
-                before
-            } else {
-                after
-            }),
+            after: Some(after.map_or_else(|| before.clone(), Arc::new)),
+            before: Some(before),
         });
     }
 
@@ -344,7 +348,7 @@ pub fn diff(
             class,
             action: Action::Delete,
             reason,
-            before: Some(before),
+            before: Some(Arc::new(before)),
             after: None,
         });
     }
@@ -510,7 +514,10 @@ pub fn diff(
     }
     for &i in &to_place {
         let c = &mut changes[i];
-        if let (Some(m), Some(after)) = (placement.assigned.get(&c.address), c.after.as_mut()) {
+        if let (Some(m), Some(after)) = (
+            placement.assigned.get(&c.address),
+            c.after.as_mut().map(Arc::make_mut),
+        ) {
             after.machine = Some(m.clone());
             after.labels = labels_of
                 .get(m.as_str())
@@ -537,7 +544,7 @@ pub fn diff(
         idxs.sort_by(|a, b| natural_cmp(&changes[*a].address, &changes[*b].address));
         let ips = allocate(net, &used, idxs.len())?;
         for (i, ip) in idxs.into_iter().zip(ips) {
-            if let Some(a) = changes[i].after.as_mut() {
+            if let Some(a) = changes[i].after.as_mut().map(Arc::make_mut) {
                 a.ip = Some(ip.to_string());
             }
         }

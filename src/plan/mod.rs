@@ -8,6 +8,7 @@ pub mod diff;
 pub mod render;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,15 +75,16 @@ pub struct HostState {
     pub network: String,
 }
 
-/// One host's change.
+/// One host's change. `before` and `after` are shared: a no-op's are one value (a plan of a
+/// large fleet is mostly no-ops, and each state holds the host's property map).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub address: String,
     pub class: String,
     pub action: Action,
     pub reason: String,
-    pub before: Option<HostState>,
-    pub after: Option<HostState>,
+    pub before: Option<Arc<HostState>>,
+    pub after: Option<Arc<HostState>>,
 }
 
 /// A physical machine as recorded in HostDB.

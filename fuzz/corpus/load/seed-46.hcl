@@ -1,3 +1,0 @@
-machine_class "x" {
-  cpu = 
-}
