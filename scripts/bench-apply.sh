@@ -59,6 +59,7 @@ for p in ${@:-5 10 20}; do
   printf 'parallelism %2d: 60 containers created and answering in %.1f s (%s records; plan after apply: %s)\n' \
     "$p" "$(echo "$end - $start" | bc)" "$recorded" "$([ $noop = yes ] && echo 'no changes' || echo 'CHANGES')"
   (cd "$work" && KLOUD_LXC_ROOT=$root "$kloud" destroy . --auto-approve >/dev/null)
-  left=$(find "$root" -mindepth 2 -maxdepth 2 -not -name '.*' 2>/dev/null | wc -l)
+  # Machine directories only (not the image cache in .images), entries that are not lock files.
+  left=$(find "$root" -mindepth 2 -maxdepth 2 -not -path "$root/.*" -not -name '.*' 2>/dev/null | wc -l)
   echo "  destroy: $left containers left"
 done
