@@ -99,6 +99,18 @@ network "kt{n}" {{
         c
     }
 
+    /// Run `kloud ARGS` in the lab and assert that it succeeded.
+    fn ok(&self, args: &[&str]) {
+        let out = self.kloud().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kloud {}:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn store(&self) -> Box<dyn Store> {
         hostdb::open("sqlite:.kloud/hostdb.db", self.dir.path()).unwrap()
     }
@@ -132,16 +144,7 @@ network "kt{n}" {{
 
     fn release_stale_locks(&self) {
         for lease in self.store().list_locks().unwrap() {
-            let out = self
-                .kloud()
-                .args(["force-unlock", &lease.id])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            self.ok(&["force-unlock", &lease.id]);
         }
     }
 
@@ -267,17 +270,7 @@ fn kill_9_at_random_moments_then_apply_converges() {
         eprintln!("round {round}: killed after {delay:?}");
         lab.release_stale_locks();
     }
-    let out = lab
-        .kloud()
-        .args(["apply", ".", "--auto-approve", "--var", "web_count=30"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.ok(&["apply", ".", "--auto-approve", "--var", "web_count=30"]);
     lab.assert_converged(30);
     let plan = lab
         .kloud()
@@ -289,12 +282,7 @@ fn kill_9_at_random_moments_then_apply_converges() {
         Some(0),
         "no changes after the repairing apply"
     );
-    let out = lab
-        .kloud()
-        .args(["destroy", ".", "--auto-approve"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    lab.ok(&["destroy", ".", "--auto-approve"]);
     lab.assert_converged(0);
 }
 
@@ -344,16 +332,7 @@ fn a_failing_host_does_not_stop_the_others_and_is_retried() {
         String::from_utf8_lossy(&plan.stdout).contains("odd-1"),
         "the failed host is planned again"
     );
-    let out = lab
-        .kloud()
-        .args(["apply", ".", "--auto-approve"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.ok(&["apply", ".", "--auto-approve"]);
     lab.assert_converged(4);
 }
 
@@ -396,16 +375,7 @@ fn refresh_finds_vanished_and_orphaned_containers_and_import_adopts() {
         return;
     }
     let lab = Lab::new(64, WEB);
-    let out = lab
-        .kloud()
-        .args(["apply", ".", "--auto-approve"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.ok(&["apply", ".", "--auto-approve"]);
     lab.assert_converged(3);
     let store = lab.store();
     let web1 = store
@@ -453,16 +423,7 @@ fn refresh_finds_vanished_and_orphaned_containers_and_import_adopts() {
         "an orphan is never deleted"
     );
 
-    let out = lab
-        .kloud()
-        .args(["import", &web2.name, "."])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.ok(&["import", &web2.name, "."]);
     let plan = lab
         .kloud()
         .args(["plan", ".", "--compact"])
@@ -473,16 +434,7 @@ fn refresh_finds_vanished_and_orphaned_containers_and_import_adopts() {
         plan.contains(&web1.name) && !plan.contains(&web2.name),
         "only the vanished host is re-created:\n{plan}"
     );
-    let out = lab
-        .kloud()
-        .args(["apply", ".", "--auto-approve"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.ok(&["apply", ".", "--auto-approve"]);
     lab.assert_converged(3);
 }
 
@@ -492,16 +444,7 @@ fn plan_refresh_plans_a_vanished_container_again() {
         return;
     }
     let lab = Lab::new(65, WEB);
-    let out = lab
-        .kloud()
-        .args(["apply", ".", "--auto-approve"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.ok(&["apply", ".", "--auto-approve"]);
     let web1 = lab
         .store()
         .get_host(&format!("web-1.{}", lab.domain))
@@ -554,12 +497,7 @@ fn plan_refresh_plans_a_vanished_container_again() {
         "only the vanished host is planned"
     );
 
-    let out = lab
-        .kloud()
-        .args(["apply", ".", "--auto-approve"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    lab.ok(&["apply", ".", "--auto-approve"]);
     lab.assert_converged(3);
 }
 
@@ -628,15 +566,6 @@ fn ctrl_c_finishes_the_hosts_in_flight_and_releases_the_lock() {
     assert!((1..12).contains(&done), "some hosts done, not all: {done}");
     lab.assert_converged(done);
 
-    let out = lab
-        .kloud()
-        .args(["apply", ".", "--auto-approve", "--var", "web_count=12"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.ok(&["apply", ".", "--auto-approve", "--var", "web_count=12"]);
     lab.assert_converged(12);
 }
