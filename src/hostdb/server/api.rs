@@ -135,6 +135,21 @@ impl AppState {
         .await
     }
 
+    /// The preamble of every read: a reader's token, the query parameters (those in `allowed`
+    /// and the blocking-query ones, in order) and the blocking-query arguments.
+    async fn read(
+        &self,
+        headers: &HeaderMap,
+        query: Option<String>,
+        allowed: &[&str],
+    ) -> Result<(Vec<(String, String)>, WatchArgs), ApiError> {
+        self.auth(headers, Role::Reader).await?;
+        let allowed: Vec<&str> = allowed.iter().chain(&WATCH).copied().collect();
+        let p = params(query, &allowed)?;
+        let w = watch_args(&p, self.config.max_wait)?;
+        Ok((p, w))
+    }
+
     /// Run a store call on the blocking pool.
     async fn run<R: Send + 'static>(
         &self,
@@ -326,9 +341,7 @@ async fn get_index(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let p = params(q, &WATCH)?;
-    let w = watch_args(&p, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     st.hold(&w, None).await;
     let index = st.run(|s| s.index()).await?;
     st.notifier.publish(index, None);
@@ -340,15 +353,15 @@ async fn list_hosts(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let p = params(
-        q,
-        &[
-            "tag", "property", "kind", "class", "owner", "machine", "after", "limit", "index",
-            "wait",
-        ],
-    )?;
-    let w = watch_args(&p, st.config.max_wait)?;
+    let (p, w) = st
+        .read(
+            &headers,
+            q,
+            &[
+                "tag", "property", "kind", "class", "owner", "machine", "after", "limit",
+            ],
+        )
+        .await?;
     let mut query = HostQuery::default();
     for (k, v) in &p {
         match k.as_str() {
@@ -399,8 +412,7 @@ async fn get_host(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     st.hold(&w, Some(&name)).await;
     let index = st.notifier.index();
     let host = if w.index.is_some() {
@@ -465,8 +477,7 @@ async fn get_config(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     // Derived config also changes when a tag changes, so any write wakes it.
     st.hold(&w, None).await;
     let index = st.notifier.index();
@@ -483,8 +494,7 @@ async fn list_tags(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
     let tags = st.run(|s| s.list_tags()).await?;
@@ -497,8 +507,7 @@ async fn get_tag(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     st.hold(&w, Some(&name)).await;
     let index = st.notifier.index();
     let n = name.clone();
@@ -515,8 +524,7 @@ async fn get_members(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
     let members = st.run(move |s| s.tag_members(&name)).await?;
@@ -578,8 +586,7 @@ async fn get_history(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     st.hold(&w, Some(&name)).await;
     let index = st.notifier.index();
     let history = st.run(move |s| s.history(&name)).await?;
@@ -610,9 +617,7 @@ async fn get_snapshot(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let p = params(q, &["owner", "index", "wait"])?;
-    let w = watch_args(&p, st.config.max_wait)?;
+    let (p, w) = st.read(&headers, q, &["owner"]).await?;
     let owner = single(&p, "owner")?
         .ok_or_else(|| ApiError::bad_request("`owner` is required"))?
         .to_string();
@@ -626,8 +631,7 @@ async fn get_ips(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let w = watch_args(&params(q, &WATCH)?, st.config.max_wait)?;
+    let (_, w) = st.read(&headers, q, &[]).await?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
     let ips = st.run(|s| s.used_ips()).await?;
@@ -640,10 +644,7 @@ async fn get_prometheus_sd(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    st.auth(&headers, Role::Reader).await?;
-    let allowed: Vec<&str> = PROMETHEUS_PARAMS.iter().chain(&WATCH).copied().collect();
-    let p = params(q, &allowed)?;
-    let w = watch_args(&p, st.config.max_wait)?;
+    let (p, w) = st.read(&headers, q, &PROMETHEUS_PARAMS).await?;
     let query = PrometheusQuery::parse(single(&p, "port")?, single(&p, "owner")?)?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
