@@ -23,7 +23,7 @@ pub(crate) fn fill<'p>(base: &Fleet<'p>, hosts: &Hosts, kind: Affinity) -> Solut
         let group = &hosts.groups[g];
         if fleet.classes[group.class as usize].strategy == Strategy::Spread {
             if let Some(m) = selector.choose(&fleet, g, group) {
-                selector.put(&mut fleet, group, m);
+                selector.put(&mut fleet, g, group, m);
                 assign[i] = Some(m);
             }
         } else {

@@ -195,7 +195,7 @@ pub(crate) fn construct<'p>(base: &Fleet<'p>, hosts: &Hosts, order: Order) -> So
         let Some(g) = hosts.group_of[i] else { continue };
         let group = &hosts.groups[g];
         if let Some(m) = selector.choose(&fleet, g, group) {
-            selector.put(&mut fleet, group, m);
+            selector.put(&mut fleet, g, group, m);
             assign[i] = Some(m);
         }
     }

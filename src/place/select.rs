@@ -8,12 +8,14 @@
 //!   look at empty machines, per shape (driver and capacity), in name order.
 //! - spread: one ordered set per driver keyed by load; the first machine that passes wins.
 //!
-//! A machine's key depends on the machine alone, not on the host being placed, so every group of
-//! a driver and strategy shares one set and placing a host re-keys one machine in at most two sets
-//! (not once per group: with thousands of classes that made a pass quadratic).
+//! A machine's key depends on the machine alone, not on the host being placed, so the groups of a
+//! driver and strategy share one set and placing a host re-keys one machine in at most two sets
+//! (re-keying it in a set per group made a pass quadratic with thousands of classes).
 //! Rejections are permanent within a pass (see [`super::stages`]), so each group of identical
-//! hosts remembers the machines that rejected it in a bitset, skips them without checking them
-//! again, and its cursor over empty machines never moves back.
+//! hosts remembers the machines that rejected it in a bitset and never checks them again, and its
+//! cursor over empty machines never moves back. A group that has piled up many rejections (a
+//! class held back by a rack or switch rule) would skip them on every host, so it switches to a
+//! private set without them, which every placement then keeps up to date: few groups need one.
 
 use super::fleet::{Fleet, Vec3};
 use super::model::Strategy;
@@ -36,32 +38,39 @@ pub(crate) struct Selector {
     /// Per driver with a spread group to place: all its machines, by load.
     spread: BTreeMap<u32, BTreeSet<Key>>,
     groups: Vec<GroupIndex>,
+    /// Groups with a private candidate set and hosts left to place.
+    private: Vec<u32>,
     /// Feasibility checks made, the unit the improvement budget is counted in.
     pub work: u64,
 }
 
+/// Rejections after which a group keeps a private candidate set.
+const PRIVATE_AFTER: u32 = 32;
+
 struct GroupIndex {
     spread: bool,
     driver: u32,
+    /// Hosts of the group not yet placed in this pass.
+    remaining: u32,
     rejected: Vec<u64>,
+    rejections: u32,
+    /// The shared set without the machines that rejected this group, once they are many.
+    own: Option<BTreeSet<Key>>,
     /// pack: shapes this group fits in, with the lowest id of an empty machine not yet rejected.
     cursors: Option<Vec<(u32, u32)>>,
 }
 
-impl GroupIndex {
-    fn is_rejected(&self, m: u32) -> bool {
-        self.rejected
-            .get(m as usize / 64)
-            .is_some_and(|w| w & (1 << (m % 64)) != 0)
-    }
+fn is_set(bits: &[u64], m: u32) -> bool {
+    bits.get(m as usize / 64)
+        .is_some_and(|w| w & (1 << (m % 64)) != 0)
+}
 
-    fn reject(&mut self, m: u32) {
-        let i = m as usize / 64;
-        if self.rejected.len() <= i {
-            self.rejected.resize(i + 1, 0);
-        }
-        self.rejected[i] |= 1 << (m % 64);
+fn set(bits: &mut Vec<u64>, m: u32) {
+    let i = m as usize / 64;
+    if bits.len() <= i {
+        bits.resize(i + 1, 0);
     }
+    bits[i] |= 1 << (m % 64);
 }
 
 impl Selector {
@@ -79,16 +88,20 @@ impl Selector {
         }
         let groups: Vec<GroupIndex> = groups
             .iter()
-            .map(|g| GroupIndex {
+            .zip(remaining)
+            .map(|(g, &remaining)| GroupIndex {
                 spread: fleet.classes[g.class as usize].strategy == Strategy::Spread,
                 driver: g.driver,
+                remaining,
                 rejected: Vec::new(),
+                rejections: 0,
+                own: None,
                 cursors: None,
             })
             .collect();
         let mut pack: BTreeMap<u32, BTreeSet<Key>> = BTreeMap::new();
         let mut spread: BTreeMap<u32, BTreeSet<Key>> = BTreeMap::new();
-        for (index, _) in groups.iter().zip(remaining).filter(|(_, &r)| r > 0) {
+        for index in groups.iter().filter(|i| i.remaining > 0) {
             let sets = if index.spread { &mut spread } else { &mut pack };
             sets.entry(index.driver).or_default();
         }
@@ -104,6 +117,7 @@ impl Selector {
             pack,
             spread,
             groups,
+            private: Vec::new(),
             work: 0,
         };
         for (id, m) in machines.iter().enumerate() {
@@ -134,6 +148,7 @@ impl Selector {
             groups,
             pack,
             spread,
+            private,
             work,
             reference,
             ..
@@ -146,21 +161,57 @@ impl Selector {
         } else {
             (pack, (score::weight(*reference, group.size) as u64, 0, 0))
         };
+        let shared = sets.get(&index.driver);
+        let GroupIndex {
+            rejected,
+            rejections,
+            own,
+            remaining,
+            ..
+        } = index;
         let mut found = None;
-        for &(_, _, m) in sets
-            .get(&index.driver)
-            .into_iter()
-            .flat_map(|s| s.range(start..))
-        {
-            if index.is_rejected(m) {
-                continue;
+        match own {
+            Some(own) => {
+                let mut dropped = Vec::new();
+                for &key in own.range(start..) {
+                    *work += 1;
+                    if feasible(fleet, group, key.2).is_ok() {
+                        found = Some(key.2);
+                        break;
+                    }
+                    dropped.push(key);
+                }
+                for key in dropped {
+                    own.remove(&key);
+                    set(rejected, key.2);
+                }
             }
-            *work += 1;
-            if feasible(fleet, group, m).is_ok() {
-                found = Some(m);
-                break;
+            None => {
+                for &(_, _, m) in shared.into_iter().flat_map(|s| s.range(start..)) {
+                    if is_set(rejected, m) {
+                        continue;
+                    }
+                    *work += 1;
+                    if feasible(fleet, group, m).is_ok() {
+                        found = Some(m);
+                        break;
+                    }
+                    set(rejected, m);
+                    *rejections += 1;
+                }
+                // Worth it only when more hosts of the group are to come.
+                if *rejections > PRIVATE_AFTER && *remaining > 1 {
+                    *own = Some(
+                        shared
+                            .into_iter()
+                            .flatten()
+                            .filter(|k| !is_set(rejected, k.2))
+                            .copied()
+                            .collect(),
+                    );
+                    private.push(g as u32);
+                }
             }
-            index.reject(m);
         }
         if found.is_some() || index.spread {
             return found;
@@ -203,8 +254,8 @@ impl Selector {
         best.map(|(_, m)| m)
     }
 
-    /// Record that a host of `group` went on machine `m`, in the fleet and in the indexes.
-    pub fn put(&mut self, fleet: &mut Fleet, group: &Group, m: u32) {
+    /// Record that a host of group `g` went on machine `m`, in the fleet and in the indexes.
+    pub fn put(&mut self, fleet: &mut Fleet, g: usize, group: &Group, m: u32) {
         let mi = m as usize;
         let driver = fleet.statics.machines[mi].driver;
         let old_pack = self.pack_key(fleet, m);
@@ -221,9 +272,31 @@ impl Selector {
             }
             set.insert(new_pack);
         }
+        let new_spread = spread_key(fleet, m);
         if let Some(set) = self.spread.get_mut(&driver) {
             set.remove(&old_spread);
-            set.insert(spread_key(fleet, m));
+            set.insert(new_spread);
+        }
+        let index = &mut self.groups[g];
+        index.remaining = index.remaining.saturating_sub(1);
+        if index.remaining == 0 && index.own.is_some() {
+            self.private.retain(|&h| h as usize != g);
+        }
+        for &h in &self.private {
+            let index = &mut self.groups[h as usize];
+            if index.driver != driver || is_set(&index.rejected, m) {
+                continue;
+            }
+            let Some(own) = index.own.as_mut() else {
+                continue;
+            };
+            let (old, new) = if index.spread {
+                (old_spread, new_spread)
+            } else {
+                (old_pack, new_pack)
+            };
+            own.remove(&old);
+            own.insert(new);
         }
     }
 }
