@@ -244,30 +244,62 @@ fn kill_9_at_random_moments_then_apply_converges() {
         return;
     }
     let lab = Lab::new(61, WEB);
-    // Deterministic "random" kill times, spread over the run.
+    // Each round is killed at a (deterministic) random moment while it still has hosts to
+    // create: after its k-th host is reported created (k of 1 to 3), plus a pause of up to
+    // 15 ms, with 2 workers, so five rounds leave hosts for the next. Timing alone is not
+    // enough: an apply of 30 busybox containers takes about a second on an idle machine, so a
+    // fixed delay often lands after the run has finished. Rounds that ended before the kill do
+    // not count; five must land mid-run.
     let mut seed: u64 = 0x6b_6c6f_7564;
-    for round in 0..5 {
+    let mut landed = 0;
+    for round in 0.. {
+        assert!(
+            round < 12,
+            "only {landed} of {round} kills landed while hosts were being created"
+        );
+        if landed == 5 {
+            break;
+        }
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(300 + (seed >> 33) % 2500);
+        let k = 1 + (seed >> 33) % 3;
+        let pause = Duration::from_millis((seed >> 40) % 15);
         let mut child = lab
             .kloud()
-            .args(["apply", ".", "--auto-approve", "--var", "web_count=30"])
-            .stdout(Stdio::null())
+            .args([
+                "apply",
+                ".",
+                "--auto-approve",
+                "--parallelism",
+                "2",
+                "--var",
+                "web_count=30",
+            ])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while started.elapsed() < delay {
-            if child.try_wait().unwrap().is_some() {
-                break;
+        // Keep reading end open until the kill: a closed pipe would end the run another way.
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let mut created = 0;
+        while created < k {
+            match lines.next() {
+                Some(Ok(line)) if line.contains(": created on ") => created += 1,
+                Some(Ok(_)) => {}
+                _ => break,
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
+        std::thread::sleep(pause);
+        let running = child.try_wait().unwrap().is_none();
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        eprintln!("round {round}: killed after {delay:?}");
+        drop(lines);
+        if running && created == k {
+            landed += 1;
+        }
+        eprintln!("round {round}: killed after {created} created + {pause:?} (mid-run: {running})");
         lab.release_stale_locks();
     }
     lab.ok(&["apply", ".", "--auto-approve", "--var", "web_count=30"]);
