@@ -32,7 +32,9 @@ for c in plan["changes"]:
     ip = (c["after"] or {}).get("ip")
     ok = subprocess.run(["ping", "-c1", "-W2", ip], stdout=subprocess.DEVNULL).returncode == 0
     bad += not ok
-    print(f"{c[\"address\"]:32} {ip:15} {\"answers\" if ok else \"DOES NOT ANSWER\"}")
+    addr = c["address"]
+    word = "answers" if ok else "DOES NOT ANSWER"
+    print(f"{addr:32} {ip:15} {word}")
 sys.exit(1 if bad else 0)
 '
 echo

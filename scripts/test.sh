@@ -36,6 +36,22 @@ done
 echo "==> cargo test"
 cargo test --workspace --no-fail-fast "$@"
 
+# The README's main command, end to end, then destroyed again. Not where a quickstart is already
+# applied (its HostDB exists): that one belongs to whoever applied it.
+if [ -e examples/quickstart/.kloud ]; then
+  echo "==> quickstart: not run, examples/quickstart is applied here already (destroy it to run this step)"
+  [ "${CI:-}" != "true" ] || { echo "under CI=true the clone must be clean" >&2; exit 1; }
+else
+  echo "==> quickstart"
+  quickstart=ok
+  bash scripts/quickstart.sh || quickstart=failed
+  # Clean up whatever happened: its containers, HostDB and bridge.
+  (cd examples/quickstart && ../../target/debug/kloud destroy . --auto-approve >/dev/null) || quickstart=failed
+  rm -rf examples/quickstart/.kloud
+  ip link del kl-lab 2>/dev/null || true
+  [ "$quickstart" = ok ] || { echo "the quickstart failed" >&2; exit 1; }
+fi
+
 # The HostDB API against its OpenAPI spec, from outside: no 5xx, every response conforms.
 echo "==> schemathesis"
 bash scripts/schemathesis.sh --max-examples 20
