@@ -339,7 +339,7 @@ impl Step<'_> {
         host.cpu = Some(h.cpu);
         host.memory_mib = Some(h.memory_mib);
         host.disk_gib = Some(h.disk_gib);
-        host.labels = h.labels.clone();
+        host.labels = (*h.labels).clone();
         host.state = Some(state);
         host.driver_id = driver_id;
         let actor = Actor {

@@ -95,6 +95,14 @@ pub fn diff(
         .map(|m| (m.name.as_str(), m))
         .collect();
     let owner = config.settings.owner.as_str();
+    // Each machine's labels once, shared by the states of every host on it.
+    let mut labels: Labels = recorded_machines
+        .iter()
+        .map(|(&name, h)| (name, Arc::new(h.labels.clone())))
+        .collect();
+    for (&name, m) in &desired_machines {
+        labels.insert(name, Arc::new(m.labels.clone()));
+    }
 
     // Hosts.
     let recorded: BTreeMap<&str, &Host> = snapshot
@@ -160,16 +168,11 @@ pub fn diff(
                 action: Action::Create,
                 reason,
                 before: None,
-                after: Some(Arc::new(desired_state(d, None, None, &desired_machines))),
+                after: Some(Arc::new(desired_state(d, None, None, &labels))),
             });
             continue;
         };
-        let before = Arc::new(recorded_state(
-            r,
-            &recorded_machines,
-            &desired_machines,
-            config,
-        ));
+        let before = Arc::new(recorded_state(r, &labels, config));
         let net = config.networks.get(&d.network);
         let ip_ok =
             r.ip.as_deref()
@@ -272,7 +275,7 @@ pub fn diff(
         let keep_ip = if ip_ok { r.ip.clone() } else { None };
         // A no-op's after is its before: not built, so the plan holds one state for it.
         let after = (action != Action::NoOp)
-            .then(|| desired_state(d, keep_machine.clone(), keep_ip.clone(), &desired_machines));
+            .then(|| desired_state(d, keep_machine.clone(), keep_ip.clone(), &labels));
         let idx = changes.len();
         match &keep_machine {
             Some(m) => {
@@ -314,7 +317,7 @@ pub fn diff(
         if desired_names.contains(r.name.as_str()) {
             continue;
         }
-        let before = recorded_state(r, &recorded_machines, &desired_machines, config);
+        let before = recorded_state(r, &labels, config);
         if !targeted(&class) {
             // Outside `--target`: it stays and keeps its capacity, and is not shown.
             if let Some(m) = &r.machine {
@@ -496,11 +499,6 @@ pub fn diff(
     } else {
         place::place(&problem)
     };
-    let labels_of: HashMap<&str, &BTreeMap<String, String>> = config
-        .machines
-        .iter()
-        .map(|m| (m.name.as_str(), &m.labels))
-        .collect();
     let mut unplaced_names: HashSet<String> = HashSet::new();
     let mut unplaced = Vec::new();
     for u in &placement.unplaced {
@@ -519,10 +517,7 @@ pub fn diff(
             c.after.as_mut().map(Arc::make_mut),
         ) {
             after.machine = Some(m.clone());
-            after.labels = labels_of
-                .get(m.as_str())
-                .map(|l| (*l).clone())
-                .unwrap_or_default();
+            after.labels = labels.get(m.as_str()).cloned().unwrap_or_default();
         }
     }
 
@@ -602,16 +597,19 @@ fn allocate(net: &Network, used: &HashSet<IpAddr>, count: usize) -> Result<Vec<I
     })
 }
 
+/// Each machine's labels (the config's, else HostDB's), shared by the host states on it.
+type Labels<'a> = HashMap<&'a str, Arc<BTreeMap<String, String>>>;
+
 fn desired_state(
     d: &DesiredHost,
     machine: Option<String>,
     ip: Option<String>,
-    machines: &BTreeMap<&str, &Machine>,
+    machines: &Labels,
 ) -> HostState {
     let labels = machine
         .as_deref()
         .and_then(|m| machines.get(m))
-        .map(|m| m.labels.clone())
+        .cloned()
         .unwrap_or_default();
     HostState {
         name: d.name.clone(),
@@ -630,21 +628,12 @@ fn desired_state(
     }
 }
 
-fn recorded_state(
-    r: &Host,
-    recorded_machines: &HashMap<&str, &Host>,
-    desired_machines: &BTreeMap<&str, &Machine>,
-    config: &Config,
-) -> HostState {
+fn recorded_state(r: &Host, machines: &Labels, config: &Config) -> HostState {
     let labels = r
         .machine
         .as_deref()
-        .and_then(|m| {
-            desired_machines
-                .get(m)
-                .map(|d| d.labels.clone())
-                .or_else(|| recorded_machines.get(m).map(|h| h.labels.clone()))
-        })
+        .and_then(|m| machines.get(m))
+        .cloned()
         .unwrap_or_default();
     let network =
         r.ip.as_deref()

@@ -68,7 +68,7 @@ pub struct HostState {
     pub properties: serde_json::Map<String, serde_json::Value>,
     pub puppet_roles: Vec<String>,
     pub machine: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
     pub ip: Option<String>,
     /// The network the address comes from (an extension of the contract).
     #[serde(default)]
