@@ -5,8 +5,9 @@
 //! `CI=true`, where they fail.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kloud::hostdb::{self, Kind, State, Store};
@@ -111,6 +112,41 @@ network "kt{n}" {{
         );
     }
 
+    /// Start `kloud apply` with 2 workers for `web_count` hosts and read its output until `k`
+    /// hosts are reported created, or the run ends. The rest of the output stays open to read:
+    /// a closed pipe would end the run another way than the test means to.
+    fn apply_until_created(&self, web_count: u32, k: usize, stderr: Stdio) -> Running {
+        let mut child = self
+            .kloud()
+            .args([
+                "apply",
+                ".",
+                "--auto-approve",
+                "--parallelism",
+                "2",
+                "--var",
+            ])
+            .arg(format!("web_count={web_count}"))
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let mut created = 0;
+        while created < k {
+            let Some(Ok(line)) = lines.next() else { break };
+            created += usize::from(line.contains(": created on "));
+            seen.push(line);
+        }
+        Running {
+            child,
+            lines,
+            seen,
+            created,
+        }
+    }
+
     fn store(&self) -> Box<dyn Store> {
         hostdb::open("sqlite:.kloud/hostdb.db", self.dir.path()).unwrap()
     }
@@ -188,6 +224,16 @@ network "kt{n}" {{
     }
 }
 
+/// A `kloud apply` started by [`Lab::apply_until_created`].
+struct Running {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// The lines read so far.
+    seen: Vec<String>,
+    /// Hosts reported created so far.
+    created: usize,
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self
@@ -263,34 +309,14 @@ fn kill_9_at_random_moments_then_apply_converges() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let k = 1 + (seed >> 33) % 3;
+        let k = 1 + ((seed >> 33) % 3) as usize;
         let pause = Duration::from_millis((seed >> 40) % 15);
-        let mut child = lab
-            .kloud()
-            .args([
-                "apply",
-                ".",
-                "--auto-approve",
-                "--parallelism",
-                "2",
-                "--var",
-                "web_count=30",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Keep reading end open until the kill: a closed pipe would end the run another way.
-        let mut lines =
-            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-        let mut created = 0;
-        while created < k {
-            match lines.next() {
-                Some(Ok(line)) if line.contains(": created on ") => created += 1,
-                Some(Ok(_)) => {}
-                _ => break,
-            }
-        }
+        let Running {
+            mut child,
+            lines,
+            created,
+            ..
+        } = lab.apply_until_created(30, k, Stdio::null());
         std::thread::sleep(pause);
         let running = child.try_wait().unwrap().is_none();
         let _ = child.kill(); // SIGKILL
@@ -539,33 +565,13 @@ fn ctrl_c_finishes_the_hosts_in_flight_and_releases_the_lock() {
         return;
     }
     let lab = Lab::new(66, WEB);
-    let mut child = lab
-        .kloud()
-        .args([
-            "apply",
-            ".",
-            "--auto-approve",
-            "--parallelism",
-            "2",
-            "--var",
-            "web_count=12",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     // Interrupt once the first host is done: the run is in the middle of its work.
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let first_host = line.contains(": created on ");
-        seen.push(line);
-        if first_host {
-            break;
-        }
-    }
+    let Running {
+        mut child,
+        lines,
+        mut seen,
+        ..
+    } = lab.apply_until_created(12, 1, Stdio::piped());
     let interrupted = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
