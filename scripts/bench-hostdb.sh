@@ -9,4 +9,5 @@ command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -
 ulimit -n 20000 2>/dev/null || true
 # shellcheck source=setup/postgres.sh
 source scripts/setup/postgres.sh
-cargo bench --bench hostdb
+# Arguments go to the bench: `scripts/bench-hostdb.sh watchers` runs only the watcher figure.
+cargo bench --bench hostdb -- "$@"
