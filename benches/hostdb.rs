@@ -255,9 +255,11 @@ fn wrk(
 /// `Connection: close` and is answered when the server has closed it, so the 1,000 TCP
 /// teardowns fall inside the measured window.
 struct Watchers {
-    /// Each watcher's answer: when its last byte arrived, and the whole response.
-    answers: std::sync::mpsc::Receiver<Vec<std::io::Result<(Instant, Vec<u8>)>>>,
+    answers: std::sync::mpsc::Receiver<Vec<std::io::Result<Answer>>>,
 }
+
+/// When a watcher's last byte arrived, and its whole response.
+type Answer = (Instant, Vec<u8>);
 
 impl Watchers {
     /// Connect `n` watchers one after the other (so the accept queue never overflows), send
@@ -372,7 +374,7 @@ fn bench_http(server: &kloud::hostdb::server::Running, token: &str) {
                     server.url(),
                     i % GROUPS
                 ))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .send()
                 .unwrap();
             let body = r.bytes().unwrap();
@@ -401,7 +403,7 @@ fn bench_http(server: &kloud::hostdb::server::Running, token: &str) {
     for connections in [8, 32] {
         let mut results = Vec::new();
         for _ in 0..3 {
-            match wrk(&server.url(), &token, &script, 5, connections) {
+            match wrk(&server.url(), token, &script, 5, connections) {
                 Some(r) => results.push(r),
                 None => {
                     println!("  wrk not available or failed; skipping the GET benchmark");
