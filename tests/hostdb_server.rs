@@ -360,6 +360,61 @@ fn compare_and_set_headers() {
     assert_eq!(error_of(r).0, 404);
 }
 
+/// Writes check, in order: the token's role, the body's name against the path, the
+/// precondition header; then a delete of a missing object without one is 404. Hosts and tags
+/// share that preamble, so both are held to it.
+#[test]
+fn write_errors_are_reported_in_order_for_hosts_and_tags() {
+    let e = env();
+    for kind in ["hosts", "tags"] {
+        let body = |name: &str| match kind {
+            "hosts" => host_json(name),
+            _ => json!({ "name": name }),
+        };
+        let put = |token: &str, name_in_body: &str, if_match: Option<&str>| {
+            let mut rb = e
+                .req(reqwest::Method::PUT, &format!("/v1/{kind}/x"), Some(token))
+                .json(&body(name_in_body));
+            if let Some(m) = if_match {
+                rb = rb.header("if-match", m);
+            }
+            error_of(rb.send().unwrap())
+        };
+        // A reader may not write, whatever else is wrong with the request.
+        assert_eq!(
+            put(&e.reader, "y", Some("nonsense")),
+            (403, "forbidden".into())
+        );
+        // The body naming another object is reported before a malformed header.
+        assert_eq!(
+            put(&e.operator, "y", Some("nonsense")),
+            (422, "invalid".into())
+        );
+        assert_eq!(
+            put(&e.operator, "x", Some("nonsense")),
+            (400, "bad_request".into())
+        );
+        // A stale If-Match on a missing object is a failed precondition.
+        assert_eq!(put(&e.operator, "x", Some("\"7\"")).0, 412);
+        let delete = |if_match: Option<&str>| {
+            let mut rb = e.req(
+                reqwest::Method::DELETE,
+                &format!("/v1/{kind}/x"),
+                Some(&e.operator),
+            );
+            if let Some(m) = if_match {
+                rb = rb.header("if-match", m);
+            }
+            error_of(rb.send().unwrap())
+        };
+        assert_eq!(delete(None), (404, "not_found".into()), "{kind}");
+        assert_eq!(delete(Some("nonsense")).0, 400, "{kind}");
+        assert_eq!(delete(Some("\"7\"")).0, 412, "{kind}");
+    }
+    // Nothing was written.
+    assert_eq!(e.store.index().unwrap(), 0);
+}
+
 #[test]
 fn blocking_queries() {
     let e = env();

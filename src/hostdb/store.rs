@@ -31,7 +31,16 @@ pub trait Store: Send + Sync {
         timeout: Duration,
         poll: Duration,
     ) -> Result<u64, StoreError> {
-        poll_for_change(self, after, timeout, poll)
+        let deadline = std::time::Instant::now() + timeout;
+        let poll = poll.max(Duration::from_millis(1));
+        loop {
+            let index = self.index()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if index != after || left.is_zero() {
+                return Ok(index);
+            }
+            std::thread::sleep(poll.min(left));
+        }
     }
 
     fn get_host(&self, name: &str) -> Result<Option<Host>, StoreError>;
@@ -126,25 +135,5 @@ pub trait Store: Send + Sync {
                 None => return Ok(out),
             }
         }
-    }
-}
-
-/// The polling [`Store::wait_for_change`]: read the index every `poll` (at least 1 ms) until it
-/// differs from `after` or `timeout` passes.
-pub fn poll_for_change<S: Store + ?Sized>(
-    store: &S,
-    after: u64,
-    timeout: Duration,
-    poll: Duration,
-) -> Result<u64, StoreError> {
-    let deadline = std::time::Instant::now() + timeout;
-    let poll = poll.max(Duration::from_millis(1));
-    loop {
-        let index = store.index()?;
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if index != after || left.is_zero() {
-            return Ok(index);
-        }
-        std::thread::sleep(poll.min(left));
     }
 }

@@ -202,6 +202,60 @@ impl AppState {
             .cloned()
     }
 
+    /// The preamble of a write to the object named `path` in the URL: an operator's token; a
+    /// body that names another object is refused; then the `If-Match`/`If-None-Match`
+    /// precondition and who writes (in that order, which is the order errors are reported in).
+    async fn writing(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Writing, ApiError> {
+        let caller = self.auth(headers, Role::Operator).await?;
+        if let Some(body) = body.filter(|b| *b != path) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("the body names `{body}` but the path `{path}`"),
+            ));
+        }
+        let (expect, from_header) = expect_from(headers)?;
+        Ok(Writing {
+            expect,
+            from_header,
+            actor: actor_from(headers, &caller),
+        })
+    }
+
+    /// Run the write of `name` that `write` makes, wake held queries, answer with its index.
+    /// A conflict on a precondition sent as a header is `412 Precondition Failed`.
+    async fn written(
+        &self,
+        name: String,
+        from_header: bool,
+        write: impl FnOnce(&dyn Store) -> Result<u64, StoreError> + Send + 'static,
+    ) -> Result<Response, ApiError> {
+        let index = self
+            .run(write)
+            .await
+            .map_err(|e| precondition(e, from_header))?;
+        self.published(index, [name]);
+        Ok(with_index(index, Json(IndexBody { index })))
+    }
+
+    /// A delete without a precondition of an object that is not there is `404`.
+    async fn must_exist(
+        &self,
+        name: &str,
+        expect: Expect,
+        exists: impl FnOnce(&dyn Store) -> Result<bool, StoreError> + Send + 'static,
+    ) -> Result<(), ApiError> {
+        if expect == Expect::Any && !self.run(exists).await? {
+            return Err(ApiError::not_found(name));
+        }
+        Ok(())
+    }
+
     /// Record a write's index and objects for held queries.
     fn published(&self, index: u64, objects: impl IntoIterator<Item = String>) -> u64 {
         self.notifier
@@ -336,6 +390,14 @@ struct IndexBody {
     index: u64,
 }
 
+/// What a write to one object needs from its request.
+struct Writing {
+    expect: Expect,
+    /// The precondition came from a header (a conflict is then 412, not 409).
+    from_header: bool,
+    actor: Actor,
+}
+
 async fn get_index(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -431,22 +493,11 @@ async fn put_host(
     Path(name): Path<String>,
     ApiJson(host): ApiJson<Host>,
 ) -> Result<Response, ApiError> {
-    let caller = st.auth(&headers, Role::Operator).await?;
-    if host.name != name {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            format!("the body names `{}` but the path `{name}`", host.name),
-        ));
-    }
-    let (expect, from_header) = expect_from(&headers)?;
-    let actor = actor_from(&headers, &caller);
-    let index = st
-        .run(move |s| s.put_host(host, expect, &actor))
-        .await
-        .map_err(|e| precondition(e, from_header))?;
-    st.published(index, [name]);
-    Ok(with_index(index, Json(IndexBody { index })))
+    let w = st.writing(&headers, &name, Some(&host.name)).await?;
+    st.written(name, w.from_header, move |s| {
+        s.put_host(host, w.expect, &w.actor)
+    })
+    .await
 }
 
 async fn delete_host(
@@ -454,21 +505,15 @@ async fn delete_host(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = st.auth(&headers, Role::Operator).await?;
-    let (expect, from_header) = expect_from(&headers)?;
-    let actor = actor_from(&headers, &caller);
+    let w = st.writing(&headers, &name, None).await?;
     let n = name.clone();
-    let exists = st.run(move |s| Ok(s.get_host(&n)?.is_some())).await?;
-    if !exists && expect == Expect::Any {
-        return Err(ApiError::not_found(&name));
-    }
+    st.must_exist(&name, w.expect, move |s| Ok(s.get_host(&n)?.is_some()))
+        .await?;
     let n = name.clone();
-    let index = st
-        .run(move |s| s.delete_host(&n, expect, &actor))
-        .await
-        .map_err(|e| precondition(e, from_header))?;
-    st.published(index, [name]);
-    Ok(with_index(index, Json(IndexBody { index })))
+    st.written(name, w.from_header, move |s| {
+        s.delete_host(&n, w.expect, &w.actor)
+    })
+    .await
 }
 
 async fn get_config(
@@ -537,22 +582,11 @@ async fn put_tag(
     Path(name): Path<String>,
     ApiJson(tag): ApiJson<Tag>,
 ) -> Result<Response, ApiError> {
-    let caller = st.auth(&headers, Role::Operator).await?;
-    if tag.name != name {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            format!("the body names `{}` but the path `{name}`", tag.name),
-        ));
-    }
-    let (expect, from_header) = expect_from(&headers)?;
-    let actor = actor_from(&headers, &caller);
-    let index = st
-        .run(move |s| s.put_tag(tag, expect, &actor))
-        .await
-        .map_err(|e| precondition(e, from_header))?;
-    st.published(index, [name]);
-    Ok(with_index(index, Json(IndexBody { index })))
+    let w = st.writing(&headers, &name, Some(&tag.name)).await?;
+    st.written(name, w.from_header, move |s| {
+        s.put_tag(tag, w.expect, &w.actor)
+    })
+    .await
 }
 
 async fn delete_tag(
@@ -560,24 +594,18 @@ async fn delete_tag(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = st.auth(&headers, Role::Operator).await?;
-    let (expect, from_header) = expect_from(&headers)?;
-    let actor = actor_from(&headers, &caller);
+    let w = st.writing(&headers, &name, None).await?;
     let n = name.clone();
-    let exists = st.run(move |s| Ok(s.get_tag(&n)?.is_some())).await?;
-    if !exists && expect == Expect::Any {
-        return Err(ApiError::not_found(&name));
-    }
-    let w = Write::DeleteTag {
+    st.must_exist(&name, w.expect, move |s| Ok(s.get_tag(&n)?.is_some()))
+        .await?;
+    let delete = Write::DeleteTag {
         name: name.clone(),
-        expect,
+        expect: w.expect,
     };
-    let index = st
-        .run(move |s| s.write(vec![w], &actor))
-        .await
-        .map_err(|e| precondition(e, from_header))?;
-    st.published(index, [name]);
-    Ok(with_index(index, Json(IndexBody { index })))
+    st.written(name, w.from_header, move |s| {
+        s.write(vec![delete], &w.actor)
+    })
+    .await
 }
 
 async fn get_history(
