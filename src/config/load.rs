@@ -663,7 +663,7 @@ pub fn load_sources(
 
     // Expand machines.
     let mut machines = Vec::new();
-    let mut fqdns: BTreeMap<String, (String, Arc<SourceFile>, Range<usize>)> = BTreeMap::new();
+    let mut fqdns = Fqdns::default();
     for (gname, g) in &machine_groups {
         let item = group_items[gname];
         let Some(mc) = machine_classes.get(&g.class) else {
@@ -737,32 +737,15 @@ pub fn load_sources(
                 );
                 break;
             }
-            if let Some((other, f, s)) = fqdns.get(&fqdn) {
-                let (line, col) = f.line_col(s.start);
-                diags.push(
-                    Diagnostic::new(
-                        "kloud::config::duplicate_fqdn",
-                        format!(
-                            "machine `{fqdn}` of machines \"{gname}\" is also named by {other}"
-                        ),
-                    )
-                    .at(item.file, name_span.clone())
-                    .label("produces a name already taken")
-                    .help(format!(
-                        "{other} is at {}:{line}:{col}; give the groups different name templates",
-                        f.name
-                    )),
-                );
+            if let Err(d) = fqdns.claim(
+                &fqdn,
+                ("machine", format!("machines \"{gname}\"")),
+                (item.file, &name_span),
+                "give the groups different name templates",
+            ) {
+                diags.push(d);
                 break;
             }
-            fqdns.insert(
-                fqdn.clone(),
-                (
-                    format!("machines \"{gname}\""),
-                    Arc::clone(item.file),
-                    name_span.clone(),
-                ),
-            );
             machines.push(Machine {
                 name: fqdn,
                 group: gname.clone(),
@@ -809,30 +792,15 @@ pub fn load_sources(
                     break;
                 }
             };
-            if let Some((other, f, s)) = fqdns.get(&fqdn) {
-                let (line, col) = f.line_col(s.start);
-                diags.push(
-                    Diagnostic::new(
-                        "kloud::config::duplicate_fqdn",
-                        format!("host `{fqdn}` of host_class \"{cname}\" is also named by {other}"),
-                    )
-                    .at(item.file, name_span.clone())
-                    .label("produces a name already taken")
-                    .help(format!(
-                        "{other} is at {}:{line}:{col}; make the name templates differ, e.g. include `{{{{ class }}}}`",
-                        f.name
-                    )),
-                );
+            if let Err(d) = fqdns.claim(
+                &fqdn,
+                ("host", format!("host_class \"{cname}\"")),
+                (item.file, &name_span),
+                "make the name templates differ, e.g. include `{{ class }}`",
+            ) {
+                diags.push(d);
                 break;
             }
-            fqdns.insert(
-                fqdn.clone(),
-                (
-                    format!("host_class \"{cname}\""),
-                    Arc::clone(item.file),
-                    name_span.clone(),
-                ),
-            );
             hosts.push(DesiredHost {
                 name: fqdn,
                 class: cname.clone(),
@@ -1041,6 +1009,40 @@ fn template_error(message: &str, file: &Arc<SourceFile>, span: Range<usize>) -> 
     .at(file, span)
     .label("in this template")
     .help("name templates are minijinja; the variables are `index` and `class` (and `group`, `name` for machines)")
+}
+
+/// Every FQDN the config produces (machines and hosts share one namespace) and the block that
+/// produced it first, so a second producer is reported where it is declared.
+#[derive(Default)]
+struct Fqdns(BTreeMap<String, (String, Arc<SourceFile>, Range<usize>)>);
+
+impl Fqdns {
+    /// Claim `fqdn` for `owner`, a `(noun, block)` pair such as `("host", "host_class \"web\"")`
+    /// whose name template is at `at`; if another block produced it already, the diagnostic,
+    /// ending with `hint`.
+    fn claim(
+        &mut self,
+        fqdn: &str,
+        owner: (&str, String),
+        at: (&Arc<SourceFile>, &Range<usize>),
+        hint: &str,
+    ) -> Result<(), Diagnostic> {
+        let (noun, block) = owner;
+        let (file, span) = at;
+        if let Some((other, f, s)) = self.0.get(fqdn) {
+            let (line, col) = f.line_col(s.start);
+            return Err(Diagnostic::new(
+                "kloud::config::duplicate_fqdn",
+                format!("{noun} `{fqdn}` of {block} is also named by {other}"),
+            )
+            .at(file, span.clone())
+            .label("produces a name already taken")
+            .help(format!("{other} is at {}:{line}:{col}; {hint}", f.name)));
+        }
+        self.0
+            .insert(fqdn.to_string(), (block, Arc::clone(file), span.clone()));
+        Ok(())
+    }
 }
 
 /// Render a name template for one index and make it an FQDN, or say why it cannot be one.
