@@ -237,8 +237,25 @@ done"#;
 /// Runs a command holding the container's lock (`<path>/.lock-<name>`), so the calls on one
 /// container never interleave, even with calls left running by a kloud process that was
 /// killed. Arguments: path, name, then the command.
+///
+/// When the container does not exist after the command (destroyed, or never created), the
+/// lock file is removed while still held, so destroyed containers leave nothing behind. A
+/// call that was waiting on the removed file then holds a lock on a file no longer at that
+/// path, which excludes nobody: so after taking the lock, a call checks that the path still
+/// names the file it locked (device and inode), and otherwise opens the path again.
 const LOCK_SCRIPT: &str = r#"P="$1"; N="$2"; shift 2
-mkdir -p "$P" && exec flock "$P/.lock-$N" "$@""#;
+L="$P/.lock-$N"
+mkdir -p "$P" || exit 1
+while :; do
+  exec 9>>"$L" || exit 1
+  flock 9 || exit 1
+  if [ "$(stat -L -c %d:%i /proc/self/fd/9)" = "$(stat -c %d:%i "$L" 2>/dev/null)" ]; then
+    "$@"; s=$?
+    [ -f "$P/$N/config" ] || rm -f "$L"
+    exit $s
+  fi
+  exec 9>&-
+done"#;
 
 /// Writes stdin to a file atomically (a crash leaves the old config or the new, never half).
 const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
@@ -844,6 +861,44 @@ impl ComputeDriver for LxcDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many calls on one never-created container, each removing the lock file as it ends
+    /// (the container does not exist), still never overlap: a call that waited on a removed
+    /// file takes the lock again on the new one. Needs only sh, flock(1) and stat(1).
+    #[test]
+    fn the_lock_excludes_even_while_its_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("machine");
+        let path = path.to_str().unwrap();
+        // The critical section: `mkdir` fails if another call is inside.
+        let section =
+            r#"mkdir "$0/inside" || { echo overlap; exit 3; }; sleep 0.005; rmdir "$0/inside""#;
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                std::process::Command::new("sh")
+                    .args(["-c", LOCK_SCRIPT, "kloud", path, "c1.test"])
+                    .args(["sh", "-c", section, path])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in calls {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 
     #[test]
     fn base_names_change_with_the_recipe_and_stay_usable() {

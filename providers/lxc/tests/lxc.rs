@@ -114,6 +114,13 @@ fn create_and_destroy_are_idempotent() {
     d.destroy(&m, &name).unwrap();
     d.destroy(&m, &name).unwrap();
     assert!(d.list(&m).unwrap().containers.is_empty());
+    // Nothing of the container is left in the machine's directory, its lock file included.
+    let left: Vec<_> = std::fs::read_dir(guard.root.join(&m.name))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(&name))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
     // A machine that never ran anything lists as empty rather than failing.
     assert!(d
         .list(&local_machine("empty"))
@@ -137,6 +144,8 @@ fn calls_on_a_missing_container_say_not_found() {
     ] {
         assert!(matches!(r, Err(DriverError::NotFound { .. })), "{r:?}");
     }
+    // Asking about a container that is not there leaves no lock file for it.
+    assert!(!guard.root.join(&m.name).join(".lock-nope.test").exists());
 }
 
 #[test]
