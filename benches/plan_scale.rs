@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use kloud::apply::records;
 use kloud::config::{self, Config, Diagnostics, SourceFile, VarOverrides};
 use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Write};
 use kloud::plan::{self, Action, Plan};
@@ -76,39 +77,20 @@ fn plan_once(files: &[Arc<SourceFile>], store: &dyn Store) -> (Plan, f64) {
 
 fn record(config: &Config, store: &dyn Store, p: &Plan) {
     let actor = Actor::new("bench");
-    let mut writes = Vec::new();
-    for m in &config.machines {
-        let mut h = Host::machine(&m.name);
-        h.cpu = Some(m.cpu);
-        h.memory_mib = Some(m.memory_mib);
-        h.disk_gib = Some(m.disk_gib);
-        h.labels = m.labels.clone();
-        h.driver = Some(m.driver.clone());
-        h.connect = Some(m.connect.clone());
-        h.owner = Some(config.settings.owner.clone());
-        writes.push(Write::PutHost {
-            host: h,
+    let owner = &config.settings.owner;
+    let machines = p.machines.iter().filter_map(|m| m.after.as_ref());
+    let containers = p.changes.iter().filter(|c| c.action == Action::Create);
+    let writes: Vec<Write> = machines
+        .map(|a| records::machine(a, owner))
+        .chain(containers.map(|c| {
+            let a = c.after.as_ref().expect("a create has an after state");
+            records::container(a, owner, State::Running, None)
+        }))
+        .map(|host| Write::PutHost {
+            host,
             expect: Expect::Any,
-        });
-    }
-    for c in p.changes.iter().filter(|c| c.action == Action::Create) {
-        let a = c.after.as_ref().expect("after");
-        let mut h = Host::container(&a.name);
-        h.class = Some(a.class.clone());
-        h.owner = Some(config.settings.owner.clone());
-        h.machine = a.machine.clone();
-        h.ip = a.ip.clone();
-        h.image = Some(a.image.clone());
-        h.properties = a.properties.clone();
-        h.cpu = Some(a.cpu);
-        h.memory_mib = Some(a.memory_mib);
-        h.disk_gib = Some(a.disk_gib);
-        h.state = Some(State::Running);
-        writes.push(Write::PutHost {
-            host: h,
-            expect: Expect::Any,
-        });
-    }
+        })
+        .collect();
     for chunk in writes.chunks(20_000) {
         store.write(chunk.to_vec(), &actor).expect("write");
     }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use kloud::apply::records;
 use kloud::config::{self, Config, VarOverrides};
 use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Write};
 use kloud::place;
@@ -39,23 +40,24 @@ fn make(config: &Config, store: &dyn Store, opts: &plan::Options) -> Result<Plan
     Ok(p)
 }
 
-/// Record a plan in HostDB as apply does, without containers: the state plans are diffed against.
+/// Record a plan in HostDB as apply does (with apply's own record builders), without
+/// containers: the state plans are diffed against.
 fn record(config: &Config, store: &dyn Store, p: &Plan) {
     let actor = Actor::new("test");
+    let owner = &config.settings.owner;
     let mut writes = Vec::new();
-    for m in config.machines.iter() {
-        let mut h = Host::machine(&m.name);
-        h.cpu = Some(m.cpu);
-        h.memory_mib = Some(m.memory_mib);
-        h.disk_gib = Some(m.disk_gib);
-        h.labels = m.labels.clone();
-        h.driver = Some(m.driver.clone());
-        h.connect = Some(m.connect.clone());
-        h.owner = Some(config.settings.owner.clone());
-        writes.push(Write::PutHost {
-            host: h,
-            expect: Expect::Any,
-        });
+    for m in &p.machines {
+        match (m.action, &m.after) {
+            (Action::Delete, _) => writes.push(Write::DeleteHost {
+                name: m.address.clone(),
+                expect: Expect::Any,
+            }),
+            (Action::Create | Action::Update, Some(a)) => writes.push(Write::PutHost {
+                host: records::machine(a, owner),
+                expect: Expect::Any,
+            }),
+            _ => {}
+        }
     }
     for c in &p.changes {
         match (c.action, &c.after) {
@@ -63,25 +65,10 @@ fn record(config: &Config, store: &dyn Store, p: &Plan) {
                 name: c.address.clone(),
                 expect: Expect::Any,
             }),
-            (_, Some(a)) => {
-                let mut h = Host::container(&a.name);
-                h.class = Some(a.class.clone());
-                h.owner = Some(config.settings.owner.clone());
-                h.machine = a.machine.clone();
-                h.ip = a.ip.clone();
-                h.image = Some(a.image.clone());
-                h.roles = a.puppet_roles.clone();
-                h.tags = a.tags.clone();
-                h.properties = a.properties.clone();
-                h.cpu = Some(a.cpu);
-                h.memory_mib = Some(a.memory_mib);
-                h.disk_gib = Some(a.disk_gib);
-                h.state = Some(State::Running);
-                writes.push(Write::PutHost {
-                    host: h,
-                    expect: Expect::Any,
-                });
-            }
+            (_, Some(a)) => writes.push(Write::PutHost {
+                host: records::container(a, owner, State::Running, None),
+                expect: Expect::Any,
+            }),
             _ => {}
         }
     }

@@ -10,6 +10,7 @@
 
 mod drivers;
 mod lock;
+pub mod records;
 pub mod refresh;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -164,20 +165,10 @@ pub fn apply(
     let mut writes = Vec::new();
     for m in &plan.machines {
         match (m.action, &m.after) {
-            (Action::Create | Action::Update, Some(a)) => {
-                let mut h = Host::machine(&a.name);
-                h.cpu = Some(a.cpu);
-                h.memory_mib = Some(a.memory_mib);
-                h.disk_gib = Some(a.disk_gib);
-                h.labels = a.labels.clone();
-                h.driver = Some(a.driver.clone());
-                h.connect = Some(a.connect.clone());
-                h.owner = Some(owner.clone());
-                writes.push(Write::PutHost {
-                    host: h,
-                    expect: Expect::Any,
-                });
-            }
+            (Action::Create | Action::Update, Some(a)) => writes.push(Write::PutHost {
+                host: records::machine(a, &owner),
+                expect: Expect::Any,
+            }),
             (Action::Delete, _) => writes.push(Write::DeleteHost {
                 name: m.address.clone(),
                 expect: Expect::Any,
@@ -327,21 +318,7 @@ impl Step<'_> {
         driver_id: Option<String>,
         message: &str,
     ) -> Result<(), String> {
-        let mut host = Host::container(&h.name);
-        host.class = Some(h.class.clone());
-        host.owner = Some(self.owner.to_string());
-        host.machine = h.machine.clone();
-        host.ip = h.ip.clone();
-        host.image = Some(h.image.clone());
-        host.roles = h.puppet_roles.clone();
-        host.tags = h.tags.clone();
-        host.properties = h.properties.clone();
-        host.cpu = Some(h.cpu);
-        host.memory_mib = Some(h.memory_mib);
-        host.disk_gib = Some(h.disk_gib);
-        host.labels = (*h.labels).clone();
-        host.state = Some(state);
-        host.driver_id = driver_id;
+        let host = records::container(h, self.owner, state, driver_id);
         let actor = Actor {
             name: self.actor.name.clone(),
             message: Some(message.to_string()),
