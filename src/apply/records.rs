@@ -28,7 +28,7 @@ pub fn container(h: &HostState, owner: &str, state: State, driver_id: Option<Str
     host.image = Some(h.image.clone());
     host.roles = h.puppet_roles.clone();
     host.tags = h.tags.clone();
-    host.properties = h.properties.clone();
+    host.properties = (*h.properties).clone();
     host.cpu = Some(h.cpu);
     host.memory_mib = Some(h.memory_mib);
     host.disk_gib = Some(h.disk_gib);

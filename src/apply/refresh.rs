@@ -170,7 +170,7 @@ pub fn import(
         h.image = Some(desired.image.clone());
         h.roles = desired.puppet_roles.clone();
         h.tags = desired.tags.clone();
-        h.properties = desired.properties.clone();
+        h.properties = (*desired.properties).clone();
         h.cpu = Some(desired.cpu);
         h.memory_mib = Some(desired.memory_mib);
         h.disk_gib = Some(desired.disk_gib);

@@ -773,9 +773,9 @@ pub fn load_sources(
                 continue;
             }
         };
-        let mut host_properties = serde_json::Map::new();
-        // A host's own properties; tag properties are inherited in HostDB's derived config.
-        host_properties.extend(c.properties.clone());
+        // A host's own properties, one map for the class; tag properties are inherited in
+        // HostDB's derived config.
+        let host_properties = Arc::new(c.properties.clone());
         for index in 1..=c.count {
             let vars = [("class", cname.as_str())];
             let fqdn = match render_fqdn(
@@ -811,7 +811,7 @@ pub fn load_sources(
                 image: c.image.clone(),
                 network: c.network.clone(),
                 tags: c.tags.clone(),
-                properties: host_properties.clone(),
+                properties: Arc::clone(&host_properties),
                 puppet_roles: c.puppet_roles.clone(),
                 driver: c.driver.clone(),
             });

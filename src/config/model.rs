@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -140,7 +141,8 @@ pub struct DesiredHost {
     pub network: String,
     /// Sorted, unique.
     pub tags: Vec<String>,
-    pub properties: serde_json::Map<String, serde_json::Value>,
+    /// The class's own properties, one map shared by every host of the class.
+    pub properties: Arc<serde_json::Map<String, serde_json::Value>>,
     pub puppet_roles: Vec<String>,
     pub driver: String,
 }

@@ -172,7 +172,7 @@ pub fn diff(
             });
             continue;
         };
-        let before = Arc::new(recorded_state(r, &labels, config));
+        let before = Arc::new(recorded_state(r, Some(d), &labels, config));
         let net = config.networks.get(&d.network);
         let ip_ok =
             r.ip.as_deref()
@@ -317,7 +317,7 @@ pub fn diff(
         if desired_names.contains(r.name.as_str()) {
             continue;
         }
-        let before = recorded_state(r, &labels, config);
+        let before = recorded_state(r, None, &labels, config);
         if !targeted(&class) {
             // Outside `--target`: it stays and keeps its capacity, and is not shown.
             if let Some(m) = &r.machine {
@@ -628,7 +628,13 @@ fn desired_state(
     }
 }
 
-fn recorded_state(r: &Host, machines: &Labels, config: &Config) -> HostState {
+/// The state HostDB records for `r`; its properties are `desired`'s map when they are equal.
+fn recorded_state(
+    r: &Host,
+    desired: Option<&DesiredHost>,
+    machines: &Labels,
+    config: &Config,
+) -> HostState {
     let labels = r
         .machine
         .as_deref()
@@ -649,7 +655,10 @@ fn recorded_state(r: &Host, machines: &Labels, config: &Config) -> HostState {
         disk_gib: r.disk_gib.unwrap_or(0),
         image: r.image.clone().unwrap_or_default(),
         tags: r.tags.clone(),
-        properties: r.properties.clone(),
+        properties: match desired {
+            Some(d) if *d.properties == r.properties => Arc::clone(&d.properties),
+            _ => Arc::new(r.properties.clone()),
+        },
         puppet_roles: r.roles.clone(),
         machine: r.machine.clone(),
         labels,
