@@ -4,7 +4,8 @@
 //! `cargo bench --bench plan_scale` prints, for 1,000 / 10,000 / 100,000 declared hosts:
 //! the time of a plan with no changes (everything already recorded) and of a plan that creates
 //! every host (placement included), medians of several runs, and the peak memory of the process.
-//! `KLOUD_BENCH_SIZES=1000,10000` limits the sizes.
+//! `KLOUD_BENCH_SIZES=1000,10000` limits the sizes. `KLOUD_BENCH_KEEP=1` keeps each size's
+//! HostDB and config directory (printed) for profiling `kloud plan` by hand.
 //!
 //! The same plans are then made by the `kloud` binary itself (`kloud plan DIR --json` with its
 //! output discarded), timed from spawn to exit and with the peak resident memory of that process
@@ -190,9 +191,14 @@ fn main() {
         "{:>9} | {:>14} | {:>18} | {:>10}",
         "declared", "create all (s)", "no changes (s)", "per host"
     );
+    let keep = std::env::var_os("KLOUD_BENCH_KEEP").is_some();
     let mut binary = Vec::new();
     for &n in &sizes {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("plan_scale")
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("tempdir");
         let store = hostdb::open("sqlite:hostdb.db", dir.path()).expect("store");
         let hostdb_url = format!("sqlite:{}", dir.path().join("hostdb.db").display());
         fill_foreign(store.as_ref(), HOSTDB_SIZE.saturating_sub(n));
@@ -209,6 +215,12 @@ fn main() {
         assert_eq!(p.summary.create, n, "every host is placed");
         record(&load(files.clone()), store.as_ref(), &p);
         let noop_binary = plan_binary_median(&config_dir, &hostdb_url, 0);
+        if keep {
+            println!(
+                "kept: kloud plan --hostdb {hostdb_url} {}",
+                config_dir.display()
+            );
+        }
         binary.push((n, create_binary, noop_binary));
         let noop: Vec<f64> = (0..5)
             .map(|_| {
