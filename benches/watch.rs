@@ -15,7 +15,9 @@ mod integrations_support;
 
 use std::time::{Duration, Instant};
 
-use integrations_support::{dns_block, free_port, serve, wait_until, Bind, Fixture, Running, ZONE};
+use integrations_support::{
+    dns_block, free_port, serve, wait_until, DnsServer, Fixture, Running, ZONE,
+};
 use kloud::hostdb::client::HttpStore;
 use kloud::hostdb::{Actor, Expect, Role, Store, Write};
 
@@ -64,7 +66,7 @@ impl Via {
     }
 }
 
-fn watch_latency(bind: &Bind, fleet_size: usize, poll: &str, via: Via) {
+fn watch_latency(bind: &DnsServer, fleet_size: usize, poll: &str, via: Via) {
     let f = Fixture::new(&dns_block(bind));
     fleet(&f, fleet_size);
     let mut cmd = vec!["sync", "dns", "--watch", "--force", "--poll", poll];
@@ -187,7 +189,9 @@ fn main() {
     if rows.is_empty() {
         return;
     }
-    let Some(bind) = Bind::start() else { return };
+    let Some(bind) = DnsServer::start() else {
+        return;
+    };
     for (fleet_size, poll, via) in rows {
         watch_latency(&bind, fleet_size, poll, via);
     }

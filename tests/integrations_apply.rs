@@ -9,7 +9,7 @@ mod integrations_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use integrations_support::{dns_block, missing, Bind, Fixture, ZONE};
+use integrations_support::{dns_block, missing, DnsServer, Fixture, ZONE};
 use kloud::hostdb::Tag;
 use kloud::integrations::{converge_all, host_records};
 use serde_json::json;
@@ -68,7 +68,9 @@ fn host_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn converge_all_brings_every_declared_integration_in_line() {
-    let Some(bind) = Bind::start() else { return };
+    let Some(bind) = DnsServer::start() else {
+        return;
+    };
     let Some(nagios_bin) = nagios() else { return };
     let f = Fixture::new(&format!(
         "{}\nprovider \"prometheus\" {{\n  file_sd = \"targets.json\"\n}}\n\

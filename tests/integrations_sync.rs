@@ -8,7 +8,7 @@ mod integrations_support;
 
 use std::time::Duration;
 
-use integrations_support::{dns_block, serve, wait_until, Bind, Fixture, Running, ZONE};
+use integrations_support::{dns_block, serve, wait_until, DnsServer, Fixture, Running, ZONE};
 use kloud::hostdb::{self, Actor, Expect, Host, State};
 use serde_json::Value;
 
@@ -18,7 +18,9 @@ fn fqdn(name: &str) -> String {
 
 #[test]
 fn sync_dns_once_makes_the_hosts_in_hostdb_resolve() {
-    let Some(bind) = Bind::start() else { return };
+    let Some(bind) = DnsServer::start() else {
+        return;
+    };
     let f = Fixture::new(&dns_block(&bind));
     f.put(f.host("web-1", "10.40.0.11"));
     f.put(f.host("web-2", "10.40.0.12"));
@@ -105,7 +107,9 @@ fn targets(path: &std::path::Path) -> Vec<(String, String)> {
 
 #[test]
 fn sync_watch_follows_hostdb_writes_into_dns_and_prometheus() {
-    let Some(bind) = Bind::start() else { return };
+    let Some(bind) = DnsServer::start() else {
+        return;
+    };
     let f = Fixture::new(&format!(
         "{}\nprovider \"prometheus\" {{\n  file_sd = \"targets.json\"\n  port = 9100\n}}\n",
         dns_block(&bind)
@@ -195,7 +199,7 @@ fn sync_watch_follows_hostdb_writes_into_dns_and_prometheus() {
 
 #[test]
 fn sync_watch_survives_a_dns_outage_and_a_replaced_hostdb() {
-    let Some(mut bind) = Bind::start() else {
+    let Some(mut bind) = DnsServer::start() else {
         return;
     };
     let f = Fixture::new(&dns_block(&bind));
@@ -311,7 +315,9 @@ fn sync_watch_survives_a_dns_outage_and_a_replaced_hostdb() {
 
 #[test]
 fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
-    let Some(bind) = Bind::start() else { return };
+    let Some(bind) = DnsServer::start() else {
+        return;
+    };
     let f = Fixture::new(&dns_block(&bind));
     f.put(f.host("web-1", "10.40.0.11"));
     let port = integrations_support::free_port();
@@ -474,7 +480,9 @@ fn wait_for_change_blocks_over_http_and_polls_sqlite() {
 /// it at once (the wait runs on a helper thread; the watcher checks for a stop every 50 ms).
 #[test]
 fn sync_watch_over_http_stops_promptly_while_a_query_is_held() {
-    let Some(bind) = Bind::start() else { return };
+    let Some(bind) = DnsServer::start() else {
+        return;
+    };
     let f = Fixture::new(&dns_block(&bind));
     f.put(f.host("web-1", "10.40.0.11"));
     let port = integrations_support::free_port();

@@ -1,41 +1,34 @@
-//! What the end-to-end integration tests and the watch benchmark share: a BIND 9 `named` of
-//! our own on a free loopback port (a dynamic forward and reverse zone, a TSIG key), `dig` as
-//! the independent client, a config directory with a SQLite HostDB written through the `Store`
-//! API, and the `kloud` binary run as a child process (killed by pid on drop).
+//! What the end-to-end integration tests and the watch benchmark share: a config directory with
+//! a SQLite HostDB written through the `Store` API, and the `kloud` binary run as a child
+//! process (killed by pid on drop). [`serve`] runs `kloud hostdb serve` over the fixture's
+//! database.
 //!
-//! The BIND setup follows `providers/dns/tests/support/mod.rs`; the Prometheus harness is the
-//! prometheus provider's own ([`prometheus`]). [`serve`] runs `kloud hostdb serve` over the
-//! fixture's database.
+//! The DNS server (a BIND 9 `named` of our own on a free loopback port with a dynamic forward
+//! and reverse zone and a TSIG key, `dig` as the independent client) is the DNS provider's own
+//! harness ([`dns`], [`DnsServer`]); the Prometheus harness is the prometheus provider's own
+//! ([`prometheus`]).
 
 #![allow(dead_code)]
 
+#[path = "../../providers/dns/tests/support/mod.rs"]
+pub mod dns;
 #[path = "../../providers/prometheus/tests/support/mod.rs"]
 pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Tag};
 
-pub const ZONE: &str = "dc1.test";
-pub const REVERSE_ZONE: &str = "40.10.in-addr.arpa";
-pub const KEY_NAME: &str = "kloud";
-/// 32 random bytes, base64 (what `tsig-keygen` prints).
-pub const SECRET: &str = "7qV3m4v6b9nYkqg2cQm8dJxw0hT5aL1sZpR3eU9iK0o=";
+// Not every test binary uses every re-export.
+#[allow(unused_imports)]
+pub use dns::{free_port, DnsServer, KEY_NAME, REVERSE_ZONE, SECRET, ZONE};
 
 pub const KLOUD: &str = env!("CARGO_BIN_EXE_kloud");
-
-fn tool(var: &str, default: &str) -> Option<PathBuf> {
-    let p = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    p.exists().then_some(p)
-}
 
 /// A missing program: a failure under `CI=true`, a printed skip otherwise.
 pub fn missing(what: &str, setup: &str) {
@@ -43,176 +36,6 @@ pub fn missing(what: &str, setup: &str) {
         panic!("{what} missing under CI=true: source scripts/setup/{setup}");
     }
     eprintln!("SKIPPED: {what} not installed (source scripts/setup/{setup})");
-}
-
-/// `named` and `dig`, or None (the test skips) when absent outside CI.
-pub fn bind_tools() -> Option<(PathBuf, PathBuf)> {
-    match (
-        tool("KLOUD_TEST_NAMED", "/usr/sbin/named"),
-        tool("KLOUD_TEST_DIG", "/usr/bin/dig"),
-    ) {
-        (Some(n), Some(d)) => Some((n, d)),
-        _ => {
-            missing("named or dig", "bind.sh");
-            None
-        }
-    }
-}
-
-pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = tcp.local_addr() else { continue };
-        if UdpSocket::bind(("127.0.0.1", addr.port())).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no free loopback port");
-}
-
-/// A BIND 9 primary for [`ZONE`] and [`REVERSE_ZONE`] that accepts updates and transfers
-/// signed with our key. The forward zone holds a hand-made `handmade` A record.
-pub struct Bind {
-    pub port: u16,
-    child: Option<Child>,
-    named: PathBuf,
-    dir: tempfile::TempDir,
-    dig: PathBuf,
-}
-
-impl Bind {
-    pub fn start() -> Option<Bind> {
-        let (named, dig) = bind_tools()?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().display().to_string();
-        let port = free_port();
-        std::fs::write(
-            dir.path().join("fwd.db"),
-            format!(
-                "$TTL 300\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 3600 600 86400 60\n\
-                 @ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\nhandmade IN A 10.40.9.9\n"
-            ),
-        )
-        .expect("zone file");
-        std::fs::write(
-            dir.path().join("rev.db"),
-            format!("$TTL 300\n@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 3600 600 86400 60\n@ IN NS ns.{ZONE}.\n"),
-        )
-        .expect("zone file");
-        let zone = |name: &str, file: &str| {
-            format!(
-                "zone \"{name}\" {{ type primary; file \"{d}/{file}\"; \
-                 allow-update {{ key {KEY_NAME}; }}; allow-transfer {{ key {KEY_NAME}; }}; }};\n"
-            )
-        };
-        let conf = format!(
-            "options {{\n directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n \
-             listen-on-v6 {{ none; }};\n pid-file \"{d}/named.pid\";\n \
-             session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n \
-             recursion no;\n notify no;\n dnssec-validation no;\n}};\ncontrols {{ }};\n\
-             key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n{}{}",
-            zone(ZONE, "fwd.db"),
-            zone(REVERSE_ZONE, "rev.db"),
-        );
-        std::fs::write(dir.path().join("named.conf"), conf).expect("named.conf");
-        let mut b = Bind {
-            port,
-            child: None,
-            named,
-            dir,
-            dig,
-        };
-        b.spawn();
-        Some(b)
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("log");
-        let child = Command::new(&self.named)
-            .args(["-g", "-n", "1", "-c"])
-            .arg(self.dir.path().join("named.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn named");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.dig(ZONE, "SOA").is_empty() {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("named exited ({status}): {}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "named did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Stop the server (the zones and their journals stay on disk).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Start it again on the same port with the same zones.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    pub fn server(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn dig_args(&self, args: &[&str]) -> Vec<String> {
-        let out = Command::new(&self.dig)
-            .args(["@127.0.0.1", "-p", &self.port.to_string()])
-            .args(["+short", "+norec", "+tries=1", "+time=1"])
-            .args(args)
-            .output()
-            .expect("run dig");
-        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with(';'))
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect();
-        lines.sort();
-        lines
-    }
-
-    /// `dig +short NAME TYPE`, sorted.
-    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
-        self.dig_args(&[name, rtype])
-    }
-
-    /// `dig +short -x IP`, sorted.
-    pub fn reverse(&self, ip: &str) -> Vec<String> {
-        self.dig_args(&["-x", ip])
-    }
-}
-
-impl Drop for Bind {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- named log ---\n{}", self.log());
-        }
-        self.stop();
-    }
 }
 
 /// A config directory (`main.hcl`) with a SQLite HostDB (`hostdb.db`) in it.
@@ -296,7 +119,7 @@ impl Fixture {
 }
 
 /// The `provider "dns"` block for a server.
-pub fn dns_block(bind: &Bind) -> String {
+pub fn dns_block(bind: &DnsServer) -> String {
     format!(
         "provider \"dns\" {{\n  server = \"{}\"\n  zone = \"{ZONE}\"\n  reverse_zone = \"{REVERSE_ZONE}\"\n  \
          key_name = \"{KEY_NAME}\"\n  secret = \"{SECRET}\"\n}}\n",

@@ -1,11 +1,14 @@
 //! Real DNS servers for the DNS tests and benchmark: a BIND 9 `named` or a Knot `knotd` of our
 //! own on a free loopback port, in a temp dir, with a forward and a reverse zone that accept
 //! TSIG-signed updates and transfers, plus `dig`/`nsupdate` helpers as the independent client.
-//! Killed by pid on drop.
+//! It can be stopped and started again on the same port with the same zones and journals.
+//! Killed by pid on drop. The root crate's integration tests and watch benchmark use it too
+//! (through `tests/integrations_support`).
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -79,7 +82,8 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn free_port() -> u16 {
+/// A loopback port free for both TCP and UDP.
+pub fn free_port() -> u16 {
     for _ in 0..50 {
         let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
             continue;
@@ -112,7 +116,12 @@ impl Updates {
 
 pub struct DnsServer {
     pub port: u16,
-    child: Child,
+    kind: Kind,
+    /// None while stopped.
+    child: Option<Child>,
+    /// The server binary and its arguments, to start it again after [`DnsServer::stop`].
+    program: PathBuf,
+    args: Vec<OsString>,
     dir: tempfile::TempDir,
     dig: PathBuf,
     nsupdate: PathBuf,
@@ -152,8 +161,7 @@ impl DnsServer {
             ),
         )
         .expect("zone file");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
-        let child = match kind {
+        let args: Vec<OsString> = match kind {
             Kind::Bind => {
                 let zone = |name: &str, file: &str| {
                     let update = if updates.allows(name) {
@@ -177,13 +185,13 @@ impl DnsServer {
                 );
                 let conf_path = dir.path().join("named.conf");
                 std::fs::write(&conf_path, conf).expect("named.conf");
-                Command::new(server_bin)
-                    .args(["-g", "-n", "1", "-c"])
-                    .arg(&conf_path)
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("spawn named")
+                vec![
+                    "-g".into(),
+                    "-n".into(),
+                    "1".into(),
+                    "-c".into(),
+                    conf_path.into(),
+                ]
             }
             Kind::Knot => {
                 let acl = |zone: &str| {
@@ -211,13 +219,7 @@ impl DnsServer {
                 std::fs::create_dir_all(dir.path().join("db")).expect("knot db dir");
                 let conf_path = dir.path().join("knot.conf");
                 std::fs::write(&conf_path, conf).expect("knot.conf");
-                Command::new(server_bin)
-                    .arg("-c")
-                    .arg(&conf_path)
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("spawn knotd")
+                vec!["-c".into(), conf_path.into()]
             }
             Kind::PowerDns => {
                 let path =
@@ -256,36 +258,65 @@ impl DnsServer {
                     }
                     util(&["set-meta", zone, "TSIG-ALLOW-AXFR", KEY_NAME]);
                 }
-                Command::new(server_bin)
-                    .arg(format!("--config-dir={d}"))
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("spawn pdns_server")
+                vec![format!("--config-dir={d}").into()]
             }
         };
         let mut n = DnsServer {
             port,
-            child,
+            kind,
+            child: None,
+            program: server_bin,
+            args,
             dir,
             dig,
             nsupdate,
         };
+        n.spawn();
+        Some(n)
+    }
+
+    /// Start the server process (its log appended to `server.log`) and wait until it answers
+    /// for the forward zone.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log");
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.program.display()));
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if !n.dig(ZONE, "SOA").is_empty() {
-                return Some(n);
-            }
-            if let Ok(Some(status)) = n.child.try_wait() {
-                panic!("{kind:?} server exited ({status}): {}", n.log());
+        while self.dig(ZONE, "SOA").is_empty() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("{:?} server exited ({status}): {}", self.kind, self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "named did not start: {}",
-                n.log()
+                "{:?} server did not start: {}",
+                self.kind,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Stop the server (the zones and their journals stay on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same zones and journals.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     pub fn log(&self) -> String {
@@ -296,19 +327,12 @@ impl DnsServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `dig +short` answers, sorted.
-    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+    /// `dig +short ARGS` answers, sorted.
+    fn dig_args(&self, args: &[&str]) -> Vec<String> {
         let out = Command::new(&self.dig)
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "+short",
-                "+norec",
-                "+tries=1",
-                "+time=2",
-            ])
-            .args([name, rtype])
+            .args(["@127.0.0.1", "-p", &self.port.to_string()])
+            .args(["+short", "+norec", "+tries=1", "+time=2"])
+            .args(args)
             .output()
             .expect("run dig");
         let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -321,26 +345,14 @@ impl DnsServer {
         lines
     }
 
+    /// `dig +short NAME TYPE`, sorted.
+    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.dig_args(&[name, rtype])
+    }
+
+    /// `dig +short -x IP`, sorted.
     pub fn reverse(&self, ip: &str) -> Vec<String> {
-        let out = Command::new(&self.dig)
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "+short",
-                "+norec",
-                "-x",
-                ip,
-            ])
-            .output()
-            .expect("run dig");
-        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect();
-        lines.sort();
-        lines
+        self.dig_args(&["-x", ip])
     }
 
     /// The whole zone as `dig AXFR` prints it (signed with our key), sorted, SOA excluded.
@@ -415,8 +427,7 @@ impl Drop for DnsServer {
         if std::thread::panicking() {
             eprintln!("--- DNS server log ---\n{}", self.log());
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
