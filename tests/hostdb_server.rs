@@ -258,6 +258,18 @@ fn bad_input_is_a_json_error_and_writes_nothing() {
             .unwrap();
         assert_eq!(error_of(r).0, 400, "{q}");
     }
+    // Leases and tokens are outside the index: no blocking query on them.
+    for (path, token) in [("/v1/locks", &e.reader), ("/v1/tokens", &e.admin)] {
+        let r = e
+            .req(
+                reqwest::Method::GET,
+                &format!("{path}?index=0&wait=1s"),
+                Some(token),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(error_of(r), (400, "bad_request".into()), "{path}");
+    }
     let r = e
         .req(reqwest::Method::GET, "/v1/no/such/route", Some(&e.reader))
         .send()

@@ -789,8 +789,13 @@ async fn force_release(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_tokens(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn list_tokens(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     st.auth(&headers, Role::Admin).await?;
+    params(q, &[])?;
     let tokens = st.run(|s| s.token_list()).await?;
     Ok(Json(tokens).into_response())
 }
