@@ -145,12 +145,25 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encoding JSON: {e}")))
 }
 
+/// Parse stored documents into a vector sized once, freeing each document as it is parsed
+/// (a snapshot of 100,000 hosts is ~50 MB of documents, and the vector of hosts grew by
+/// doubling before).
+fn parse_all<T: DeserializeOwned>(docs: Vec<String>) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        out.push(parse(&doc)?);
+    }
+    Ok(out)
+}
+
 /// The first column of every row, as text.
 fn texts(sql: &mut dyn Sql, q: &str, args: &[Val]) -> Result<Vec<String>, StoreError> {
-    sql.query(q, args)?
-        .into_iter()
-        .map(|row| first(row).and_then(Val::text))
-        .collect()
+    let rows = sql.query(q, args)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(first(row).and_then(Val::text)?);
+    }
+    Ok(out)
 }
 
 fn first(row: Vec<Val>) -> Result<Val, StoreError> {
@@ -796,10 +809,7 @@ impl<B: Backend> Store for SqlStore<B> {
             let (query, args) = list_sql(q, &expanded);
             texts(sql, &query, &args)
         })?;
-        let mut items = docs
-            .iter()
-            .map(|d| parse::<Host>(d))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items: Vec<Host> = parse_all(docs)?;
         let mut next = None;
         if let Some(limit) = q.limit {
             if items.len() > limit {
@@ -819,7 +829,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let docs = self
             .backend
             .read(|sql| texts(sql, "SELECT doc FROM tags ORDER BY name", &[]))?;
-        docs.iter().map(|d| parse(d)).collect()
+        parse_all(docs)
     }
 
     fn tag_members(&self, name: &str) -> Result<Members, StoreError> {
@@ -862,12 +872,9 @@ impl<B: Backend> Store for SqlStore<B> {
         })?;
         Ok(Snapshot {
             index,
-            machines: machines
-                .iter()
-                .map(|d| parse(d))
-                .collect::<Result<_, _>>()?,
-            hosts: hosts.iter().map(|d| parse(d)).collect::<Result<_, _>>()?,
-            tags: tags.iter().map(|d| parse(d)).collect::<Result<_, _>>()?,
+            machines: parse_all(machines)?,
+            hosts: parse_all(hosts)?,
+            tags: parse_all(tags)?,
         })
     }
 
