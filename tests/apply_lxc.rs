@@ -112,6 +112,21 @@ network "kt{n}" {{
         );
     }
 
+    /// Destroy `host`'s container behind kloud's back (HostDB still records it).
+    fn vanish(&self, host: &kloud::hostdb::Host) {
+        let gone = Command::new("lxc-destroy")
+            .arg("-P")
+            .arg(self.lxc_root.join(host.machine.as_deref().unwrap()))
+            .args(["-f", "-n", &host.name])
+            .output()
+            .unwrap();
+        assert!(
+            gone.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gone.stderr)
+        );
+    }
+
     /// Start `kloud apply` with 2 workers for `web_count` hosts and read its output until `k`
     /// hosts are reported created, or the run ends. The rest of the output stays open to read:
     /// a closed pipe would end the run another way than the test means to.
@@ -446,18 +461,7 @@ fn refresh_finds_vanished_and_orphaned_containers_and_import_adopts() {
         .unwrap();
 
     // web-1 vanishes behind kloud's back; web-2's record is lost.
-    let path = lab.lxc_root.join(web1.machine.as_deref().unwrap());
-    let gone = Command::new("lxc-destroy")
-        .arg("-P")
-        .arg(&path)
-        .args(["-f", "-n", &web1.name])
-        .output()
-        .unwrap();
-    assert!(
-        gone.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gone.stderr)
-    );
+    lab.vanish(&web1);
     store
         .delete_host(
             &web2.name,
@@ -508,13 +512,7 @@ fn plan_refresh_plans_a_vanished_container_again() {
         .get_host(&format!("web-1.{}", lab.domain))
         .unwrap()
         .unwrap();
-    let gone = Command::new("lxc-destroy")
-        .arg("-P")
-        .arg(lab.lxc_root.join(web1.machine.as_deref().unwrap()))
-        .args(["-f", "-n", &web1.name])
-        .output()
-        .unwrap();
-    assert!(gone.status.success());
+    lab.vanish(&web1);
 
     // Without --refresh the plan trusts HostDB, which still says running.
     let plain = lab
