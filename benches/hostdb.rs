@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kloud::hostdb::server::{spawn, ServerConfig};
+use kloud::server::{spawn, ServerConfig};
 use kloud::hostdb::{Actor, Expect, Host, HostQuery, Role, Store, Tag, Write};
 
 const HOSTS: usize = 100_000;
@@ -363,7 +363,7 @@ async fn read_response(
     }
 }
 
-fn bench_http(server: &kloud::hostdb::server::Running, token: &str) {
+fn bench_http(server: &kloud::server::Running, token: &str) {
     let http = reqwest::blocking::Client::new();
     let runs: Vec<f64> = (0..20)
         .map(|i| {
@@ -423,7 +423,7 @@ fn bench_http(server: &kloud::hostdb::server::Running, token: &str) {
 }
 
 /// 1,000 blocking GETs of one host, then one write to it: when does the last watcher hear?
-fn bench_watchers(store: &Arc<dyn Store>, server: &kloud::hostdb::server::Running, token: &str) {
+fn bench_watchers(store: &Arc<dyn Store>, server: &kloud::server::Running, token: &str) {
     let http = reqwest::blocking::Client::new();
     let name = "h000005.dc1.example.internal";
     let mut round = 0;

@@ -12,4 +12,5 @@ pub mod hostdb;
 pub mod integrations;
 pub mod place;
 pub mod plan;
+pub mod server;
 pub mod size;

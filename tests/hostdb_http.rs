@@ -6,7 +6,7 @@ mod hostdb_suite;
 use std::sync::Arc;
 
 use kloud::hostdb::client::HttpStore;
-use kloud::hostdb::server::{spawn, Running, ServerConfig};
+use kloud::server::{spawn, Running, ServerConfig};
 use kloud::hostdb::{Role, Store};
 
 pub struct Fixture {

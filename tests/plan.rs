@@ -435,10 +435,10 @@ fn a_plan_against_http_hostdb_equals_the_embedded_one() {
     let (_, secret) = local
         .token_create("plan-test", hostdb::Role::Reader)
         .unwrap();
-    let server = hostdb::server::spawn(
+    let server = kloud::server::spawn(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(local),
-        hostdb::server::ServerConfig::default(),
+        kloud::server::ServerConfig::default(),
         2,
     )
     .unwrap();

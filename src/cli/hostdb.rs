@@ -8,7 +8,7 @@ use std::sync::Arc;
 use miette::{miette, IntoDiagnostic};
 
 use super::hosts::{print_table, report};
-use crate::hostdb::server::{serve, ServerConfig};
+use crate::server::{serve, ServerConfig};
 use crate::hostdb::url::resolve;
 use crate::hostdb::util::format_time;
 use crate::hostdb::{Role, Store};

@@ -19,7 +19,7 @@ use super::model::{
     Actor, Change, Expect, Host, HostQuery, Lease, Members, Page, Role, Snapshot, Tag, TokenInfo,
     Write,
 };
-use super::server::api_consts::{ACTOR_HEADER, MAX_LIMIT, MESSAGE_HEADER};
+use super::protocol::{ACTOR_HEADER, MAX_LIMIT, MESSAGE_HEADER};
 use super::store::Store;
 
 /// How much longer than the hold a blocking query may take before it counts as lost.

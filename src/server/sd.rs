@@ -43,7 +43,7 @@ impl PrometheusQuery {
 
 /// The http_sd JSON body: one target group per container with an address.
 pub fn prometheus_body(store: &dyn Store, q: &PrometheusQuery) -> Result<String, StoreError> {
-    let hosts = crate::integrations::host_records(store, q.owner.as_deref())?;
+    let hosts = crate::hostdb::records::host_records(store, q.owner.as_deref())?;
     Ok(http_sd_body(&hosts, q.port))
 }
 

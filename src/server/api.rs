@@ -18,19 +18,12 @@ use super::error::{json_errors, ApiError};
 use super::sd::{prometheus_body, PrometheusQuery, PROMETHEUS_PARAMS};
 use super::watch::{self, Covers, Notifier};
 use super::ServerConfig;
+use crate::hostdb::protocol::{ACTOR_HEADER, DEFAULT_LIMIT, INDEX_HEADER, MAX_LIMIT, MESSAGE_HEADER};
 use crate::hostdb::error::StoreError;
 use crate::hostdb::model::{Actor, Expect, Host, HostQuery, Kind, Lease, Role, Tag, Write};
 use crate::hostdb::store::Store;
 use crate::hostdb::util::parse_duration;
 
-/// The header carrying the index a response was read at.
-pub const INDEX_HEADER: &str = "x-hostdb-index";
-/// Who a write is recorded for, and why (optional; the token's name is always recorded too).
-pub const ACTOR_HEADER: &str = "x-hostdb-actor";
-pub const MESSAGE_HEADER: &str = "x-hostdb-message";
-/// Default and largest page of a host listing.
-pub const DEFAULT_LIMIT: usize = 1000;
-pub const MAX_LIMIT: usize = 10_000;
 /// How long a blocking query is held when `index` is given without `wait`.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 

@@ -6,10 +6,6 @@
 
 mod api;
 
-/// Names shared with the client.
-pub mod api_consts {
-    pub use super::api::{ACTOR_HEADER, DEFAULT_LIMIT, INDEX_HEADER, MAX_LIMIT, MESSAGE_HEADER};
-}
 pub mod auth;
 pub mod error;
 pub mod sd;
@@ -22,6 +18,7 @@ use std::time::Duration;
 use axum::Router;
 
 use crate::hostdb::store::Store;
+pub use crate::hostdb::protocol as api_consts;
 
 /// Server settings.
 #[derive(Debug, Clone)]
