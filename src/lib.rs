@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod hostdb;
 pub mod integrations;
+pub mod ops;
 pub mod place;
 pub mod plan;
 pub mod server;

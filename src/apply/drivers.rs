@@ -1,8 +1,17 @@
 //! The compute drivers apply can use, by the name machines give in `driver`.
+//!
+//! Apply and refresh take a [`DriverSet`] (a trait object), so tests can hand them a fake that
+//! fails on demand; [`Drivers`] is the real set.
 
 use kloud_provider_api::compute::ComputeDriver;
 use kloud_provider_lxc::LxcDriver;
 use kloud_provider_openvz::OpenVzDriver;
+
+/// The drivers of one run, by kind.
+pub trait DriverSet: Sync {
+    /// The driver called `kind`, or why it is unavailable.
+    fn get(&self, kind: &str) -> Result<&dyn ComputeDriver, String>;
+}
 
 /// Drivers, made once per run and shared by every worker.
 pub struct Drivers {
@@ -27,9 +36,10 @@ impl Drivers {
             errors,
         }
     }
+}
 
-    /// The driver called `kind`, or why it is unavailable.
-    pub fn get(&self, kind: &str) -> Result<&dyn ComputeDriver, String> {
+impl DriverSet for Drivers {
+    fn get(&self, kind: &str) -> Result<&dyn ComputeDriver, String> {
         let found: Option<&dyn ComputeDriver> = match kind {
             "lxc" => self.lxc.as_ref().map(|d| d as &dyn ComputeDriver),
             "openvz" => self.openvz.as_ref().map(|d| d as &dyn ComputeDriver),

@@ -16,17 +16,20 @@ pub mod refresh;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kloud_provider_api::compute::{ContainerSpec, DriverError, MachineRef, NetworkSpec};
+use kloud_provider_api::Diagnostic;
+use serde::Serialize;
 use thiserror::Error;
 
-pub use drivers::Drivers;
+pub use drivers::{DriverSet, Drivers};
 pub use lock::{LockGuard, APPLY_LOCK};
 
 use crate::config::Config;
-use crate::hostdb::{Actor, Expect, Host, Kind, State, Store, StoreError, Write};
+use crate::hostdb::{Actor, Expect, State, Store, StoreError, Write};
+use crate::ops::events::{Event, Events};
 use crate::plan::{Action, Change, HostState, Plan};
 
 /// Why apply could not run at all (per-host failures are in the [`Report`]).
@@ -81,12 +84,14 @@ pub struct Options {
     pub parallelism: usize,
     /// Who is applying, for the lock and the change log.
     pub actor: String,
-    /// Set when the operator interrupts: no new host is started, those in flight finish.
-    pub cancel: &'static AtomicBool,
+    /// Set when the operator interrupts (or the lock is in trouble): no new host is started,
+    /// those in flight finish.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// The outcome of one host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "error", rename_all = "lowercase")]
 pub enum Outcome {
     Done,
     Failed(String),
@@ -145,14 +150,15 @@ pub fn check_fresh(plan: &Plan, config: &Config, store: &dyn Store) -> Result<()
     Ok(())
 }
 
-/// Apply `plan`. The caller holds the lock (see [`lock::acquire`]) and has checked freshness.
+/// Apply `plan`'s hosts. The caller holds the lock (see [`LockGuard`]) and has checked
+/// freshness; `crate::ops::apply` is the whole operation.
 pub fn apply(
     plan: &Plan,
     config: &Config,
     store: &dyn Store,
-    drivers: &Drivers,
+    drivers: &dyn DriverSet,
     opts: &Options,
-    progress: &(dyn Fn(&str) + Sync),
+    events: &dyn Events,
 ) -> Result<Report, ApplyError> {
     let mut report = Report::default();
     let actor = Actor {
@@ -207,6 +213,7 @@ pub fn apply(
                 let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
                 let Some(change) = next else { break };
                 if opts.cancel.load(Ordering::SeqCst) {
+                    events.emit(host_event(change, &Outcome::Skipped, Duration::ZERO));
                     if let Ok(mut r) = results.lock() {
                         r.insert(
                             change.address.clone(),
@@ -223,13 +230,14 @@ pub fn apply(
                     machines: &machines,
                     actor: &actor,
                     owner: &owner,
+                    events,
                 };
                 let outcome = match step.run(change) {
                     Ok(()) => Outcome::Done,
                     Err(e) => Outcome::Failed(e),
                 };
                 let took = started.elapsed();
-                progress(&line(change, &outcome, took));
+                events.emit(host_event(change, &outcome, took));
                 if let Ok(mut r) = results.lock() {
                     r.insert(change.address.clone(), (change.action, outcome, took));
                 }
@@ -240,43 +248,37 @@ pub fn apply(
     Ok(report)
 }
 
-fn line(c: &Change, outcome: &Outcome, took: Duration) -> String {
-    let verb = match c.action {
-        Action::Create => "created",
-        Action::Update => "updated",
-        Action::Replace => "replaced",
-        Action::Delete => "destroyed",
-        Action::NoOp => "unchanged",
-    };
-    let on = c
-        .after
-        .as_ref()
-        .map(|a| {
-            format!(
-                " on {} ({})",
-                a.machine.as_deref().unwrap_or("?"),
-                a.ip.as_deref().unwrap_or("?")
-            )
-        })
-        .unwrap_or_default();
-    match outcome {
-        Outcome::Done => format!("{}: {verb}{on} in {:.1}s", c.address, took.as_secs_f64()),
-        Outcome::Failed(e) => format!("{}: FAILED to be {verb}: {e}", c.address),
-        Outcome::Skipped => format!("{}: skipped (interrupted)", c.address),
+fn host_event(c: &Change, outcome: &Outcome, took: Duration) -> Event {
+    let after = c.after.as_deref();
+    Event::Host {
+        address: c.address.clone(),
+        action: c.action,
+        outcome: outcome.clone(),
+        took,
+        machine: after.and_then(|a| a.machine.clone()),
+        ip: after.and_then(|a| a.ip.clone()),
     }
 }
 
 /// The work for one host.
 struct Step<'a> {
     store: &'a dyn Store,
-    drivers: &'a Drivers,
+    drivers: &'a dyn DriverSet,
     config: &'a Config,
     machines: &'a BTreeMap<&'a str, &'a crate::config::Machine>,
     actor: &'a Actor,
     owner: &'a str,
+    events: &'a dyn Events,
 }
 
 impl Step<'_> {
+    /// Pass on what a driver said about a host.
+    fn said(&self, driver: &str, host: &str, diagnostics: &[Diagnostic]) {
+        for d in diagnostics {
+            self.events.emit(Event::diagnostic(driver, Some(host), d));
+        }
+    }
+
     fn run(&self, c: &Change) -> Result<(), String> {
         match c.action {
             Action::Create => self.create(c.after.as_ref().ok_or("create without a target state")?),
@@ -375,16 +377,13 @@ impl Step<'_> {
             .and_then(|x| x.driver_id);
         self.record(h, State::Creating, existing_id.clone(), "creating")?;
         let spec = self.spec(h, existing_id)?;
-        let created = driver.create(&mref, &spec).or_else(|first| {
-            // What a killed run left half-made can block a create: clear it and try once more.
-            if matches!(first, DriverError::UnknownImage { .. }) {
-                return Err(first);
+        // A create that fails leaves alone whatever is there: the next apply adopts it, or the
+        // operator replaces it with `--replace` (repairs never destroy).
+        match with_retries(|| driver.create(&mref, &spec)) {
+            Ok(resp) => {
+                self.said(&kind, &h.name, &resp.diagnostics);
+                self.record(h, State::Running, resp.driver_id, "running")
             }
-            with_retries(|| driver.destroy(&mref, &h.name)).map_err(|_| first)?;
-            driver.create(&mref, &spec)
-        });
-        match created {
-            Ok(resp) => self.record(h, State::Running, resp.driver_id, "running"),
             Err(e) => {
                 let msg = e.to_string();
                 self.record(h, State::Failed, None, &format!("create failed: {msg}"))?;
@@ -406,7 +405,7 @@ impl Step<'_> {
         let driver = self.drivers.get(&kind)?;
         self.record(h, State::Deleting, None, "deleting")?;
         with_retries(|| driver.destroy(&mref, &h.name))
-            .map(|_| ())
+            .map(|resp| self.said(&kind, &h.name, &resp.diagnostics))
             .map_err(|e| {
                 let msg = e.to_string();
                 let _ = self.record(h, State::Failed, None, &format!("destroy failed: {msg}"));
@@ -433,13 +432,20 @@ impl Step<'_> {
     }
 
     fn update(&self, before: &HostState, after: &HostState) -> Result<(), String> {
+        let recorded = || self.store.get_host(&after.name).ok().flatten();
+        if recorded().and_then(|r| r.state) != Some(State::Running) {
+            // The last apply did not finish it: create it again, adopting (and starting)
+            // whatever of its container exists; an adopted container keeps its size, so a
+            // resize still follows.
+            self.create(after)?;
+        }
         if (before.cpu, before.memory_mib, before.disk_gib)
             != (after.cpu, after.memory_mib, after.disk_gib)
         {
             let machine = after.machine.as_deref().ok_or("no machine")?;
             let (mref, kind) = self.machine_ref(machine)?;
             let driver = self.drivers.get(&kind)?;
-            driver
+            let resp = driver
                 .resize(
                     &mref,
                     &after.name,
@@ -448,13 +454,9 @@ impl Step<'_> {
                     after.disk_gib,
                 )
                 .map_err(|e| e.to_string())?;
+            self.said(&kind, &after.name, &resp.diagnostics);
         }
-        let driver_id = self
-            .store
-            .get_host(&after.name)
-            .ok()
-            .flatten()
-            .and_then(|x| x.driver_id);
+        let driver_id = recorded().and_then(|x| x.driver_id);
         self.record(after, State::Running, driver_id, "updated")
     }
 }
@@ -476,9 +478,4 @@ fn with_retries<T>(mut call: impl FnMut() -> Result<T, DriverError>) -> Result<T
         wait *= 2;
     }
     Err(last.expect("three attempts were made"))
-}
-
-/// Whether a host record is a container this config manages.
-pub fn is_managed(h: &Host, owner: &str) -> bool {
-    h.kind == Kind::Container && h.owner.as_deref() == Some(owner)
 }

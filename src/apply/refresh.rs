@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kloud_provider_api::compute::{ContainerState, MachineRef};
 
-use super::{ApplyError, Drivers};
+use super::{ApplyError, DriverSet};
 use crate::config::Config;
 use crate::hostdb::{Actor, Expect, State, Store};
 
@@ -53,7 +53,11 @@ impl Drift {
     }
 }
 
-pub fn refresh(config: &Config, store: &dyn Store, drivers: &Drivers) -> Result<Drift, ApplyError> {
+pub fn refresh(
+    config: &Config,
+    store: &dyn Store,
+    drivers: &dyn DriverSet,
+) -> Result<Drift, ApplyError> {
     let snapshot = store.snapshot(&config.settings.owner)?;
     let mut by_machine: BTreeMap<&str, Vec<&crate::hostdb::Host>> = BTreeMap::new();
     for h in &snapshot.hosts {
@@ -135,7 +139,7 @@ pub fn refresh(config: &Config, store: &dyn Store, drivers: &Drivers) -> Result<
 pub fn import(
     config: &Config,
     store: &dyn Store,
-    drivers: &Drivers,
+    drivers: &dyn DriverSet,
     name: &str,
 ) -> Result<String, ApplyError> {
     let desired = config

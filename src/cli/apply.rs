@@ -4,16 +4,20 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use miette::miette;
 
-use super::common::{make_plan, open_store, print_human, read_plan, PlanOpts};
+use super::common::{make_plan, print_human, read_plan, PlanOpts};
 use super::diagnostics::load_or_report;
-use crate::apply::{self, Drivers, LockGuard, Outcome};
+use super::store::open_for;
+use super::view::{self, Lines};
+use crate::apply::{self, Drivers};
+use crate::ops;
 use crate::plan::Plan;
 
 /// Set by Ctrl-C: apply starts no new host and finishes those in flight.
-static CANCEL: AtomicBool = AtomicBool::new(false);
+static CANCEL: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,7 +62,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             Ok(c) => c,
             Err(code) => return Ok(code),
         };
-        let store = open_store(&config, args.plan.hostdb.as_deref())?;
+        let store = open_for(&config, args.plan.hostdb.as_deref())?;
         // A saved plan was reviewed already: apply it without asking again.
         return execute(&plan, &config, store.as_ref(), args.parallelism);
     }
@@ -100,35 +104,31 @@ fn confirm_and_execute(
     parallelism: usize,
 ) -> miette::Result<ExitCode> {
     print_human(plan, plan.changes.len() > 50);
-    if !plan.unplaced.is_empty() && !allow_partial {
-        return Err(miette!(
-            code = "kloud::apply::unplaced",
-            help = "add machines, relax the rules, or pass --allow-partial to apply the rest",
-            "{} host(s) cannot be placed",
-            plan.unplaced.len()
-        ));
-    }
+    ops::apply::check_placed(plan, allow_partial)?;
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
     }
-    if !auto_approve {
-        if !std::io::stdin().is_terminal() {
-            return Err(miette!(
-                code = "kloud::apply::not_approved",
-                help = "pass --auto-approve, or apply a reviewed plan file",
-                "refusing to apply without confirmation: standard input is not a terminal"
-            ));
-        }
-        print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            println!("Apply cancelled.");
-            return Ok(ExitCode::from(1));
-        }
+    if !auto_approve && !confirmed()? {
+        println!("Apply cancelled.");
+        return Ok(ExitCode::from(1));
     }
     execute(plan, config, store, parallelism)
+}
+
+/// Ask on the terminal; only `yes` goes ahead.
+fn confirmed() -> miette::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(miette!(
+            code = "kloud::apply::not_approved",
+            help = "pass --auto-approve, or apply a reviewed plan file",
+            "refusing to apply without confirmation: standard input is not a terminal"
+        ));
+    }
+    print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    Ok(answer.trim() == "yes")
 }
 
 fn execute(
@@ -137,26 +137,16 @@ fn execute(
     store: &dyn crate::hostdb::Store,
     parallelism: usize,
 ) -> miette::Result<ExitCode> {
-    let holder = format!(
-        "{}@{} (pid {})",
-        std::env::var("USER").unwrap_or_else(|_| "root".into()),
-        hostname(),
-        std::process::id()
-    );
-    let guard = LockGuard::acquire(store, &holder).map_err(|e| {
-        miette!(
-            code = "kloud::apply::locked",
-            help = "wait for it to finish; if it crashed, its lease expires in 30 s, or run `kloud force-unlock ID`",
-            "{e}"
-        )
-    })?;
-    apply::check_fresh(plan, config, store).map_err(|e| {
-        miette!(
-            code = "kloud::apply::stale",
-            help = "make a new plan with `kloud plan --out FILE` and review it",
-            "{e}"
-        )
-    })?;
+    let req = ops::ApplyRequest {
+        parallelism,
+        actor: format!(
+            "{}@{} (pid {})",
+            std::env::var("USER").unwrap_or_else(|_| "root".into()),
+            hostname(),
+            std::process::id()
+        ),
+        cancel: CANCEL.clone(),
+    };
     let _ = ctrlc::set_handler(|| {
         if CANCEL.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted again: exiting now; the next apply repairs what is in flight");
@@ -164,97 +154,14 @@ fn execute(
         }
         eprintln!("\ninterrupted: finishing the hosts in flight, starting no new ones (Ctrl-C again to exit now)");
     });
-    let drivers = Drivers::from_env();
-    let opts = apply::Options {
-        parallelism,
-        actor: holder.clone(),
-        cancel: &CANCEL,
-    };
-    let started = std::time::Instant::now();
-    let total = plan
-        .changes
-        .iter()
-        .filter(|c| c.action != crate::plan::Action::NoOp)
-        .count();
-    // A live bar on a terminal; plain lines (one per host) otherwise, e.g. in CI logs.
-    let bar = (std::io::stdout().is_terminal() && total > 0).then(|| {
-        let bar = indicatif::ProgressBar::new(total as u64);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} hosts, {elapsed}")
-        {
-            bar.set_style(style);
-        }
-        bar
-    });
-    let progress = |line: &str| match &bar {
-        Some(b) => {
-            b.println(line);
-            b.inc(1);
-        }
-        None => println!("{line}"),
-    };
-    let result = guard.while_held(|| apply::apply(plan, config, store, &drivers, &opts, &progress));
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    drop(guard);
-    let r = result.map_err(|e| miette!(code = "kloud::apply::failed", "{e}"))?;
-    // Integrations (DNS, monitoring, puppet) follow what now exists.
-    let mut integration_failures = 0;
-    match crate::integrations::converge_all(config, store, false) {
-        Ok(outcomes) => {
-            for (name, outcome) in outcomes {
-                match outcome {
-                    Ok(resp) => println!(
-                        "{name}: {} added, {} updated, {} removed",
-                        resp.added, resp.updated, resp.removed
-                    ),
-                    Err(e) => {
-                        integration_failures += 1;
-                        eprintln!("{name}: FAILED: {e} (run `kloud sync {name}` to retry)");
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            integration_failures += 1;
-            eprintln!("integrations: FAILED: {e}");
-        }
-    }
-    let done = r
-        .results
-        .values()
-        .filter(|(_, o, _)| *o == Outcome::Done)
-        .count();
-    println!(
-        "\nApply {}: {done} done, {} failed, {} skipped, {} machine record(s) synced, in {:.1}s.",
-        if r.failed() == 0 && r.skipped() == 0 {
-            "complete"
-        } else {
-            "incomplete"
-        },
-        r.failed(),
-        r.skipped(),
-        r.machines_synced,
-        started.elapsed().as_secs_f64()
-    );
-    for (name, (_, outcome, _)) in &r.results {
-        if let Outcome::Failed(e) = outcome {
-            eprintln!("  {name}: {e}");
-        }
-    }
-    Ok(
-        if r.failed() > 0 || r.skipped() > 0 || integration_failures > 0 {
-            if r.failed() > 0 {
-                eprintln!(
-                    "Failed hosts are recorded as `failed` in HostDB; the next apply retries them."
-                );
-            }
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    let view = Lines::new();
+    let outcome = ops::apply(plan, config, store, &Drivers::from_env(), &req, &view);
+    view.finish();
+    Ok(if view::summary(&outcome?) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn hostname() -> String {
@@ -277,7 +184,7 @@ pub fn run_refresh(args: RefreshArgs) -> miette::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = open_store(&config, args.hostdb.as_deref())?;
+    let store = open_for(&config, args.hostdb.as_deref())?;
     let drivers = Drivers::from_env();
     let drift = apply::refresh::refresh(&config, store.as_ref(), &drivers)
         .map_err(|e| miette!(code = "kloud::refresh::failed", "{e}"))?;
@@ -303,7 +210,7 @@ pub fn run_import(args: ImportArgs) -> miette::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = open_store(&config, args.hostdb.as_deref())?;
+    let store = open_for(&config, args.hostdb.as_deref())?;
     let drivers = Drivers::from_env();
     let imported =
         apply::refresh::import(&config, store.as_ref(), &drivers, &args.name).map_err(|e| {
@@ -333,7 +240,7 @@ pub fn run_force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let store = open_store(&config, args.hostdb.as_deref())?;
+    let store = open_for(&config, args.hostdb.as_deref())?;
     store
         .lock_force_release(&args.id)
         .map_err(|e| report_err(&e.to_string()))?;

@@ -7,9 +7,12 @@ use std::process::ExitCode;
 use miette::miette;
 
 use super::diagnostics::load_or_report;
+use super::store::open_for;
+use super::view::Lines;
 use crate::apply::Drivers;
 use crate::config::Config;
-use crate::hostdb::{self, Store};
+use crate::hostdb::Store;
+use crate::ops;
 use crate::plan::{self, render, Plan};
 
 /// Options that choose what to plan, shared by plan, apply and destroy.
@@ -31,19 +34,10 @@ pub struct PlanOpts {
     /// vanished behind kloud's back are planned again
     #[arg(long)]
     pub refresh: bool,
-}
-
-/// Open the HostDB a config names (or `--hostdb`), relative to the config directory.
-pub fn open_store(config: &Config, url: Option<&str>) -> miette::Result<Box<dyn Store>> {
-    let url = url.unwrap_or(&config.settings.hostdb).to_string();
-    let store = hostdb::open(&url, &config.dir).map_err(|e| {
-        miette!(
-            code = "kloud::hostdb::open",
-            help = "check `hostdb` in the `kloud` block, or pass --hostdb URL",
-            "cannot open HostDB `{url}`: {e}"
-        )
-    })?;
-    Ok(store)
+    /// Destroy and create this host again (its FQDN; repeatable): the only way an existing
+    /// container is replaced without a config change
+    #[arg(long = "replace", value_name = "FQDN")]
+    pub replace: Vec<String>,
 }
 
 /// Load the config, snapshot HostDB and diff.
@@ -53,45 +47,22 @@ pub fn make_plan(
     destroy: bool,
 ) -> Result<(Config, Box<dyn Store>, Plan), ExitCode> {
     let config = load_or_report(dir, &opts.vars)?;
-    let store = open_store(&config, opts.hostdb.as_deref()).map_err(report)?;
-    if opts.refresh {
-        let drift = crate::apply::refresh::refresh(&config, store.as_ref(), &Drivers::from_env())
-            .map_err(|e| report(miette!(code = "kloud::refresh::failed", "{e}")))?;
-        // On stderr: stdout may be a JSON or markdown plan.
-        for line in drift.lines() {
-            eprintln!("{line}");
-        }
-    }
-    let snapshot = store.snapshot(&config.settings.owner).map_err(|e| {
-        report(miette!(
-            code = "kloud::hostdb::read",
-            "cannot read HostDB: {e}"
-        ))
-    })?;
-    let used = store.used_ips().map_err(|e| {
-        report(miette!(
-            code = "kloud::hostdb::read",
-            "cannot read HostDB: {e}"
-        ))
-    })?;
-    let plan_opts = plan::Options {
+    let store = open_for(&config, opts.hostdb.as_deref()).map_err(report)?;
+    let req = ops::PlanRequest {
         destroy,
         targets: opts.targets.clone(),
         force: opts.force,
+        refresh: opts.refresh,
+        replace: opts.replace.clone(),
     };
-    let plan = plan::diff(&config, &snapshot, &used, &store.url(), &plan_opts).map_err(|e| {
-        let help = match &e {
-            plan::DiffError::MassDelete { .. } => {
-                "check the config; pass --force if the deletion is intended"
-            }
-            plan::DiffError::MachineInUse { .. } => {
-                "move or delete those hosts first, or keep the machine"
-            }
-            plan::DiffError::UnknownTarget { .. } => "name a host_class of the config",
-            plan::DiffError::AddressesExhausted { .. } => "widen the network's cidr",
-        };
-        report(miette!(code = "kloud::plan::refused", help = help, "{e}"))
-    })?;
+    let plan = ops::plan(
+        &config,
+        store.as_ref(),
+        &Drivers::from_env(),
+        &req,
+        &Lines::new(),
+    )
+    .map_err(|e| report(e.into()))?;
     Ok((config, store, plan))
 }
 

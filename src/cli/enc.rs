@@ -10,9 +10,10 @@ use std::process::ExitCode;
 
 use miette::miette;
 
-use super::diagnostics::load_or_report;
-use crate::config::Config;
-use crate::integrations::{self, follow::Location};
+use super::store::{cwd_config, open_at};
+use crate::config::locate;
+use crate::hostdb::location::Location;
+use crate::integrations;
 use kloud_provider_puppet::{PuppetProvider, DEFAULT_ENVIRONMENT};
 
 #[derive(Debug, clap::Args)]
@@ -25,22 +26,6 @@ pub struct Args {
     /// The puppet environment to put in the YAML (default: the puppet provider's, else production)
     #[arg(long, value_name = "ENV")]
     pub environment: Option<String>,
-}
-
-/// The config in the current directory, or `None` when there is none (no `*.hcl` files).
-fn cwd_config() -> Result<Option<Config>, ExitCode> {
-    let dir = Path::new(".");
-    let has_hcl = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "hcl"))
-        })
-        .unwrap_or(false);
-    if !has_hcl {
-        return Ok(None);
-    }
-    load_or_report(dir, &[]).map(Some)
 }
 
 fn environment(block: Option<&serde_json::Value>) -> miette::Result<String> {
@@ -69,13 +54,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         None
     };
     let location = match (&args.hostdb, &config) {
-        (Some(url), _) => Location {
+        (flag, Some(c)) => locate::for_config(flag.as_deref(), c),
+        (Some(url), None) => Location {
             url: url.clone(),
             base_dir: PathBuf::from("."),
-        },
-        (None, Some(c)) => Location {
-            url: c.settings.hostdb.clone(),
-            base_dir: c.dir.clone(),
+            source: "--hostdb".into(),
         },
         (None, None) => {
             return Err(miette!(
@@ -100,13 +83,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             }
         }
     };
-    let store = location.open().map_err(|e| {
-        miette!(
-            code = "kloud::hostdb::open",
-            "cannot open HostDB `{}`: {e}",
-            location.url
-        )
-    })?;
+    let store = open_at(&location, true)?;
     let name = args.hostname.trim_end_matches('.').to_ascii_lowercase();
     let record = integrations::host_record(&*store, &name)
         .map_err(|e| miette!(code = "kloud::hostdb::read", "cannot read HostDB: {e}"))?;

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use miette::{miette, IntoDiagnostic};
 
-use super::hosts::{print_table, report};
-use crate::server::{serve, ServerConfig};
-use crate::hostdb::url::resolve;
+use super::store::store_error;
+use super::table::print_table;
+use crate::config::locate::resolve;
 use crate::hostdb::util::format_time;
 use crate::hostdb::{Role, Store};
+use crate::server::{serve, ServerConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -89,7 +90,7 @@ pub enum TokenCommand {
 /// Open a database store (not a remote one: the server and token management own the data).
 fn open_local(flag: Option<&str>) -> miette::Result<Box<dyn Store>> {
     let cwd = std::env::current_dir().into_diagnostic()?;
-    let loc = resolve(flag, &cwd).map_err(report)?;
+    let loc = resolve(flag, &cwd).map_err(store_error)?;
     if loc.url.starts_with("http://") || loc.url.starts_with("https://") {
         return Err(miette!(
             code = "kloud::hostdb::bad_url",
@@ -98,7 +99,7 @@ fn open_local(flag: Option<&str>) -> miette::Result<Box<dyn Store>> {
             loc.url
         ));
     }
-    crate::hostdb::open(&loc.url, &loc.base_dir).map_err(report)
+    super::store::open_at(&loc, false)
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -107,7 +108,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         HostdbCommand::Token(TokenCommand::Create { role, name, store }) => {
             let store = open_local(store.as_deref())?;
             let name = name.unwrap_or_else(|| role.as_str().to_string());
-            let (info, secret) = store.token_create(&name, role).map_err(report)?;
+            let (info, secret) = store.token_create(&name, role).map_err(store_error)?;
             eprintln!(
                 "created token `{}` (id {}, role {}); keep the secret below, it is not stored",
                 info.name,
@@ -121,7 +122,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             let store = open_local(store.as_deref())?;
             let rows: Vec<Vec<String>> = store
                 .token_list()
-                .map_err(report)?
+                .map_err(store_error)?
                 .into_iter()
                 .map(|t| {
                     vec![
@@ -137,7 +138,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         }
         HostdbCommand::Token(TokenCommand::Revoke { id, store }) => {
             let store = open_local(store.as_deref())?;
-            store.token_delete(&id).map_err(report)?;
+            store.token_delete(&id).map_err(store_error)?;
             println!("token {id} revoked");
             Ok(ExitCode::SUCCESS)
         }

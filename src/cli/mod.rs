@@ -12,12 +12,17 @@ pub mod common;
 pub mod diagnostics;
 pub mod enc;
 pub mod fmt;
+pub mod history;
 pub mod hostdb;
 pub mod hosts;
 pub mod plan;
 pub mod show;
+pub mod store;
 pub mod sync;
+pub mod table;
+pub mod tags;
 pub mod validate;
+pub mod view;
 
 /// Declarative plan/apply for a private container cloud.
 #[derive(Debug, Parser)]
@@ -50,9 +55,9 @@ pub enum Command {
     /// List hosts recorded in HostDB
     Hosts(hosts::HostsArgs),
     /// List and manage tags in HostDB
-    Tags(hosts::TagsArgs),
+    Tags(tags::TagsArgs),
     /// Show the recorded history of a host or tag
-    History(hosts::HistoryArgs),
+    History(history::HistoryArgs),
     /// Serve HostDB over HTTP and manage its tokens
     Hostdb(hostdb::Args),
     /// Print the puppet External Node Classifier YAML for a host
@@ -80,8 +85,8 @@ pub fn main() -> ExitCode {
         Command::Import(a) => apply::run_import(a),
         Command::ForceUnlock(a) => apply::run_force_unlock(a),
         Command::Hosts(a) => hosts::run_hosts(a),
-        Command::Tags(a) => hosts::run_tags(a),
-        Command::History(a) => hosts::run_history(a),
+        Command::Tags(a) => tags::run_tags(a),
+        Command::History(a) => history::run_history(a),
         Command::Hostdb(a) => hostdb::run(a),
         Command::Enc(a) => enc::run(a),
         Command::Sync(a) => sync::run(a),

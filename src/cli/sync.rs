@@ -17,8 +17,10 @@ use kloud_provider_api::Severity;
 use miette::miette;
 
 use super::diagnostics::load_or_report;
+use super::store::open_at;
+use crate::config::locate;
 use crate::hostdb::util::{format_time, now_ms, parse_duration};
-use crate::integrations::follow::{self, Delta, Event, Location};
+use crate::integrations::follow::{self, Delta, Event};
 use crate::integrations::{self};
 
 /// The integrations that can be synced (puppet pulls through `kloud enc` instead).
@@ -159,23 +161,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             "{e}"
         )
     })?;
-    let location = Location {
-        url: args
-            .hostdb
-            .clone()
-            .unwrap_or_else(|| config.settings.hostdb.clone()),
-        base_dir: config.dir.clone(),
-    };
+    let location = locate::for_config(args.hostdb.as_deref(), &config);
     let owner = args.owner.as_deref();
 
     if !args.watch {
-        let store = location.open().map_err(|e| {
-            miette!(
-                code = "kloud::hostdb::open",
-                "cannot open HostDB `{}`: {e}",
-                location.url
-            )
-        })?;
+        let store = open_at(&location, true)?;
         let started = std::time::Instant::now();
         let index = store
             .index()
@@ -206,7 +196,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         ..follow::Options::default()
     };
     let mut shown = BTreeSet::new();
-    let url = location.url.clone();
+    let url = location.redacted();
     follow::follow(
         &location,
         &*integration,

@@ -105,13 +105,6 @@ impl Diagnostic {
         self
     }
 
-    pub fn maybe_help(mut self, help: Option<String>) -> Self {
-        if help.is_some() {
-            self.help = help;
-        }
-        self
-    }
-
     /// `file:line:col` of the start of the span, if any.
     pub fn position(&self) -> Option<(String, usize, usize)> {
         self.location.as_ref().map(|l| {

@@ -171,10 +171,3 @@ impl Provider {
             .collect()
     }
 }
-
-impl Config {
-    /// Hosts of one class, in index order.
-    pub fn hosts_of<'a>(&'a self, class: &'a str) -> impl Iterator<Item = &'a DesiredHost> + 'a {
-        self.hosts.iter().filter(move |h| h.class == class)
-    }
-}

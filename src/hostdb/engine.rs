@@ -854,7 +854,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn snapshot(&self, owner: &str) -> Result<Snapshot, StoreError> {
-        let (index, machines, hosts, tags) = self.backend.read_consistent(|sql| {
+        let (index, machines, hosts, others, tags) = self.backend.read_consistent(|sql| {
             Ok((
                 current_index(sql)?,
                 texts(
@@ -867,6 +867,13 @@ impl<B: Backend> Store for SqlStore<B> {
                     "SELECT doc FROM hosts WHERE owner = $1 AND kind = 'container' ORDER BY name",
                     &[text(owner)],
                 )?,
+                // Every other container on a machine: capacity is global (design §8).
+                texts(
+                    sql,
+                    "SELECT doc FROM hosts WHERE kind = 'container' AND machine IS NOT NULL \
+                     AND (owner IS NULL OR owner <> $1) ORDER BY name",
+                    &[text(owner)],
+                )?,
                 texts(sql, "SELECT doc FROM tags ORDER BY name", &[])?,
             ))
         })?;
@@ -874,6 +881,7 @@ impl<B: Backend> Store for SqlStore<B> {
             index,
             machines: parse_all(machines)?,
             hosts: parse_all(hosts)?,
+            others: parse_all(others)?,
             tags: parse_all(tags)?,
         })
     }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod derive;
 mod engine;
 pub mod error;
+pub mod location;
 pub mod model;
 pub mod names;
 mod pool;
@@ -16,7 +17,6 @@ pub mod protocol;
 pub mod records;
 pub mod sqlite;
 pub mod store;
-pub mod url;
 pub mod util;
 
 use std::path::Path;

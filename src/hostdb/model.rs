@@ -262,6 +262,10 @@ pub struct Snapshot {
     pub machines: Vec<Host>,
     /// The containers whose owner is the requested owner, sorted by name.
     pub hosts: Vec<Host>,
+    /// Every other container placed on a machine (other configs', people's): they use
+    /// capacity and addresses like the owner's own (design §8). Sorted by name.
+    #[serde(default)]
+    pub others: Vec<Host>,
     /// Every tag, sorted by name.
     pub tags: Vec<Tag>,
 }

@@ -14,7 +14,6 @@
 //! retrying the same input would be refused again.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -23,64 +22,11 @@ use kloud_provider_api::integration::{
     ConvergeRequest, ConvergeResponse, HostRecord, Integration, IntegrationError,
 };
 
-use crate::hostdb::{self, Store, StoreError};
+use crate::hostdb::{Store, StoreError};
 
 use super::host_records;
 
-/// Where HostDB is and how to (re)open it.
-#[derive(Debug, Clone)]
-pub struct Location {
-    pub url: String,
-    /// Relative SQLite paths are taken from here (the config directory).
-    pub base_dir: PathBuf,
-}
-
-/// What identifies the database a store reads: for a SQLite file its device and inode, so a
-/// file replaced underneath us (a restore from backup) is noticed; open connections would
-/// otherwise keep reading the old, unlinked file forever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity(u64, u64);
-
-impl Location {
-    /// The SQLite file of a `sqlite:` URL.
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let p = self.url.strip_prefix("sqlite:")?;
-        Some(self.base_dir.join(p.strip_prefix("//").unwrap_or(p)))
-    }
-
-    /// Open the store. A SQLite file that does not exist is an error here rather than a new
-    /// empty database: converging to "no hosts" because a path was wrong would remove every
-    /// record the integration manages.
-    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
-        if let Some(path) = self.sqlite_path() {
-            if !path.is_file() {
-                return Err(StoreError::Unavailable(format!(
-                    "the HostDB file `{}` does not exist",
-                    path.display()
-                )));
-            }
-        }
-        hostdb::open(&self.url, &self.base_dir)
-    }
-
-    /// The identity of the database, when it has one we can check cheaply.
-    pub fn identity(&self) -> Option<Identity> {
-        let path = self.sqlite_path()?;
-        identity_of(&path)
-    }
-}
-
-#[cfg(unix)]
-fn identity_of(path: &Path) -> Option<Identity> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Identity(m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn identity_of(_path: &Path) -> Option<Identity> {
-    None
-}
+pub use crate::hostdb::location::{Identity, Location};
 
 /// How often a waiting watcher checks for a stop request and a replaced SQLite file.
 pub const CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -465,6 +411,7 @@ mod tests {
         let loc = Location {
             url: "sqlite:nope.db".into(),
             base_dir: dir.path().into(),
+            source: "test".into(),
         };
         assert!(matches!(loc.open(), Err(StoreError::Unavailable(_))));
         assert!(!dir.path().join("nope.db").exists());

@@ -9,10 +9,8 @@ pub mod follow;
 
 pub use crate::hostdb::records::{host_record, host_records};
 
-use std::collections::BTreeMap;
-
 use kloud_provider_api::integration::{
-    ConfigError, ConvergeRequest, ConvergeResponse, HostRecord, Integration, IntegrationError,
+    ConfigError, ConvergeRequest, ConvergeResponse, Integration, IntegrationError,
 };
 use kloud_provider_dns::DnsProvider;
 use kloud_provider_nagios::NagiosProvider;
@@ -21,7 +19,7 @@ use kloud_provider_puppet::PuppetProvider;
 use thiserror::Error;
 
 use crate::config::{Config, Provider};
-use crate::hostdb::{Host, HostQuery, Kind, State, Store, StoreError, Tag};
+use crate::hostdb::{Store, StoreError};
 
 /// The provider kinds that are integrations (the others are compute drivers).
 pub const KINDS: &[&str] = &["dns", "nagios", "prometheus", "puppet"];
@@ -171,90 +169,4 @@ pub fn converge_all(
             .collect::<Vec<_>>()
     });
     Ok(results)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hostdb::{Actor, Expect};
-    use serde_json::json;
-
-    fn props(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-        v.as_object().cloned().unwrap_or_default()
-    }
-
-    fn store() -> (tempfile::TempDir, Box<dyn Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = crate::hostdb::open("sqlite:hostdb.db", dir.path()).unwrap();
-        (dir, s)
-    }
-
-    fn container(name: &str, owner: &str, state: Option<State>, ip: Option<&str>) -> Host {
-        let mut h = Host::container(name);
-        h.owner = Some(owner.into());
-        h.state = state;
-        h.ip = ip.map(str::to_string);
-        h.class = Some("web".into());
-        h.machine = Some("hw-1.t".into());
-        h.tags = vec!["web".into()];
-        h.roles = vec!["role::nginx".into()];
-        h.properties = props(json!({"team": "own"}));
-        h
-    }
-
-    #[test]
-    fn records_follow_state_owner_and_derive_config_like_the_store() {
-        let (_d, s) = store();
-        let a = Actor::new("test");
-        let mut m = Host::machine("hw-1.t");
-        m.labels = BTreeMap::from([("rack".into(), "r1".into())]);
-        s.put_host(m, Expect::Any, &a).unwrap();
-        let mut parent = Tag::new("prod");
-        parent.properties = props(json!({"env": "prod", "team": "ops"}));
-        s.put_tag(parent, Expect::Any, &a).unwrap();
-        let mut web = Tag::new("web");
-        web.tags = vec!["prod".into()];
-        web.properties = props(json!({"port": 80, "env": "web-env"}));
-        s.put_tag(web, Expect::Any, &a).unwrap();
-        for h in [
-            container("a.t", "one", Some(State::Running), Some("10.0.0.1")),
-            container("b.t", "two", Some(State::Running), Some("10.0.0.2")),
-            container("c.t", "one", Some(State::Creating), Some("10.0.0.3")),
-            container("d.t", "one", Some(State::Creating), None),
-            container("e.t", "one", Some(State::Deleting), Some("10.0.0.5")),
-            container("f.t", "one", Some(State::Failed), Some("10.0.0.6")),
-            container("g.t", "one", Some(State::Running), None),
-        ] {
-            s.put_host(h, Expect::Any, &a).unwrap();
-        }
-        let all = host_records(&*s, None).unwrap();
-        let names: Vec<&str> = all.iter().map(|r| r.fqdn.as_str()).collect();
-        assert_eq!(names, ["a.t", "b.t", "c.t", "g.t"]);
-        let one = host_records(&*s, Some("one")).unwrap();
-        let names: Vec<&str> = one.iter().map(|r| r.fqdn.as_str()).collect();
-        assert_eq!(names, ["a.t", "c.t", "g.t"]);
-        let a_rec = &all[0];
-        assert_eq!(a_rec.ip, "10.0.0.1");
-        assert_eq!(a_rec.machine, "hw-1.t");
-        assert_eq!(a_rec.labels.get("rack").map(String::as_str), Some("r1"));
-        assert_eq!(a_rec.roles, ["role::nginx"]);
-        assert_eq!(
-            all[3].ip, "",
-            "a running host without an address has an empty one"
-        );
-        // The batched derivation must agree with the store's own, host by host.
-        for r in &all {
-            assert_eq!(
-                Some(r.properties.clone()),
-                s.derived_config(&r.fqdn).unwrap(),
-                "{}",
-                r.fqdn
-            );
-        }
-        assert_eq!(a_rec.properties.get("team"), Some(&json!("own")));
-        assert_eq!(a_rec.properties.get("env"), Some(&json!("web-env")));
-        // The single-host read gives the same record.
-        assert_eq!(host_record(&*s, "a.t").unwrap().as_ref(), Some(a_rec));
-        assert_eq!(host_record(&*s, "zz.t").unwrap(), None);
-    }
 }

@@ -4,7 +4,9 @@
 //! people (terminal, markdown); its JSON form is the contract other programs read. The
 //! `reason` of a change explains the plan to people; apply never branches on it.
 
+pub mod check;
 pub mod diff;
+pub mod reason;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -29,10 +31,6 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn is_replace(self) -> bool {
-        self == Action::Replace
-    }
-
     /// Terraform's symbol for the action.
     pub fn symbol(self) -> &'static str {
         match self {

@@ -43,10 +43,6 @@ impl Secret {
         Ok(Self(bytes))
     }
 
-    pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self(bytes)
-    }
-
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }

@@ -1,36 +1,39 @@
-//! Finding HostDB for commands that only read it (`kloud hosts`, `tags`, `history`):
-//! `--hostdb URL`, else `KLOUD_HOSTDB`, else `hostdb = "…"` in the `kloud {}` block of the
-//! `*.hcl` files in the current directory, else `sqlite:.kloud/hostdb.db`. Relative SQLite
-//! paths are relative to the config directory.
+//! Finding HostDB, the one way every command does: `--hostdb URL`, else `KLOUD_HOSTDB`, else
+//! `hostdb = "…"` in the `kloud {}` block of the config, else `sqlite:.kloud/hostdb.db`.
+//! Relative SQLite paths are relative to the config directory.
 //!
-//! This is a small stand-in for the real config loader: it reads only that one attribute and
-//! ignores files it cannot parse (the loader reports those).
+//! Commands that load the config use [`for_config`]; commands that only read HostDB (`kloud
+//! hosts`, `tags`, `history`, `enc`) use [`resolve`], which reads only that one attribute and
+//! ignores files it cannot parse (the loader reports those), so a broken config never hides
+//! what HostDB knows.
 
 use std::path::{Path, PathBuf};
 
-use super::error::StoreError;
+use super::Config;
+use crate::hostdb::location::Location;
+use crate::hostdb::StoreError;
 
 /// The default store of a config directory.
 pub const DEFAULT_URL: &str = "sqlite:.kloud/hostdb.db";
 
-/// Where HostDB is, and the directory relative SQLite paths are taken from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub url: String,
-    pub base_dir: PathBuf,
-    /// Where the URL came from, for messages.
-    pub source: String,
-}
-
-impl Location {
-    /// For a SQLite URL, the database file.
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let p = self.url.strip_prefix("sqlite:")?;
-        Some(self.base_dir.join(p.strip_prefix("//").unwrap_or(p)))
+/// The HostDB of a loaded config: `--hostdb` (or `KLOUD_HOSTDB`, which clap reads into the
+/// flag), else the config's `kloud { hostdb }`.
+pub fn for_config(flag: Option<&str>, config: &Config) -> Location {
+    match flag.filter(|u| !u.is_empty()) {
+        Some(url) => Location {
+            url: url.to_string(),
+            base_dir: config.dir.clone(),
+            source: "--hostdb".to_string(),
+        },
+        None => Location {
+            url: config.settings.hostdb.clone(),
+            base_dir: config.dir.clone(),
+            source: format!("the config in `{}`", config.dir.display()),
+        },
     }
 }
 
-/// Resolve the HostDB location for a command run in `dir`.
+/// The HostDB for a command run in `dir` that does not load the config (`kloud hosts`, …).
 pub fn resolve(flag: Option<&str>, dir: &Path) -> Result<Location, StoreError> {
     if let Some(url) = flag.filter(|u| !u.is_empty()) {
         return Ok(Location {

@@ -1,0 +1,379 @@
+//! The engine (`kloud::ops`) end to end over a real SQLite HostDB and an in-memory fake driver
+//! that fails on demand: what real LXC cannot be made to do at a chosen moment.
+
+mod ops_support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use kloud::apply::Outcome;
+use kloud::config::{load, Config};
+use kloud::hostdb::{self, HostQuery, Kind, State, Store};
+use kloud::ops::{self, events::Recorded, ApplyRequest, Event, PlanRequest};
+use kloud::plan::{Action, Plan};
+use ops_support::{write_config, FakeDriver, FakeDrivers, FaultInjectingStore};
+
+struct Lab {
+    dir: tempfile::TempDir,
+    driver: Arc<FakeDriver>,
+    store: Box<dyn Store>,
+}
+
+impl Lab {
+    fn new(web_count: u32) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path(), web_count, "256MiB");
+        let store = hostdb::open("sqlite:hostdb.db", dir.path()).unwrap();
+        Lab {
+            dir,
+            driver: Arc::new(FakeDriver::default()),
+            store,
+        }
+    }
+
+    fn config(&self) -> Config {
+        load(self.dir.path(), &Default::default()).unwrap()
+    }
+
+    fn plan_with(&self, store: &dyn Store, req: &PlanRequest) -> Plan {
+        let config = self.config();
+        let plan = ops::plan(
+            &config,
+            store,
+            &FakeDrivers(self.driver.clone()),
+            req,
+            &Recorded::default(),
+        )
+        .unwrap();
+        let outside = kloud::plan::check::outside(store, &plan).unwrap();
+        let violations = kloud::plan::check::check(&plan, &config, &outside);
+        assert!(violations.is_empty(), "invariants broken: {violations:?}");
+        plan
+    }
+
+    fn plan(&self) -> Plan {
+        self.plan_with(self.store.as_ref(), &PlanRequest::default())
+    }
+
+    fn apply_with(
+        &self,
+        store: &dyn Store,
+        plan: &Plan,
+        cancel: Arc<AtomicBool>,
+    ) -> (ops::ApplyOutcome, Vec<Event>) {
+        let events = Recorded::default();
+        let req = ApplyRequest {
+            parallelism: 2,
+            actor: "test".into(),
+            cancel,
+        };
+        let out = ops::apply(
+            plan,
+            &self.config(),
+            store,
+            &FakeDrivers(self.driver.clone()),
+            &req,
+            &events,
+        )
+        .unwrap();
+        (out, events.events())
+    }
+
+    fn apply(&self) -> (ops::ApplyOutcome, Vec<Event>) {
+        let plan = self.plan();
+        self.apply_with(self.store.as_ref(), &plan, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn recorded(&self) -> Vec<(String, Option<State>)> {
+        self.store
+            .all_hosts(&HostQuery {
+                kind: Some(Kind::Container),
+                ..HostQuery::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.name, h.state))
+            .collect()
+    }
+
+    fn running(&self) -> BTreeSet<String> {
+        self.recorded()
+            .into_iter()
+            .filter(|(_, s)| *s == Some(State::Running))
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
+fn host_names(n: u32) -> BTreeSet<String> {
+    (1..=n).map(|i| format!("web-{i}.t.internal")).collect()
+}
+
+#[test]
+fn apply_creates_records_and_reports_each_host() {
+    let lab = Lab::new(4);
+    lab.driver
+        .create_warning
+        .lock()
+        .unwrap()
+        .replace("image is old".into());
+    let (out, events) = lab.apply();
+    assert!(out.complete(), "{out:?}");
+    assert_eq!(out.done(), 4);
+    assert_eq!(lab.driver.names(), host_names(4));
+    assert_eq!(lab.running(), host_names(4));
+    let hosts: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Host {
+                    outcome: Outcome::Done,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(hosts.len(), 4);
+    // What the driver said reaches the listener, once per host.
+    let warnings = events
+        .iter()
+        .filter(|e| matches!(e, Event::Diagnostic { summary, error: false, .. } if summary == "image is old"))
+        .count();
+    assert_eq!(warnings, 4);
+    assert!(matches!(events.first(), Some(Event::Locked { .. })));
+    // A second run has nothing to do.
+    let plan = lab.plan();
+    assert!(!plan.has_changes(), "{:?}", plan.summary);
+}
+
+#[test]
+fn a_failed_create_fails_its_host_only_and_the_next_apply_repairs_it() {
+    let lab = Lab::new(4);
+    lab.driver
+        .fail_create
+        .lock()
+        .unwrap()
+        .insert("web-2.t.internal".into());
+    let (out, _) = lab.apply();
+    assert_eq!(out.hosts.failed(), 1);
+    assert_eq!(out.done(), 3);
+    assert!(!out.complete());
+    let recorded = lab.recorded();
+    assert!(recorded.contains(&("web-2.t.internal".into(), Some(State::Failed))));
+    assert!(!lab.driver.names().contains("web-2.t.internal"));
+    lab.driver.fail_create.lock().unwrap().clear();
+    let plan = lab.plan();
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "web-2.t.internal")
+        .unwrap();
+    // Repaired in place: created again on the same machine, nothing destroyed.
+    assert_eq!(change.action, Action::Update);
+    assert!(
+        change.reason.contains("left it `failed`"),
+        "{}",
+        change.reason
+    );
+    let (out, _) = lab.apply_with(lab.store.as_ref(), &plan, Arc::new(AtomicBool::new(false)));
+    assert!(out.complete());
+    assert_eq!(lab.running(), host_names(4));
+    assert_eq!(lab.driver.names(), host_names(4));
+    assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_failed_destroy_keeps_the_record_and_says_so() {
+    let lab = Lab::new(3);
+    assert!(lab.apply().0.complete());
+    write_config(lab.dir.path(), 2, "256MiB");
+    lab.driver
+        .fail_destroy
+        .lock()
+        .unwrap()
+        .insert("web-3.t.internal".into());
+    let (out, _) = lab.apply();
+    assert_eq!(out.hosts.failed(), 1);
+    // The container still exists, so HostDB must still say so.
+    assert!(lab.driver.names().contains("web-3.t.internal"));
+    assert!(lab
+        .recorded()
+        .contains(&("web-3.t.internal".into(), Some(State::Failed))));
+    lab.driver.fail_destroy.lock().unwrap().clear();
+    assert!(lab.apply().0.complete());
+    assert_eq!(lab.driver.names(), host_names(2));
+    assert_eq!(lab.running(), host_names(2));
+}
+
+#[test]
+fn a_hostdb_write_failing_after_create_is_repaired_without_a_second_container() {
+    let lab = Lab::new(3);
+    let store = FaultInjectingStore::new(
+        hostdb::open("sqlite:hostdb.db", lab.dir.path()).unwrap(),
+        vec![State::Running],
+    );
+    let plan = lab.plan_with(&store, &PlanRequest::default());
+    store.armed.store(true, Ordering::SeqCst);
+    let (out, _) = lab.apply_with(&store, &plan, Arc::new(AtomicBool::new(false)));
+    // Every container was made, but no host could be recorded `running`.
+    assert_eq!(out.hosts.failed(), 3);
+    assert_eq!(lab.driver.names(), host_names(3));
+    assert!(lab.running().is_empty());
+    // The next apply adopts them: no container is destroyed or made twice.
+    store.armed.store(false, Ordering::SeqCst);
+    let creates_before = lab.driver.creates.load(Ordering::SeqCst);
+    let (out, _) = lab.apply();
+    assert!(out.complete(), "{out:?}");
+    assert_eq!(lab.running(), host_names(3));
+    assert_eq!(lab.driver.names(), host_names(3));
+    assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        lab.driver.creates.load(Ordering::SeqCst),
+        creates_before + 3
+    );
+}
+
+#[test]
+fn cancelling_mid_run_skips_the_rest_and_the_next_apply_finishes() {
+    let lab = Lab::new(6);
+    let cancel = Arc::new(AtomicBool::new(false));
+    lab.driver
+        .cancel_after
+        .lock()
+        .unwrap()
+        .replace((2, cancel.clone()));
+    let plan = lab.plan();
+    let (out, events) = lab.apply_with(lab.store.as_ref(), &plan, cancel);
+    assert!(out.hosts.skipped() >= 1, "{out:?}");
+    assert_eq!(out.done() + out.hosts.skipped(), 6);
+    let skipped = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Host {
+                    outcome: Outcome::Skipped,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(skipped, out.hosts.skipped());
+    // Nothing half-recorded: every container that exists is running in HostDB, and the rest
+    // were never recorded.
+    assert_eq!(lab.running(), lab.driver.names());
+    lab.driver.cancel_after.lock().unwrap().take();
+    assert!(lab.apply().0.complete());
+    assert_eq!(lab.running(), host_names(6));
+}
+
+#[test]
+fn a_resize_is_applied_in_place() {
+    let lab = Lab::new(2);
+    assert!(lab.apply().0.complete());
+    write_config(lab.dir.path(), 2, "512MiB");
+    let plan = lab.plan();
+    assert_eq!(plan.summary.update, 2, "{:?}", plan.summary);
+    let (out, _) = lab.apply_with(lab.store.as_ref(), &plan, Arc::new(AtomicBool::new(false)));
+    assert!(out.complete());
+    assert_eq!(lab.driver.resizes.load(Ordering::SeqCst), 2);
+    assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 0);
+    let sizes: BTreeSet<u64> = lab
+        .driver
+        .containers
+        .lock()
+        .unwrap()
+        .values()
+        .map(|c| c.spec.memory_mib)
+        .collect();
+    assert_eq!(sizes, BTreeSet::from([512]));
+}
+
+#[test]
+fn a_held_lock_refuses_a_second_apply() {
+    let lab = Lab::new(1);
+    let plan = lab.plan();
+    let lease = lab
+        .store
+        .lock_acquire(
+            kloud::apply::APPLY_LOCK,
+            "someone else",
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap();
+    let req = ApplyRequest {
+        parallelism: 1,
+        actor: "test".into(),
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let err = ops::apply(
+        &plan,
+        &lab.config(),
+        lab.store.as_ref(),
+        &FakeDrivers(lab.driver.clone()),
+        &req,
+        &Recorded::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ops::OpsError::Locked(_)), "{err}");
+    assert!(err.to_string().contains("someone else"), "{err}");
+    assert!(lab.driver.names().is_empty());
+    lab.store.lock_release(&lease).unwrap();
+}
+
+#[test]
+fn a_stopped_container_is_started_again_not_replaced() {
+    let lab = Lab::new(2);
+    assert!(lab.apply().0.complete());
+    // Stopped behind kloud's back; refresh notices and marks it failed.
+    {
+        let mut c = lab.driver.containers.lock().unwrap();
+        c.values_mut().next().unwrap().running = false;
+    }
+    let plan = lab.plan_with(
+        lab.store.as_ref(),
+        &PlanRequest {
+            refresh: true,
+            ..PlanRequest::default()
+        },
+    );
+    assert_eq!(plan.summary.update, 1, "{:?}", plan.summary);
+    assert_eq!(plan.summary.replace, 0);
+    let (out, _) = lab.apply_with(lab.store.as_ref(), &plan, Arc::new(AtomicBool::new(false)));
+    assert!(out.complete());
+    assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 0);
+    assert!(lab
+        .driver
+        .containers
+        .lock()
+        .unwrap()
+        .values()
+        .all(|c| c.running));
+    assert_eq!(lab.running(), host_names(2));
+}
+
+#[test]
+fn replace_by_name_is_the_only_way_to_remake_an_existing_container() {
+    let lab = Lab::new(2);
+    assert!(lab.apply().0.complete());
+    let plan = lab.plan_with(
+        lab.store.as_ref(),
+        &PlanRequest {
+            replace: vec!["web-1.t.internal".into()],
+            ..PlanRequest::default()
+        },
+    );
+    let c = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "web-1.t.internal")
+        .unwrap();
+    assert_eq!(c.action, Action::Replace);
+    assert_eq!(c.reason, "replacement requested with --replace");
+    let (out, _) = lab.apply_with(lab.store.as_ref(), &plan, Arc::new(AtomicBool::new(false)));
+    assert!(out.complete());
+    assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 1);
+    assert_eq!(lab.running(), host_names(2));
+}
