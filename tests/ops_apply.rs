@@ -67,6 +67,7 @@ impl Lab {
             parallelism: 2,
             actor: "test".into(),
             cancel,
+            lock_ttl: kloud::apply::TTL,
         };
         let out = ops::apply(
             plan,
@@ -307,6 +308,7 @@ fn a_held_lock_refuses_a_second_apply() {
         parallelism: 1,
         actor: "test".into(),
         cancel: Arc::new(AtomicBool::new(false)),
+        lock_ttl: kloud::apply::TTL,
     };
     let err = ops::apply(
         &plan,

@@ -1,7 +1,10 @@
 //! The HostDB apply lock: a lease renewed in the background while apply works.
 //!
-//! A crashed holder stops renewing, so its lease expires after the TTL and the next run takes
-//! it; `kloud force-unlock ID` frees it sooner.
+//! A crashed holder stops renewing, so its lease expires after the TTL (by HostDB's clock: the
+//! database's, or the server's over HTTP) and the next run takes it; `kloud force-unlock ID`
+//! frees it sooner. A holder that cannot renew is told at once and stops starting new work
+//! before the lease can expire; and every write apply makes carries a fence on the lease
+//! (`Write::Fence`), so a holder that lost it anyway cannot write another record.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,25 +16,22 @@ use crate::hostdb::{Lease, Store, StoreError};
 /// The name of the lock every apply takes.
 pub const APPLY_LOCK: &str = "apply";
 
-/// How long a lease lives without renewal, and how often we renew it.
-const TTL: Duration = Duration::from_secs(30);
-const RENEW_EVERY: Duration = Duration::from_secs(10);
-/// How soon a failed renewal is tried again.
-const RETRY_EVERY: Duration = Duration::from_secs(2);
-/// Work stops this long before the lease could expire: in-flight steps still need to write.
-const SAFETY: Duration = Duration::from_secs(5);
+/// How long a lease lives without renewal. It is renewed every third of that; a failed
+/// renewal is retried every fifteenth; work stops a sixth of it before it could expire.
+pub const TTL: Duration = Duration::from_secs(30);
 
 /// Holds the lock until dropped.
 pub struct LockGuard<'a> {
     store: &'a dyn Store,
     lease: Arc<std::sync::Mutex<Lease>>,
     stop: Arc<AtomicBool>,
+    ttl: Duration,
 }
 
 impl<'a> LockGuard<'a> {
     /// Take the apply lock, or say who holds it.
-    pub fn acquire(store: &'a dyn Store, holder: &str) -> Result<Self, ApplyError> {
-        let lease = match store.lock_acquire(APPLY_LOCK, holder, TTL) {
+    pub fn acquire(store: &'a dyn Store, holder: &str, ttl: Duration) -> Result<Self, ApplyError> {
+        let lease = match store.lock_acquire(APPLY_LOCK, holder, ttl) {
             Ok(l) => l,
             Err(StoreError::Held {
                 holder,
@@ -51,6 +51,7 @@ impl<'a> LockGuard<'a> {
             store,
             lease: Arc::new(std::sync::Mutex::new(lease)),
             stop: Arc::new(AtomicBool::new(false)),
+            ttl,
         })
     }
 
@@ -76,7 +77,8 @@ impl<'a> LockGuard<'a> {
     }
 
     fn renew_until_stopped(&self, trouble: &(dyn Fn(String, bool) + Sync)) {
-        const TICK: Duration = Duration::from_millis(200);
+        const TICK: Duration = Duration::from_millis(100);
+        let (renew_every, retry_every, safety) = (self.ttl / 3, self.ttl / 15, self.ttl / 6);
         let mut since_ok = Duration::ZERO;
         let mut since_try = Duration::ZERO;
         let mut failing = false;
@@ -84,13 +86,13 @@ impl<'a> LockGuard<'a> {
             std::thread::sleep(TICK);
             since_ok += TICK;
             since_try += TICK;
-            let due = if failing { RETRY_EVERY } else { RENEW_EVERY };
+            let due = if failing { retry_every } else { renew_every };
             if since_try < due {
                 continue;
             }
             since_try = Duration::ZERO;
             let Ok(mut l) = self.lease.lock() else { return };
-            match self.store.lock_renew(&l, TTL) {
+            match self.store.lock_renew(&l, self.ttl) {
                 Ok(new) => {
                     *l = new;
                     since_ok = Duration::ZERO;
@@ -99,7 +101,7 @@ impl<'a> LockGuard<'a> {
                 Err(e) => {
                     failing = true;
                     let gone = matches!(e, StoreError::NotFound { .. } | StoreError::Held { .. });
-                    let fatal = gone || since_ok + RETRY_EVERY >= TTL - SAFETY;
+                    let fatal = gone || since_ok + retry_every >= self.ttl.saturating_sub(safety);
                     trouble(format!("cannot renew the apply lock: {e}"), fatal);
                 }
             }

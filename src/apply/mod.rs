@@ -25,7 +25,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use drivers::{DriverSet, Drivers};
-pub use lock::{LockGuard, APPLY_LOCK};
+pub use lock::{LockGuard, APPLY_LOCK, TTL};
 
 use crate::config::Config;
 use crate::hostdb::{Actor, Expect, State, Store, StoreError, Write};
@@ -87,6 +87,9 @@ pub struct Options {
     /// Set when the operator interrupts (or the lock is in trouble): no new host is started,
     /// those in flight finish.
     pub cancel: Arc<AtomicBool>,
+    /// The lease apply holds (lock name, lease id): every HostDB write is made conditional on
+    /// it, in the same transaction, so a run that lost its lock cannot write any more.
+    pub fence: Option<(String, String)>,
 }
 
 /// The outcome of one host.
@@ -166,9 +169,17 @@ pub fn apply(
         message: Some("kloud apply".into()),
     };
     let owner = config.settings.owner.clone();
+    let fence: Vec<Write> = opts
+        .fence
+        .iter()
+        .map(|(lock, id)| Write::Fence {
+            lock: lock.clone(),
+            id: id.clone(),
+        })
+        .collect();
 
     // Machine records first: hosts refer to them.
-    let mut writes = Vec::new();
+    let mut writes = fence.clone();
     for m in &plan.machines {
         match (m.action, &m.after) {
             (Action::Create | Action::Update, Some(a)) => writes.push(Write::PutHost {
@@ -182,8 +193,8 @@ pub fn apply(
             _ => {}
         }
     }
-    if !writes.is_empty() {
-        report.machines_synced = writes.len();
+    if writes.len() > fence.len() {
+        report.machines_synced = writes.len() - fence.len();
         store.write(writes, &actor)?;
     }
 
@@ -231,6 +242,8 @@ pub fn apply(
                     actor: &actor,
                     owner: &owner,
                     events,
+                    fence: &fence,
+                    cancel: &opts.cancel,
                 };
                 let outcome = match step.run(change) {
                     Ok(()) => Outcome::Done,
@@ -269,6 +282,10 @@ struct Step<'a> {
     actor: &'a Actor,
     owner: &'a str,
     events: &'a dyn Events,
+    /// Written first in every transaction (see [`Options::fence`]).
+    fence: &'a [Write],
+    /// Set when the lease is lost: no new host is started.
+    cancel: &'a AtomicBool,
 }
 
 impl Step<'_> {
@@ -325,10 +342,29 @@ impl Step<'_> {
             name: self.actor.name.clone(),
             message: Some(message.to_string()),
         };
+        self.write(
+            Write::PutHost {
+                host,
+                expect: Expect::Any,
+            },
+            &actor,
+        )
+    }
+
+    /// One HostDB write, fenced by the lease.
+    fn write(&self, w: Write, actor: &Actor) -> Result<(), String> {
+        let mut writes = self.fence.to_vec();
+        writes.push(w);
         self.store
-            .put_host(host, Expect::Any, &actor)
+            .write(writes, actor)
             .map(|_| ())
-            .map_err(|e| format!("HostDB: {e}"))
+            .map_err(|e| match e {
+                StoreError::LeaseLost { .. } => {
+                    self.cancel.store(true, Ordering::SeqCst);
+                    format!("HostDB: {e}: this apply lost the lock (another run may hold it now) and stopped writing")
+                }
+                e => format!("HostDB: {e}"),
+            })
     }
 
     fn spec(&self, h: &HostState, driver_id: Option<String>) -> Result<ContainerSpec, String> {
@@ -419,16 +455,13 @@ impl Step<'_> {
             name: self.actor.name.clone(),
             message: Some("destroyed".into()),
         };
-        self.store
-            .write(
-                vec![Write::DeleteHost {
-                    name: h.name.clone(),
-                    expect: Expect::Any,
-                }],
-                &actor,
-            )
-            .map(|_| ())
-            .map_err(|e| format!("HostDB: {e}"))
+        self.write(
+            Write::DeleteHost {
+                name: h.name.clone(),
+                expect: Expect::Any,
+            },
+            &actor,
+        )
     }
 
     fn update(&self, before: &HostState, after: &HostState) -> Result<(), String> {

@@ -146,6 +146,7 @@ fn execute(
             std::process::id()
         ),
         cancel: CANCEL.clone(),
+        lock_ttl: apply::TTL,
     };
     let _ = ctrlc::set_handler(|| {
         if CANCEL.swap(true, Ordering::SeqCst) {

@@ -81,6 +81,11 @@ pub(crate) trait Sql {
     fn exec(&mut self, sql: &str, args: &[Val]) -> Result<u64, StoreError>;
     /// Run a query; every row as values.
     fn query(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Vec<Val>>, StoreError>;
+    /// The database's clock, in ms since the epoch: leases expire by it, so every client of
+    /// one database agrees on when (an embedded database's clock is this computer's).
+    fn now_ms(&mut self) -> Result<u64, StoreError> {
+        Ok(now_ms())
+    }
 }
 
 /// A SQL database HostDB can live in.
@@ -251,6 +256,7 @@ fn validate(w: &mut Write) -> Result<(), StoreError> {
         }
         Write::DeleteHost { name, .. } => names::check("host", name)?,
         Write::DeleteTag { name, .. } => names::check("tag", name)?,
+        Write::Fence { lock, .. } => check_lock_name(lock)?,
     }
     Ok(())
 }
@@ -502,6 +508,27 @@ fn apply_host_batch(
 }
 
 /// The body of `Store::write`, run inside one serialized transaction.
+/// The lease `id` of `lock` is held and unexpired, by the database's clock.
+fn check_fence(sql: &mut dyn Sql, lock: &str, id: &str) -> Result<(), StoreError> {
+    let now = sql.now_ms()?;
+    let rows = sql.query(
+        "SELECT expires_ms FROM locks WHERE name = $1 AND id = $2",
+        &[text(lock), text(id)],
+    )?;
+    let expires = match rows.into_iter().next() {
+        Some(row) => first(row)?.u64()?,
+        None => 0,
+    };
+    if expires > now {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost {
+            name: lock.to_string(),
+            id: id.to_string(),
+        })
+    }
+}
+
 fn apply_writes(
     sql: &mut dyn Sql,
     mut writes: Vec<Write>,
@@ -513,10 +540,18 @@ fn apply_writes(
     for w in &mut writes {
         validate(w)?;
     }
+    let (fences, writes): (Vec<Write>, Vec<Write>) = writes
+        .into_iter()
+        .partition(|w| matches!(w, Write::Fence { .. }));
+    for f in &fences {
+        if let Write::Fence { lock, id } = f {
+            check_fence(sql, lock, id)?;
+        }
+    }
     if writes.is_empty() {
         return current_index(sql);
     }
-    let now = now_ms();
+    let now = sql.now_ms()?;
     let rows = sql.query(
         "UPDATE meta SET idx = idx + 1 WHERE id = 1 RETURNING idx",
         &[],
@@ -657,6 +692,8 @@ fn apply_writes(
                 }
                 record(sql, &at, &name, ObjectKind::Tag, before, None)?;
             }
+            // Checked before anything was written (see above).
+            Write::Fence { .. } => {}
         }
     }
     Ok(idx)
@@ -966,7 +1003,7 @@ impl<B: Backend> Store for SqlStore<B> {
         }
         let id = random_hex(16)?;
         self.backend.write(|sql| {
-            let now = now_ms();
+            let now = sql.now_ms()?;
             let rows = sql.query(
                 "SELECT holder, id, since_ms, expires_ms FROM locks WHERE name = $1",
                 &[text(name)],
@@ -1008,7 +1045,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn lock_renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError> {
         self.backend.write(|sql| {
-            let now = now_ms();
+            let now = sql.now_ms()?;
             let rows = sql.query(
                 "SELECT holder, id, since_ms, expires_ms FROM locks WHERE name = $1",
                 &[text(&lease.name)],
@@ -1058,10 +1095,11 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn list_locks(&self) -> Result<Vec<Lease>, StoreError> {
         let rows = self.backend.read(|sql| {
+            let now = sql.now_ms()?;
             sql.query(
                 "SELECT name, holder, id, since_ms, expires_ms FROM locks \
                  WHERE expires_ms > $1 ORDER BY name",
-                &[int(now_ms())],
+                &[int(now)],
             )
         })?;
         rows.into_iter()

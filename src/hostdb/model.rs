@@ -237,10 +237,28 @@ impl Actor {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Write {
-    PutHost { host: Host, expect: Expect },
-    DeleteHost { name: String, expect: Expect },
-    PutTag { tag: Tag, expect: Expect },
-    DeleteTag { name: String, expect: Expect },
+    PutHost {
+        host: Host,
+        expect: Expect,
+    },
+    DeleteHost {
+        name: String,
+        expect: Expect,
+    },
+    PutTag {
+        tag: Tag,
+        expect: Expect,
+    },
+    DeleteTag {
+        name: String,
+        expect: Expect,
+    },
+    /// Fails the whole transaction unless lease `id` of lock `lock` is still held, by the
+    /// database's clock: how apply makes every write conditional on holding the apply lock.
+    Fence {
+        lock: String,
+        id: String,
+    },
 }
 
 impl Write {
@@ -250,6 +268,7 @@ impl Write {
             Write::PutHost { host, .. } => &host.name,
             Write::DeleteHost { name, .. } | Write::DeleteTag { name, .. } => name,
             Write::PutTag { tag, .. } => &tag.name,
+            Write::Fence { lock, .. } => lock,
         }
     }
 }

@@ -128,6 +128,18 @@ impl<C: GenericClient> Sql for Conn<'_, C> {
         }
         Ok(out)
     }
+
+    fn now_ms(&mut self) -> Result<u64, StoreError> {
+        let rows = self.query(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            &[],
+        )?;
+        match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+            Some(Val::I(ms)) => u64::try_from(ms)
+                .map_err(|_| StoreError::Backend("postgres: negative clock".into())),
+            _ => Err(StoreError::Backend("postgres: no clock reading".into())),
+        }
+    }
 }
 
 /// The URL without its password, for display.

@@ -22,6 +22,8 @@ pub struct ApplyRequest {
     /// Set to stop starting new hosts (Ctrl-C, a server shutting down); the engine sets it
     /// too when the lock is in trouble.
     pub cancel: Arc<AtomicBool>,
+    /// How long the apply lock's lease lives without renewal (`apply::TTL` unless testing).
+    pub lock_ttl: Duration,
 }
 
 /// How one integration's converge went.
@@ -86,7 +88,8 @@ pub fn apply(
     events: &dyn Events,
 ) -> Result<ApplyOutcome, OpsError> {
     let started = Instant::now();
-    let guard = LockGuard::acquire(store, &req.actor).map_err(OpsError::from_apply)?;
+    let guard =
+        LockGuard::acquire(store, &req.actor, req.lock_ttl).map_err(OpsError::from_apply)?;
     if let Some(lease) = guard.lease() {
         events.emit(Event::Locked { lock_id: lease.id });
     }
@@ -101,6 +104,7 @@ pub fn apply(
         parallelism: req.parallelism,
         actor: req.actor.clone(),
         cancel: req.cancel.clone(),
+        fence: guard.lease().map(|l| (l.name, l.id)),
     };
     let lock_trouble = AtomicBool::new(false);
     let trouble = |error: String, fatal: bool| {
