@@ -33,6 +33,16 @@ for setup in scripts/setup/*.sh; do
   source "$setup"
 done
 
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  rustup component add clippy rustfmt
+fi
+
+# Style first: the same checks CI holds every submission to.
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
 echo "==> cargo test"
 cargo test --workspace --no-fail-fast "$@"
 

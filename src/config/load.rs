@@ -4,7 +4,7 @@
 //! the cross-checks run on whatever decoded cleanly, so one run reports everything it can.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use super::model::*;
 use super::names::{domain_problem, label_problem, suggest_label, NameRenderer};
 use super::reader::{header_span, Reader};
 use super::schema::*;
+use super::{decode, expand};
 
 /// Variable values given on the command line (`--var NAME=VALUE`).
 pub type VarOverrides = BTreeMap<String, String>;
@@ -30,17 +31,17 @@ struct Parsed {
 }
 
 /// A host class block with the spans of its `name` and `max_per`.
-type ClassSpans<'a> = (Item<'a>, Option<Range<usize>>, Option<Range<usize>>);
+pub(super) type ClassSpans<'a> = (Item<'a>, Option<Range<usize>>, Option<Range<usize>>);
 
 /// A top-level block with the file it came from.
 #[derive(Clone, Copy)]
-struct Item<'a> {
-    file: &'a Arc<SourceFile>,
-    block: &'a Block,
+pub(super) struct Item<'a> {
+    pub(super) file: &'a Arc<SourceFile>,
+    pub(super) block: &'a Block,
 }
 
 impl Item<'_> {
-    fn label(&self) -> &str {
+    pub(super) fn label(&self) -> &str {
         match self.block.labels.first() {
             Some(BlockLabel::String(s)) => s.as_str(),
             Some(BlockLabel::Ident(i)) => i.as_str(),
@@ -48,7 +49,7 @@ impl Item<'_> {
         }
     }
 
-    fn label_span(&self) -> Range<usize> {
+    pub(super) fn label_span(&self) -> Range<usize> {
         self.block
             .labels
             .first()
@@ -147,33 +148,126 @@ pub fn load_sources(
     env_vars: &BTreeMap<String, String>,
     diags: &mut Diagnostics,
 ) -> Option<Config> {
+    let parsed = parse_files(&files, diags);
+    let by_type = sort_blocks(&parsed, diags);
+    let items = |kind: &str| by_type.get(kind).cloned().unwrap_or_default();
+    check_names(&by_type, diags);
+
+    // Variables first: every other block may refer to them.
+    let variables = decode_variables(&items("variable"), overrides, env_vars, diags);
+    let eval = Evaluator::with_variables(variables.clone());
+    let had_syntax_errors = parsed.len() < files.len();
+    let settings = decode_settings(
+        &items("kloud"),
+        &eval,
+        diags,
+        files.is_empty() || had_syntax_errors,
+    );
+    let machine_classes = decode::machine_classes(&items("machine_class"), &eval, diags);
+    let (networks, net_items) = decode::networks(&items("network"), &eval, diags);
+    let tags = decode::tags(&items("tag"), &eval, diags);
+    let (machine_groups, group_items) = decode::machine_groups(
+        &items("machines"),
+        &labels_of(&items("machine_class")),
+        &eval,
+        diags,
+    );
+    let (host_classes, class_items) = decode::host_classes(
+        &items("host_class"),
+        &labels_of(&items("network")),
+        &labels_of(&items("tag")),
+        &eval,
+        diags,
+    );
+    let providers = decode::providers(&items("provider"), &eval, diags);
+    let settings = settings?;
+
+    let mut fqdns = Fqdns::default();
+    let machines = expand::machines(
+        &machine_groups,
+        &group_items,
+        &machine_classes,
+        &settings,
+        &mut fqdns,
+        diags,
+    );
+    let hosts = expand::hosts(&host_classes, &class_items, &settings, &mut fqdns, diags);
+    expand::check_classes(&host_classes, &class_items, &machines, diags);
+    expand::check_network_sizes(&host_classes, &networks, &net_items, diags);
+
+    let digest = digest(&files, &variables);
+    Some(Config {
+        dir: dir.to_path_buf(),
+        settings,
+        machine_classes,
+        machine_groups,
+        networks,
+        tags,
+        host_classes,
+        providers,
+        machines,
+        hosts,
+        digest,
+    })
+}
+
+/// The labels (names) of blocks of one type.
+fn labels_of(items: &[Item]) -> BTreeSet<String> {
+    items.iter().map(|i| i.label().to_string()).collect()
+}
+
+/// Parse every file; a syntax error is one diagnostic and the file is left out.
+fn parse_files(files: &[Arc<SourceFile>], diags: &mut Diagnostics) -> Vec<Parsed> {
     let mut parsed = Vec::new();
-    for file in &files {
+    for file in files {
         match hcl_edit::parser::parse_body(&file.text) {
             Ok(body) => parsed.push(Parsed {
                 file: Arc::clone(file),
                 body,
             }),
-            Err(e) => {
-                let loc = e.location();
-                let start = file.offset_of(loc.line(), loc.column());
-                let end = (start + 1).min(file.text.len()).max(start);
-                diags.push(
-                    Diagnostic::new(
-                        "kloud::config::syntax",
-                        format!("syntax error: {}", e.message()),
-                    )
-                    .at(file, start..end)
-                    .label("here")
-                    .help("check for a missing `}`, `]`, `\"` or `=` just before this point"),
-                );
-            }
+            Err(e) => diags.push(syntax_error(file, &e)),
         }
     }
+    parsed
+}
 
+/// A parse error as a diagnostic. hcl-edit refuses an attribute set twice while parsing; that
+/// one gets its own code and a help that fits it.
+fn syntax_error(file: &Arc<SourceFile>, e: &hcl_edit::parser::Error) -> Diagnostic {
+    let loc = e.location();
+    let start = file.offset_of(loc.line(), loc.column());
+    if e.message().contains("redefined attribute") {
+        let key: String = file.text[start..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        let end = (start + key.len().max(1)).min(file.text.len());
+        return Diagnostic::new(
+            "kloud::config::duplicate_attribute",
+            format!("`{key}` is set twice in this block"),
+        )
+        .at(file, start..end)
+        .label("set again here")
+        .help("remove one of them");
+    }
+    let end = (start + 1).min(file.text.len()).max(start);
+    Diagnostic::new(
+        "kloud::config::syntax",
+        format!("syntax error: {}", e.message()),
+    )
+    .at(file, start..end)
+    .label("here")
+    .help("check for a missing `}`, `]`, `\"` or `=` just before this point")
+}
+
+/// Top-level blocks by type; stray attributes, unknown blocks and bad labels are reported.
+fn sort_blocks<'a>(
+    parsed: &'a [Parsed],
+    diags: &mut Diagnostics,
+) -> BTreeMap<&'static str, Vec<Item<'a>>> {
     // Sort top-level blocks by type; report stray attributes, unknown blocks, bad labels.
     let mut by_type: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
-    for p in &parsed {
+    for p in parsed {
         for s in p.body.iter() {
             match s {
                 Structure::Attribute(a) => diags.push(
@@ -236,9 +330,12 @@ pub fn load_sources(
             }
         }
     }
-    let items = |kind: &str| by_type.get(kind).cloned().unwrap_or_default();
+    by_type
+}
 
-    // Names: valid, and unique per block type across all files.
+/// Names: valid, and unique per block type across all files.
+fn check_names(by_type: &BTreeMap<&'static str, Vec<Item>>, diags: &mut Diagnostics) {
+    let items = |kind: &str| by_type.get(kind).cloned().unwrap_or_default();
     for (kind, _) in BLOCKS.iter().filter(|(_, n)| *n == 1) {
         let mut seen: BTreeMap<String, Item> = BTreeMap::new();
         for item in items(kind) {
@@ -282,646 +379,9 @@ pub fn load_sources(
             }
         }
     }
-
-    // Variables first: every other block may refer to them.
-    let variables = decode_variables(&items("variable"), overrides, env_vars, diags);
-    let eval = Evaluator::with_variables(variables.clone());
-
-    let had_syntax_errors = parsed.len() < files.len();
-    let settings = decode_settings(
-        &items("kloud"),
-        &eval,
-        diags,
-        files.is_empty() || had_syntax_errors,
-    );
-    let mut machine_classes = BTreeMap::new();
-    let mut mc_spans = BTreeMap::new();
-    for item in first_of_each(&items("machine_class")) {
-        let mut r = reader(item, MACHINE_CLASS_ATTRS, &[], &eval, diags);
-        let cpu = r.uint("cpu", true, 1);
-        let memory = r.size("memory", MEMORY_UNIT, true);
-        let disk = r.size("disk", DISK_UNIT, true);
-        if let (Some(cpu), Some(memory_mib), Some(disk_gib)) = (cpu, memory, disk) {
-            let name = item.label().to_string();
-            mc_spans.insert(name.clone(), item);
-            machine_classes.insert(
-                name.clone(),
-                MachineClass {
-                    name,
-                    cpu: clamp_u32(cpu),
-                    memory_mib,
-                    disk_gib,
-                },
-            );
-        }
-    }
-    let known_classes: BTreeSet<String> = items("machine_class")
-        .iter()
-        .map(|i| i.label().to_string())
-        .collect();
-
-    let mut networks = BTreeMap::new();
-    let mut net_items = BTreeMap::new();
-    for item in first_of_each(&items("network")) {
-        let mut r = reader(item, NETWORK_ATTRS, &[], &eval, diags);
-        let cidr = r
-            .string("cidr", true)
-            .and_then(|c| match c.parse::<ipnet::IpNet>() {
-                Ok(net) => Some(net),
-                Err(_) => {
-                    let span = r.span_or_header("cidr");
-                    r.report(
-                        Diagnostic::new(
-                            "kloud::config::invalid_value",
-                            format!("`{c}` is not a CIDR"),
-                        )
-                        .at(item.file, span)
-                        .label("not a network")
-                        .help("write an address and prefix length, e.g. \"10.40.0.0/16\""),
-                    );
-                    None
-                }
-            });
-        let gateway = r
-            .string("gateway", false)
-            .and_then(|g| match g.parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    let span = r.span_or_header("gateway");
-                    r.report(
-                        Diagnostic::new(
-                            "kloud::config::invalid_value",
-                            format!("`{g}` is not an IP address"),
-                        )
-                        .at(item.file, span)
-                        .label("not an address")
-                        .help("write an address inside the network's cidr, e.g. \"10.40.0.1\""),
-                    );
-                    None
-                }
-            });
-        if let (Some(net), Some(gw)) = (cidr, gateway) {
-            if !net.contains(&gw) {
-                let span = r.span_or_header("gateway");
-                r.report(
-                    Diagnostic::new(
-                        "kloud::config::invalid_value",
-                        format!("gateway {gw} is outside the network {net}"),
-                    )
-                    .at(item.file, span)
-                    .label("outside the cidr")
-                    .help(format!(
-                        "use an address inside {net}, e.g. {}",
-                        first_host(&net)
-                    )),
-                );
-            }
-        }
-        if let Some(cidr) = cidr {
-            let name = item.label().to_string();
-            net_items.insert(name.clone(), item);
-            networks.insert(
-                name.clone(),
-                Network {
-                    name,
-                    cidr: cidr.trunc(),
-                    gateway,
-                },
-            );
-        }
-    }
-    let known_networks: BTreeSet<String> = items("network")
-        .iter()
-        .map(|i| i.label().to_string())
-        .collect();
-
-    let mut tags = BTreeMap::new();
-    for item in first_of_each(&items("tag")) {
-        let mut r = reader(item, TAG_ATTRS, &[], &eval, diags);
-        let properties = r.json_map("properties").unwrap_or_default();
-        let _ = r.string("description", false);
-        let name = item.label().to_string();
-        tags.insert(name.clone(), Tag { name, properties });
-    }
-    let known_tags: BTreeSet<String> = items("tag").iter().map(|i| i.label().to_string()).collect();
-
-    // Machines.
-    let mut machine_groups = BTreeMap::new();
-    let mut group_items = BTreeMap::new();
-    for item in first_of_each(&items("machines")) {
-        let mut r = reader(item, MACHINES_ATTRS, &[], &eval, diags);
-        let class = r.string("class", true);
-        if let Some(class) = &class {
-            if !known_classes.contains(class) {
-                let span = r.span_or_header("class");
-                r.report(undefined(
-                    "machine_class",
-                    class,
-                    &known_classes,
-                    item.file,
-                    span,
-                ));
-            }
-        }
-        let count = r.uint("count", true, 0);
-        let name_template = r
-            .string("name", false)
-            .unwrap_or_else(|| "{{ group }}-{{ index }}".to_string());
-        let labels = r.string_map("labels").unwrap_or_default();
-        let driver = checked_driver(&mut r, item);
-        let connect_template = r
-            .string("connect", false)
-            .unwrap_or_else(|| "ssh://root@{{ name }}".to_string());
-        if let (Some(class), Some(count), Some(driver)) = (class, count, driver) {
-            let name = item.label().to_string();
-            group_items.insert(name.clone(), item);
-            machine_groups.insert(
-                name.clone(),
-                MachineGroup {
-                    name,
-                    class,
-                    count: clamp_u32(count),
-                    name_template,
-                    labels,
-                    driver,
-                    connect_template,
-                },
-            );
-        }
-    }
-
-    // Host classes.
-    let mut host_classes = BTreeMap::new();
-    // Per class: its block, and the spans of `name` and `max_per` for later diagnostics.
-    let mut class_items: BTreeMap<String, ClassSpans> = BTreeMap::new();
-    for item in first_of_each(&items("host_class")) {
-        let mut r = reader(item, HOST_CLASS_ATTRS, HOST_CLASS_BLOCKS, &eval, diags);
-        let count = r.uint("count", true, 0);
-        let cpu = r.uint("cpu", true, 1);
-        let memory = r.size("memory", MEMORY_UNIT, true);
-        let disk = r.size("disk", DISK_UNIT, true);
-        let image = r.string("image", true);
-        let network = r.string("network", true);
-        if let Some(n) = &network {
-            if !known_networks.contains(n) {
-                let span = r.span_or_header("network");
-                r.report(undefined("network", n, &known_networks, item.file, span));
-            }
-        }
-        let name_template = r
-            .string("name", false)
-            .unwrap_or_else(|| "{{ class }}-{{ index }}".to_string());
-        let class_tags = r.string_list("tags").unwrap_or_default();
-        for t in &class_tags {
-            if !known_tags.contains(t) {
-                let span = r.span_or_header("tags");
-                r.report(undefined("tag", t, &known_tags, item.file, span));
-            }
-        }
-        let properties = r.json_map("properties").unwrap_or_default();
-        let puppet_roles = r.string_list("puppet_roles").unwrap_or_default();
-        let driver = checked_driver(&mut r, item);
-        let name_span = r.value_span("name");
-        let mut placement = Placement::default();
-        let mut max_per_span = None;
-        for (i, pb) in item.block.body.get_blocks("placement").enumerate() {
-            if !pb.labels.is_empty() || i > 0 {
-                diags.push(
-                    Diagnostic::new(
-                        "kloud::config::block_labels",
-                        "a host class takes one unlabelled `placement` block",
-                    )
-                    .at(item.file, header_span(pb))
-                    .label("unexpected")
-                    .help("merge the rules into a single `placement { ... }`"),
-                );
-                continue;
-            }
-            let mut pr = Reader::new(
-                item.file,
-                format!("the placement of host_class \"{}\"", item.label()),
-                header_span(pb),
-                &pb.body,
-                PLACEMENT_ATTRS,
-                &[],
-                &eval,
-                diags,
-            );
-            if let Some(m) = pr.uint_map("max_per", 1) {
-                placement.max_per = m.into_iter().map(|(k, v)| (k, clamp_u32(v))).collect();
-            }
-            max_per_span = pr.value_span("max_per");
-            if let Some(s) = pr.string("strategy", false) {
-                match s.as_str() {
-                    "pack" => placement.strategy = Strategy::Pack,
-                    "spread" => placement.strategy = Strategy::Spread,
-                    other => {
-                        let span = pr.span_or_header("strategy");
-                        pr.report(
-                            Diagnostic::new(
-                                "kloud::config::invalid_value",
-                                format!("unknown placement strategy `{other}`"),
-                            )
-                            .at(item.file, span)
-                            .label("unknown strategy")
-                            .help(
-                                did_you_mean(other, ["pack", "spread"])
-                                    .unwrap_or_else(|| "use \"pack\" or \"spread\"".into()),
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        if let (
-            Some(count),
-            Some(cpu),
-            Some(memory_mib),
-            Some(disk_gib),
-            Some(image),
-            Some(network),
-            Some(driver),
-        ) = (count, cpu, memory, disk, image, network, driver)
-        {
-            let name = item.label().to_string();
-            class_items.insert(name.clone(), (item, name_span, max_per_span));
-            let mut class_tags = class_tags;
-            class_tags.sort();
-            class_tags.dedup();
-            host_classes.insert(
-                name.clone(),
-                HostClass {
-                    name,
-                    count: clamp_u32(count),
-                    cpu: clamp_u32(cpu),
-                    memory_mib,
-                    disk_gib,
-                    image,
-                    network,
-                    name_template,
-                    tags: class_tags,
-                    properties,
-                    puppet_roles,
-                    driver,
-                    placement,
-                },
-            );
-        }
-    }
-
-    // Providers.
-    let mut providers = BTreeMap::new();
-    for item in first_of_each(&items("provider")) {
-        let kind = item.label().to_string();
-        let Some((_, attrs)) = PROVIDERS.iter().find(|(k, _)| *k == kind) else {
-            diags.push(
-                Diagnostic::new(
-                    "kloud::config::unknown_provider",
-                    format!("unknown provider `{kind}`"),
-                )
-                .at(item.file, item.label_span())
-                .label("no such provider")
-                .help(
-                    did_you_mean(&kind, PROVIDERS.iter().map(|(k, _)| *k)).unwrap_or_else(|| {
-                        let names: Vec<&str> = PROVIDERS.iter().map(|(k, _)| *k).collect();
-                        format!("the providers are: {}", names.join(", "))
-                    }),
-                ),
-            );
-            continue;
-        };
-        let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
-        let mut r = reader(item, &names, &[], &eval, diags);
-        let mut values = BTreeMap::new();
-        let mut ok = true;
-        for a in attrs.iter() {
-            if !r.has(a.name) {
-                if a.required {
-                    ok = false;
-                    let header = r.header.clone();
-                    r.report(
-                        Diagnostic::new(
-                            "kloud::config::missing_attribute",
-                            format!(
-                                "provider \"{kind}\" is missing the required attribute `{}`",
-                                a.name
-                            ),
-                        )
-                        .at(item.file, header)
-                        .label(format!("`{}` is required here", a.name))
-                        .help(format!(
-                            "add `{} = ...` ({})",
-                            a.name,
-                            a.ty.describe()
-                        )),
-                    );
-                }
-                continue;
-            }
-            match r.json(a.name) {
-                Some((v, _)) if a.ty.accepts(&v) => {
-                    values.insert(a.name.to_string(), v);
-                }
-                Some((v, span)) => {
-                    ok = false;
-                    r.report(
-                        Diagnostic::new(
-                            "kloud::config::wrong_type",
-                            format!(
-                                "`{}` must be {}, found {}",
-                                a.name,
-                                a.ty.describe(),
-                                json_type(&v)
-                            ),
-                        )
-                        .at(item.file, span)
-                        .label(format!("expected {}", a.ty.describe()))
-                        .help(format!(
-                            "write `{}` as {}",
-                            a.name,
-                            a.ty.describe()
-                        )),
-                    );
-                }
-                None => ok = false,
-            }
-        }
-        let sensitive = std::mem::take(&mut r.sensitive);
-        if ok {
-            providers.insert(
-                kind.clone(),
-                Provider {
-                    kind,
-                    attributes: values,
-                    sensitive,
-                },
-            );
-        }
-    }
-
-    let settings = settings?;
-
-    // Expand machines.
-    let mut machines = Vec::new();
-    let mut fqdns = Fqdns::default();
-    for (gname, g) in &machine_groups {
-        let item = group_items[gname];
-        let Some(mc) = machine_classes.get(&g.class) else {
-            continue;
-        };
-        let name_span = item_attr_span(item, "name");
-        let renderer = match NameRenderer::new(&g.name_template) {
-            Ok(r) => r,
-            Err(e) => {
-                diags.push(template_error(&e, item.file, name_span.clone()));
-                continue;
-            }
-        };
-        let connect = match NameRenderer::new(&g.connect_template) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                diags.push(template_error(
-                    &e,
-                    item.file,
-                    item_attr_span(item, "connect"),
-                ));
-                None
-            }
-        };
-        for index in 1..=g.count {
-            let vars = [("group", gname.as_str()), ("class", g.class.as_str())];
-            let fqdn = match render_fqdn(
-                &renderer,
-                index,
-                &vars,
-                &settings.domain,
-                item.file,
-                &name_span,
-            ) {
-                Ok(f) => f,
-                Err(d) => {
-                    diags.push(d);
-                    break;
-                }
-            };
-            let connect = match connect.as_ref().map(|c| {
-                c.render(
-                    index,
-                    &[
-                        ("name", fqdn.as_str()),
-                        ("group", gname),
-                        ("class", &g.class),
-                    ],
-                )
-            }) {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    diags.push(template_error(
-                        &e,
-                        item.file,
-                        item_attr_span(item, "connect"),
-                    ));
-                    break;
-                }
-                None => break,
-            };
-            if connect != "local" && !connect.starts_with("ssh://") {
-                diags.push(
-                    Diagnostic::new(
-                        "kloud::config::invalid_value",
-                        format!("`connect` must be \"local\" or \"ssh://user@host[:port]\", found `{connect}`"),
-                    )
-                    .at(item.file, item_attr_span(item, "connect"))
-                    .label("unsupported connection")
-                    .help("use \"local\" to run the driver on this computer, or \"ssh://root@{{ name }}\""),
-                );
-                break;
-            }
-            if let Err(d) = fqdns.claim(
-                &fqdn,
-                ("machine", format!("machines \"{gname}\"")),
-                (item.file, &name_span),
-                "give the groups different name templates",
-            ) {
-                diags.push(d);
-                break;
-            }
-            machines.push(Machine {
-                name: fqdn,
-                group: gname.clone(),
-                class: g.class.clone(),
-                cpu: mc.cpu,
-                memory_mib: mc.memory_mib,
-                disk_gib: mc.disk_gib,
-                labels: g.labels.clone(),
-                driver: g.driver.clone(),
-                connect,
-            });
-        }
-    }
-    machines.sort_by(|a, b| a.name.cmp(&b.name));
-
-    // Expand hosts.
-    let mut hosts = Vec::new();
-    for (cname, c) in &host_classes {
-        let (item, name_span, _) = &class_items[cname];
-        let name_span = name_span.clone().unwrap_or_else(|| item.label_span());
-        let renderer = match NameRenderer::new(&c.name_template) {
-            Ok(r) => r,
-            Err(e) => {
-                diags.push(template_error(&e, item.file, name_span));
-                continue;
-            }
-        };
-        // A host's own properties, one map for the class; tag properties are inherited in
-        // HostDB's derived config.
-        let host_properties = Arc::new(c.properties.clone());
-        for index in 1..=c.count {
-            let vars = [("class", cname.as_str())];
-            let fqdn = match render_fqdn(
-                &renderer,
-                index,
-                &vars,
-                &settings.domain,
-                item.file,
-                &name_span,
-            ) {
-                Ok(f) => f,
-                Err(d) => {
-                    diags.push(d);
-                    break;
-                }
-            };
-            if let Err(d) = fqdns.claim(
-                &fqdn,
-                ("host", format!("host_class \"{cname}\"")),
-                (item.file, &name_span),
-                "make the name templates differ, e.g. include `{{ class }}`",
-            ) {
-                diags.push(d);
-                break;
-            }
-            hosts.push(DesiredHost {
-                name: fqdn,
-                class: cname.clone(),
-                index,
-                cpu: c.cpu,
-                memory_mib: c.memory_mib,
-                disk_gib: c.disk_gib,
-                image: c.image.clone(),
-                network: c.network.clone(),
-                tags: c.tags.clone(),
-                properties: Arc::clone(&host_properties),
-                puppet_roles: c.puppet_roles.clone(),
-                driver: c.driver.clone(),
-            });
-        }
-    }
-
-    // Cross-checks on what decoded.
-    let label_keys: BTreeSet<&str> = machines
-        .iter()
-        .flat_map(|m| m.labels.keys().map(String::as_str))
-        .collect();
-    let drivers: BTreeSet<&str> = machines.iter().map(|m| m.driver.as_str()).collect();
-    for (cname, c) in &host_classes {
-        let (item, _, max_per_span) = &class_items[cname];
-        for key in c.placement.max_per.keys() {
-            if key != "machine" && !label_keys.contains(key.as_str()) {
-                let span = max_per_span.clone().unwrap_or_else(|| item.label_span());
-                let mut candidates: Vec<&str> = label_keys.iter().copied().collect();
-                candidates.push("machine");
-                diags.push(
-                    Diagnostic::new(
-                        "kloud::config::unknown_max_per_key",
-                        format!("max_per key `{key}` is not a label of any machine"),
-                    )
-                    .at(item.file, span)
-                    .label(format!("no machine has a `{key}` label"))
-                    .help(
-                        did_you_mean(key, candidates.iter().copied()).unwrap_or_else(|| {
-                            format!(
-                                "use `machine` or a label your machines have: {}",
-                                if label_keys.is_empty() {
-                                    "(none)".to_string()
-                                } else {
-                                    label_keys.iter().copied().collect::<Vec<_>>().join(", ")
-                                }
-                            )
-                        }),
-                    ),
-                );
-            }
-        }
-        if c.count > 0 && !machines.is_empty() && !drivers.contains(c.driver.as_str()) {
-            diags.push(
-                Diagnostic::new(
-                    "kloud::config::unknown_driver",
-                    format!(
-                        "host_class \"{cname}\" needs driver `{}`, which no machine runs",
-                        c.driver
-                    ),
-                )
-                .at(item.file, item_attr_span(*item, "driver"))
-                .label("no machine offers this driver")
-                .help(format!(
-                    "set `driver` to one your machines run ({})",
-                    drivers.iter().copied().collect::<Vec<_>>().join(", ")
-                )),
-            );
-        }
-    }
-    let mut demand: BTreeMap<&str, u64> = BTreeMap::new();
-    for c in host_classes.values() {
-        *demand.entry(c.network.as_str()).or_default() += u64::from(c.count);
-    }
-    for (nname, net) in &networks {
-        let need = demand.get(nname.as_str()).copied().unwrap_or(0);
-        let usable = usable_addresses(net);
-        if need > usable {
-            let item = net_items[nname];
-            diags.push(
-                Diagnostic::new(
-                    "kloud::config::network_too_small",
-                    format!(
-                        "network \"{nname}\" ({}) has {} but {need} hosts use it",
-                        net.cidr,
-                        if usable == 1 {
-                            "1 usable address".to_string()
-                        } else {
-                            format!("{usable} usable addresses")
-                        }
-                    ),
-                )
-                .at(item.file, item_attr_span(item, "cidr"))
-                .label("too small")
-                .help(format!(
-                    "widen the cidr: a /{} holds {}",
-                    fitting_prefix(net, need),
-                    usable_for(net, fitting_prefix(net, need))
-                )),
-            );
-        }
-    }
-    let _ = &mc_spans;
-
-    let digest = digest(&files, &variables);
-    Some(Config {
-        dir: dir.to_path_buf(),
-        settings,
-        machine_classes,
-        machine_groups,
-        networks,
-        tags,
-        host_classes,
-        providers,
-        machines,
-        hosts,
-        digest,
-    })
 }
 
-fn reader<'a>(
+pub(super) fn reader<'a>(
     item: Item<'a>,
     attrs: &[&str],
     blocks: &[&str],
@@ -942,7 +402,7 @@ fn reader<'a>(
 }
 
 /// Duplicates were already reported; decode only the first of each name.
-fn first_of_each<'a>(items: &[Item<'a>]) -> Vec<Item<'a>> {
+pub(super) fn first_of_each<'a>(items: &[Item<'a>]) -> Vec<Item<'a>> {
     let mut seen = BTreeSet::new();
     items
         .iter()
@@ -951,7 +411,7 @@ fn first_of_each<'a>(items: &[Item<'a>]) -> Vec<Item<'a>> {
         .collect()
 }
 
-fn item_attr_span(item: Item, name: &str) -> Range<usize> {
+pub(super) fn item_attr_span(item: Item, name: &str) -> Range<usize> {
     item.block
         .body
         .get_attribute(name)
@@ -959,7 +419,7 @@ fn item_attr_span(item: Item, name: &str) -> Range<usize> {
         .unwrap_or_else(|| item.label_span())
 }
 
-fn checked_driver(r: &mut Reader, item: Item) -> Option<String> {
+pub(super) fn checked_driver(r: &mut Reader, item: Item) -> Option<String> {
     let driver = r
         .string("driver", false)
         .unwrap_or_else(|| "lxc".to_string());
@@ -982,7 +442,7 @@ fn checked_driver(r: &mut Reader, item: Item) -> Option<String> {
     None
 }
 
-fn undefined(
+pub(super) fn undefined(
     kind: &str,
     name: &str,
     known: &BTreeSet<String>,
@@ -1001,7 +461,11 @@ fn undefined(
     )
 }
 
-fn template_error(message: &str, file: &Arc<SourceFile>, span: Range<usize>) -> Diagnostic {
+pub(super) fn template_error(
+    message: &str,
+    file: &Arc<SourceFile>,
+    span: Range<usize>,
+) -> Diagnostic {
     Diagnostic::new(
         "kloud::config::template",
         format!("name template cannot be rendered: {message}"),
@@ -1014,13 +478,13 @@ fn template_error(message: &str, file: &Arc<SourceFile>, span: Range<usize>) -> 
 /// Every FQDN the config produces (machines and hosts share one namespace) and the block that
 /// produced it first, so a second producer is reported where it is declared.
 #[derive(Default)]
-struct Fqdns(BTreeMap<String, (String, Arc<SourceFile>, Range<usize>)>);
+pub(super) struct Fqdns(BTreeMap<String, (String, Arc<SourceFile>, Range<usize>)>);
 
 impl Fqdns {
     /// Claim `fqdn` for `owner`, a `(noun, block)` pair such as `("host", "host_class \"web\"")`
     /// whose name template is at `at`; if another block produced it already, the diagnostic,
     /// ending with `hint`.
-    fn claim(
+    pub(super) fn claim(
         &mut self,
         fqdn: &str,
         owner: (&str, String),
@@ -1046,7 +510,7 @@ impl Fqdns {
 }
 
 /// Render a name template for one index and make it an FQDN, or say why it cannot be one.
-fn render_fqdn(
+pub(super) fn render_fqdn(
     renderer: &NameRenderer,
     index: u32,
     vars: &[(&str, &str)],
@@ -1286,11 +750,11 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn clamp_u32(v: u64) -> u32 {
+pub(super) fn clamp_u32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-fn json_type(v: &serde_json::Value) -> &'static str {
+pub(super) fn json_type(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a bool",
@@ -1306,7 +770,7 @@ pub fn usable_addresses(net: &Network) -> u64 {
     usable_for(net, net.cidr.prefix_len())
 }
 
-fn usable_for(net: &Network, prefix: u8) -> u64 {
+pub(super) fn usable_for(net: &Network, prefix: u8) -> u64 {
     let bits = u32::from(net.cidr.max_prefix_len() - prefix.min(net.cidr.max_prefix_len()));
     let total: u64 = if bits >= 63 { u64::MAX } else { 1u64 << bits };
     let reserved = match net.cidr {
@@ -1319,7 +783,7 @@ fn usable_for(net: &Network, prefix: u8) -> u64 {
         .saturating_sub(u64::from(net.gateway.is_some()))
 }
 
-fn fitting_prefix(net: &Network, need: u64) -> u8 {
+pub(super) fn fitting_prefix(net: &Network, need: u64) -> u8 {
     let mut prefix = net.cidr.prefix_len();
     while prefix > 0 && usable_for(net, prefix) < need {
         prefix -= 1;
@@ -1327,7 +791,7 @@ fn fitting_prefix(net: &Network, need: u64) -> u8 {
     prefix
 }
 
-fn first_host(net: &ipnet::IpNet) -> String {
+pub(super) fn first_host(net: &ipnet::IpNet) -> String {
     net.hosts()
         .next()
         .map_or_else(|| net.addr().to_string(), |a| a.to_string())

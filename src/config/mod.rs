@@ -4,8 +4,10 @@
 //! [`Diagnostic`] with a stable code, a file:line:col, a label and a help line. Nothing outside
 //! this module sees raw HCL.
 
+mod decode;
 pub mod diag;
 pub mod eval;
+mod expand;
 pub mod fmt;
 pub mod load;
 pub mod locate;

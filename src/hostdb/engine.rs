@@ -579,124 +579,136 @@ fn apply_writes(
     };
     let mut edges = None;
     for w in writes {
-        match w {
-            Write::PutHost { mut host, expect } => {
-                let before = host_doc(sql, &host.name)?;
-                let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
-                check_expect(&host.name, expect, cur.as_ref().map(|h| h.modified_index))?;
-                host.created_index = cur.map_or(idx, |h| h.created_index);
-                host.modified_index = idx;
-                let doc = to_json(&host)?;
-                sql.exec(
-                    "INSERT INTO hosts (name, kind, class, owner, machine, ip, created_index, \
-                     modified_index, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, \
-                     class = excluded.class, owner = excluded.owner, \
-                     machine = excluded.machine, ip = excluded.ip, \
-                     created_index = excluded.created_index, \
-                     modified_index = excluded.modified_index, doc = excluded.doc",
-                    &[
-                        text(&host.name),
-                        text(host.kind.as_str()),
-                        opt(&host.class),
-                        opt(&host.owner),
-                        opt(&host.machine),
-                        opt(&host.ip),
-                        int(host.created_index),
-                        int(idx),
-                        Val::T(doc.clone()),
-                    ],
-                )?;
-                sql.exec("DELETE FROM host_tags WHERE host = $1", &[text(&host.name)])?;
-                for t in &host.tags {
-                    sql.exec(
-                        "INSERT INTO host_tags (tag, host) VALUES ($1, $2)",
-                        &[text(t), text(&host.name)],
-                    )?;
-                }
-                sql.exec(
-                    "DELETE FROM host_props WHERE host = $1",
-                    &[text(&host.name)],
-                )?;
-                for (k, v) in &host.properties {
-                    sql.exec(
-                        "INSERT INTO host_props (key, value, host) VALUES ($1, $2, $3)",
-                        &[text(k), Val::T(prop_text(v)), text(&host.name)],
-                    )?;
-                }
-                record(sql, &at, &host.name, ObjectKind::Host, before, Some(doc))?;
-            }
-            Write::DeleteHost { name, expect } => {
-                let before = host_doc(sql, &name)?;
-                let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
-                check_expect(&name, expect, cur.as_ref().map(|h| h.modified_index))?;
-                if before.is_none() {
-                    continue;
-                }
-                for q in [
-                    "DELETE FROM hosts WHERE name = $1",
-                    "DELETE FROM host_tags WHERE host = $1",
-                    "DELETE FROM host_props WHERE host = $1",
-                ] {
-                    sql.exec(q, &[text(&name)])?;
-                }
-                record(sql, &at, &name, ObjectKind::Host, before, None)?;
-            }
-            Write::PutTag { mut tag, expect } => {
-                let before = tag_doc(sql, &tag.name)?;
-                let cur: Option<Tag> = before.as_deref().map(parse).transpose()?;
-                check_expect(&tag.name, expect, cur.as_ref().map(|t| t.modified_index))?;
-                let e = match &mut edges {
-                    Some(e) => e,
-                    None => edges.insert(load_edges(sql)?),
-                };
-                e.insert(tag.name.clone(), tag.tags.iter().cloned().collect());
-                if has_cycle(e, &tag.name) {
-                    return Err(StoreError::Invalid(format!(
-                        "tag `{}` would be nested inside itself",
-                        tag.name
-                    )));
-                }
-                tag.created_index = cur.map_or(idx, |t| t.created_index);
-                tag.modified_index = idx;
-                let doc = to_json(&tag)?;
-                sql.exec(
-                    "INSERT INTO tags (name, modified_index, doc) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO UPDATE SET modified_index = excluded.modified_index, \
-                     doc = excluded.doc",
-                    &[text(&tag.name), int(idx), Val::T(doc.clone())],
-                )?;
-                sql.exec(
-                    "DELETE FROM tag_parents WHERE child = $1",
-                    &[text(&tag.name)],
-                )?;
-                for p in &tag.tags {
-                    sql.exec(
-                        "INSERT INTO tag_parents (child, parent) VALUES ($1, $2)",
-                        &[text(&tag.name), text(p)],
-                    )?;
-                }
-                record(sql, &at, &tag.name, ObjectKind::Tag, before, Some(doc))?;
-            }
-            Write::DeleteTag { name, expect } => {
-                let before = tag_doc(sql, &name)?;
-                let cur: Option<Tag> = before.as_deref().map(parse).transpose()?;
-                check_expect(&name, expect, cur.as_ref().map(|t| t.modified_index))?;
-                if before.is_none() {
-                    continue;
-                }
-                sql.exec("DELETE FROM tags WHERE name = $1", &[text(&name)])?;
-                sql.exec("DELETE FROM tag_parents WHERE child = $1", &[text(&name)])?;
-                if let Some(e) = &mut edges {
-                    e.remove(&name);
-                }
-                record(sql, &at, &name, ObjectKind::Tag, before, None)?;
-            }
-            // Checked before anything was written (see above).
-            Write::Fence { .. } => {}
-        }
+        apply_one(sql, w, &at, &mut edges)?;
     }
     Ok(idx)
+}
+
+/// One host or tag write of a transaction; `edges` is the tag graph, loaded on first need.
+fn apply_one(
+    sql: &mut dyn Sql,
+    w: Write,
+    at: &Stamp,
+    edges: &mut Option<BTreeMap<String, BTreeSet<String>>>,
+) -> Result<(), StoreError> {
+    let idx = at.idx;
+    match w {
+        Write::PutHost { mut host, expect } => {
+            let before = host_doc(sql, &host.name)?;
+            let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
+            check_expect(&host.name, expect, cur.as_ref().map(|h| h.modified_index))?;
+            host.created_index = cur.map_or(idx, |h| h.created_index);
+            host.modified_index = idx;
+            let doc = to_json(&host)?;
+            sql.exec(
+                "INSERT INTO hosts (name, kind, class, owner, machine, ip, created_index, \
+             modified_index, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, \
+             class = excluded.class, owner = excluded.owner, \
+             machine = excluded.machine, ip = excluded.ip, \
+             created_index = excluded.created_index, \
+             modified_index = excluded.modified_index, doc = excluded.doc",
+                &[
+                    text(&host.name),
+                    text(host.kind.as_str()),
+                    opt(&host.class),
+                    opt(&host.owner),
+                    opt(&host.machine),
+                    opt(&host.ip),
+                    int(host.created_index),
+                    int(idx),
+                    Val::T(doc.clone()),
+                ],
+            )?;
+            sql.exec("DELETE FROM host_tags WHERE host = $1", &[text(&host.name)])?;
+            for t in &host.tags {
+                sql.exec(
+                    "INSERT INTO host_tags (tag, host) VALUES ($1, $2)",
+                    &[text(t), text(&host.name)],
+                )?;
+            }
+            sql.exec(
+                "DELETE FROM host_props WHERE host = $1",
+                &[text(&host.name)],
+            )?;
+            for (k, v) in &host.properties {
+                sql.exec(
+                    "INSERT INTO host_props (key, value, host) VALUES ($1, $2, $3)",
+                    &[text(k), Val::T(prop_text(v)), text(&host.name)],
+                )?;
+            }
+            record(sql, at, &host.name, ObjectKind::Host, before, Some(doc))?;
+        }
+        Write::DeleteHost { name, expect } => {
+            let before = host_doc(sql, &name)?;
+            let cur: Option<Host> = before.as_deref().map(parse).transpose()?;
+            check_expect(&name, expect, cur.as_ref().map(|h| h.modified_index))?;
+            if before.is_none() {
+                return Ok(());
+            }
+            for q in [
+                "DELETE FROM hosts WHERE name = $1",
+                "DELETE FROM host_tags WHERE host = $1",
+                "DELETE FROM host_props WHERE host = $1",
+            ] {
+                sql.exec(q, &[text(&name)])?;
+            }
+            record(sql, at, &name, ObjectKind::Host, before, None)?;
+        }
+        Write::PutTag { mut tag, expect } => {
+            let before = tag_doc(sql, &tag.name)?;
+            let cur: Option<Tag> = before.as_deref().map(parse).transpose()?;
+            check_expect(&tag.name, expect, cur.as_ref().map(|t| t.modified_index))?;
+            let e = match edges {
+                Some(e) => e,
+                None => edges.insert(load_edges(sql)?),
+            };
+            e.insert(tag.name.clone(), tag.tags.iter().cloned().collect());
+            if has_cycle(e, &tag.name) {
+                return Err(StoreError::Invalid(format!(
+                    "tag `{}` would be nested inside itself",
+                    tag.name
+                )));
+            }
+            tag.created_index = cur.map_or(idx, |t| t.created_index);
+            tag.modified_index = idx;
+            let doc = to_json(&tag)?;
+            sql.exec(
+                "INSERT INTO tags (name, modified_index, doc) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET modified_index = excluded.modified_index, \
+             doc = excluded.doc",
+                &[text(&tag.name), int(idx), Val::T(doc.clone())],
+            )?;
+            sql.exec(
+                "DELETE FROM tag_parents WHERE child = $1",
+                &[text(&tag.name)],
+            )?;
+            for p in &tag.tags {
+                sql.exec(
+                    "INSERT INTO tag_parents (child, parent) VALUES ($1, $2)",
+                    &[text(&tag.name), text(p)],
+                )?;
+            }
+            record(sql, at, &tag.name, ObjectKind::Tag, before, Some(doc))?;
+        }
+        Write::DeleteTag { name, expect } => {
+            let before = tag_doc(sql, &name)?;
+            let cur: Option<Tag> = before.as_deref().map(parse).transpose()?;
+            check_expect(&name, expect, cur.as_ref().map(|t| t.modified_index))?;
+            if before.is_none() {
+                return Ok(());
+            }
+            sql.exec("DELETE FROM tags WHERE name = $1", &[text(&name)])?;
+            sql.exec("DELETE FROM tag_parents WHERE child = $1", &[text(&name)])?;
+            if let Some(e) = edges {
+                e.remove(&name);
+            }
+            record(sql, at, &name, ObjectKind::Tag, before, None)?;
+        }
+        // Checked before anything was written (see `apply_writes`).
+        Write::Fence { .. } => {}
+    }
+    Ok(())
 }
 
 /// Each queried tag with every tag nested in it, at any depth: membership is transitive, so a
