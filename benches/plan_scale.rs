@@ -20,7 +20,7 @@ use std::time::Instant;
 use kloud::apply::records;
 use kloud::config::{self, Config, Diagnostics, SourceFile, VarOverrides};
 use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Write};
-use kloud::plan::{self, Action, Plan};
+use kloud::plan::{self, Plan};
 
 const HOSTDB_SIZE: usize = 100_000;
 const HOSTS_PER_CLASS: usize = 100;
@@ -78,20 +78,7 @@ fn plan_once(files: &[Arc<SourceFile>], store: &dyn Store) -> (Plan, f64) {
 
 fn record(config: &Config, store: &dyn Store, p: &Plan) {
     let actor = Actor::new("bench");
-    let owner = &config.settings.owner;
-    let machines = p.machines.iter().filter_map(|m| m.after.as_ref());
-    let containers = p.changes.iter().filter(|c| c.action == Action::Create);
-    let writes: Vec<Write> = machines
-        .map(|a| records::machine(a, owner))
-        .chain(containers.map(|c| {
-            let a = c.after.as_ref().expect("a create has an after state");
-            records::container(a, owner, State::Running, None)
-        }))
-        .map(|host| Write::PutHost {
-            host,
-            expect: Expect::Any,
-        })
-        .collect();
+    let writes = records::as_applied(p, &config.settings.owner);
     for chunk in writes.chunks(20_000) {
         store.write(chunk.to_vec(), &actor).expect("write");
     }

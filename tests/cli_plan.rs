@@ -153,11 +153,71 @@ fn saved_plans_show_the_same_and_refuse_when_stale() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("different config"));
 }
 
+/// Record the plan saved at `ws/plan.json` in the workspace's HostDB as a complete apply would.
+fn record_as_applied(ws: &Path) {
+    let text = std::fs::read_to_string(ws.join("plan.json")).unwrap();
+    let plan: kloud::plan::Plan = serde_json::from_str(&text).unwrap();
+    let store = hostdb::open("sqlite:.kloud/hostdb.db", ws).unwrap();
+    let owner = plan.config.as_ref().unwrap().owner.clone();
+    store
+        .write(
+            kloud::apply::records::as_applied(&plan, &owner),
+            &Actor::new("test"),
+        )
+        .unwrap();
+}
+
 #[test]
 fn markdown_is_short_and_puts_deletes_first() {
     let ws = workspace("datacenter");
+    let secret = ("KLOUD_TSIG_SECRET", "c3VwZXItc2VjcmV0LXZhbHVl");
     let out = kloud(ws.path())
-        .env("KLOUD_TSIG_SECRET", "c3VwZXItc2VjcmV0LXZhbHVl")
+        .env(secret.0, secret.1)
+        .args(["plan", ".", "--out", "plan.json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    record_as_applied(ws.path());
+    // Fewer web hosts: 6 web and 12 of the class counted from it are deleted.
+    let out = kloud(ws.path())
+        .env(secret.0, secret.1)
+        .args([
+            "plan",
+            ".",
+            "--format",
+            "markdown",
+            "--var",
+            "web_count=18",
+            "--allow-partial",
+            "--detailed-exitcode",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.starts_with("### kloud plan"), "{md}");
+    assert!(md.contains("> **Warning:** this plan deletes 18"), "{md}");
+    let deletes = md.find("- delete (").expect("a delete section");
+    let table = md.find("| delete | 18 |").expect("deletes counted");
+    assert!(table < deletes);
+    for later in ["+ create (", "~ update ("] {
+        if let Some(at) = md.find(later) {
+            assert!(deletes < at, "deletes come before `{later}`");
+        }
+    }
+    // A big plan is cut to a size a pull-request comment takes.
+    let out = kloud(ws.path())
+        .env(secret.0, secret.1)
         .args([
             "plan",
             ".",
@@ -169,8 +229,13 @@ fn markdown_is_short_and_puts_deletes_first() {
         ])
         .output()
         .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let md = String::from_utf8_lossy(&out.stdout);
-    assert!(md.starts_with("### kloud plan"), "{md}");
     assert!(md.len() < 65_000, "markdown is {} bytes", md.len());
     assert!(md.contains("… and "), "long sections are cut");
 }

@@ -540,19 +540,35 @@ fn many_watchers_all_answered() {
 fn writes_by_another_process_wake_watchers() {
     let e = env();
     let dir = e._dir.path().to_path_buf();
+    let before: u64 = e
+        .req(reqwest::Method::GET, "/v1/index", Some(&e.reader))
+        .send()
+        .unwrap()
+        .headers()["x-hostdb-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     std::thread::scope(|s| {
         let held = s.spawn(|| {
+            let started = std::time::Instant::now();
             let r = e
                 .req(
                     reqwest::Method::GET,
-                    "/v1/hosts/x?index=0&wait=20s",
+                    &format!("/v1/hosts?index={before}&wait=20s"),
                     Some(&e.reader),
                 )
                 .send()
                 .unwrap();
-            r.status().as_u16()
+            let index: u64 = r.headers()["x-hostdb-index"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let body: serde_json::Value = r.json().unwrap();
+            (started.elapsed(), index, body)
         });
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
         // A second store on the same file stands for another process (the CLI, say).
         let other = kloud::hostdb::sqlite::open(&dir.join("h.db")).unwrap();
         let mut h = Host::container("x");
@@ -560,7 +576,24 @@ fn writes_by_another_process_wake_watchers() {
         other
             .put_host(h, Expect::Any, &Actor::new("other"))
             .unwrap();
-        assert_eq!(held.join().unwrap(), 200);
+        let (took, index, body) = held.join().unwrap();
+        // Answered because of the write — not because the 20 s wait ran out — and it shows it.
+        assert!(
+            took >= Duration::from_millis(250),
+            "answered before the write: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "the write did not wake the watcher: {took:?}"
+        );
+        assert!(index > before, "index {index} did not move past {before}");
+        let names: Vec<&str> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"x"), "{body}");
     });
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use kloud::apply::records;
 use kloud::config::{self, Config, VarOverrides};
-use kloud::hostdb::{self, Actor, Expect, Host, State, Store, Write};
+use kloud::hostdb::{self, Actor, Expect, Host, Store};
 use kloud::plan::{self, render, Action, Plan};
 
 fn example(name: &str) -> PathBuf {
@@ -42,36 +42,8 @@ fn make(config: &Config, store: &dyn Store, opts: &plan::Options) -> Result<Plan
 /// Record a plan in HostDB as apply does (with apply's own record builders), without
 /// containers: the state plans are diffed against.
 fn record(config: &Config, store: &dyn Store, p: &Plan) {
-    let actor = Actor::new("test");
-    let owner = &config.settings.owner;
-    let mut writes = Vec::new();
-    for m in &p.machines {
-        match (m.action, &m.after) {
-            (Action::Delete, _) => writes.push(Write::DeleteHost {
-                name: m.address.clone(),
-                expect: Expect::Any,
-            }),
-            (Action::Create | Action::Update, Some(a)) => writes.push(Write::PutHost {
-                host: records::machine(a, owner),
-                expect: Expect::Any,
-            }),
-            _ => {}
-        }
-    }
-    for c in &p.changes {
-        match (c.action, &c.after) {
-            (Action::Delete, _) => writes.push(Write::DeleteHost {
-                name: c.address.clone(),
-                expect: Expect::Any,
-            }),
-            (_, Some(a)) => writes.push(Write::PutHost {
-                host: records::container(a, owner, State::Running, None),
-                expect: Expect::Any,
-            }),
-            _ => {}
-        }
-    }
-    store.write(writes, &actor).unwrap();
+    let writes = records::as_applied(p, &config.settings.owner);
+    store.write(writes, &Actor::new("test")).unwrap();
 }
 
 /// No machine over capacity, no rule broken, no address twice — over the whole resulting fleet,

@@ -2,8 +2,8 @@
 //! at each step of its lifecycle. Tests and benchmarks that stand in for an apply use these too,
 //! so what they record is what an apply records.
 
-use crate::hostdb::{Host, State};
-use crate::plan::{HostState, MachineState};
+use crate::hostdb::{Expect, Host, State, Write};
+use crate::plan::{Action, HostState, MachineState, Plan};
 
 /// A machine's record, owned by `owner` (the config that declares it).
 pub fn machine(m: &MachineState, owner: &str) -> Host {
@@ -36,4 +36,38 @@ pub fn container(h: &HostState, owner: &str, state: State, driver_id: Option<Str
     host.state = Some(state);
     host.driver_id = driver_id;
     host
+}
+
+/// The writes that leave HostDB as a complete, successful apply of `plan` would: machine
+/// records synced, every host `running` (or gone). Apply itself writes host by host; this is
+/// for tests, benchmarks and tools that stand in for an apply without containers.
+pub fn as_applied(plan: &Plan, owner: &str) -> Vec<Write> {
+    let mut writes = Vec::new();
+    for m in &plan.machines {
+        match (m.action, &m.after) {
+            (Action::Delete, _) => writes.push(Write::DeleteHost {
+                name: m.address.clone(),
+                expect: Expect::Any,
+            }),
+            (Action::Create | Action::Update, Some(a)) => writes.push(Write::PutHost {
+                host: machine(a, owner),
+                expect: Expect::Any,
+            }),
+            _ => {}
+        }
+    }
+    for c in &plan.changes {
+        match (c.action, &c.after) {
+            (Action::Delete, _) => writes.push(Write::DeleteHost {
+                name: c.address.clone(),
+                expect: Expect::Any,
+            }),
+            (_, Some(a)) => writes.push(Write::PutHost {
+                host: container(a, owner, State::Running, None),
+                expect: Expect::Any,
+            }),
+            _ => {}
+        }
+    }
+    writes
 }
