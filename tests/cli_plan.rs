@@ -260,3 +260,46 @@ fn secrets_never_reach_plan_output_or_files() {
         .unwrap()
         .contains(secret));
 }
+
+#[test]
+fn validate_and_plan_need_no_provider_secrets_but_sync_does() {
+    let ws = workspace("datacenter");
+    let run = |args: &[&str]| {
+        kloud(ws.path())
+            .env_remove("KLOUD_TSIG_SECRET")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["validate", "."]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["plan", ".", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "`secret` reads `KLOUD_TSIG_SECRET`, which is not set: apply and sync will need it"
+        ),
+        "{err}"
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(plan["summary"]["create"].as_u64().unwrap() > 0);
+    // The integration itself refuses to run without it, saying which variable is missing.
+    std::fs::create_dir_all(ws.path().join(".kloud")).unwrap();
+    hostdb::open("sqlite:.kloud/hostdb.db", ws.path()).unwrap();
+    let out = run(&["sync", "dns", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("KLOUD_TSIG_SECRET"), "{err}");
+    assert!(err.contains("not set"), "{err}");
+}

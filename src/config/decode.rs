@@ -366,6 +366,7 @@ pub(super) fn providers(
         let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
         let mut r = reader(item, &names, &[], eval, diags);
         let mut values = BTreeMap::new();
+        let mut unset = Vec::new();
         let mut ok = true;
         for a in attrs.iter() {
             if !r.has(a.name) {
@@ -389,6 +390,10 @@ pub(super) fn providers(
                         )),
                     );
                 }
+                continue;
+            }
+            if let Some(var) = r.unset_env(a.name) {
+                unset.push((a.name.to_string(), var));
                 continue;
             }
             match r.json(a.name) {
@@ -427,6 +432,7 @@ pub(super) fn providers(
                     kind,
                     attributes: values,
                     sensitive,
+                    unset,
                 },
             );
         }

@@ -154,6 +154,9 @@ pub struct Provider {
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// Attributes whose value came from `env()`: never printed, never saved in a plan.
     pub sensitive: Vec<String>,
+    /// Attributes written `env("VAR")` whose variable is not set: (attribute, variable).
+    /// `validate` and `plan` do not need them; `apply` and `sync` refuse to run the provider.
+    pub unset: Vec<(String, String)>,
 }
 
 impl Provider {

@@ -140,6 +140,25 @@ impl<'a> Reader<'a> {
         self.attrs.contains_key(name)
     }
 
+    /// When attribute `name` is exactly `env("VAR")` and `VAR` is not set, the variable's name:
+    /// a provider secret that `validate` and `plan` do not need (only `apply` and `sync` do).
+    pub fn unset_env(&self, name: &str) -> Option<String> {
+        let attr = self.attrs.get(name)?;
+        let hcl_edit::expr::Expression::FuncCall(call) = &attr.value else {
+            return None;
+        };
+        if call.name.name.as_str() != "env" {
+            return None;
+        }
+        let args: Vec<&hcl_edit::expr::Expression> = call.args.iter().collect();
+        match args.as_slice() {
+            [hcl_edit::expr::Expression::String(s)] if std::env::var_os(s.as_str()).is_none() => {
+                Some(s.as_str().to_string())
+            }
+            _ => None,
+        }
+    }
+
     /// Span of an attribute's value.
     pub fn value_span(&self, name: &str) -> Option<Range<usize>> {
         self.attrs.get(name).and_then(|a| a.value.span())

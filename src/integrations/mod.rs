@@ -34,6 +34,12 @@ pub enum IntegrationsError {
         provider: String,
         errors: Vec<ConfigError>,
     },
+    #[error("provider `{provider}`: `{attribute}` reads the environment variable `{variable}`, which is not set")]
+    SecretUnset {
+        provider: String,
+        attribute: String,
+        variable: String,
+    },
     #[error("provider `{0}` is not configured")]
     NotConfigured(String),
     #[error("`{0}` is not an integration (expected one of: dns, nagios, prometheus, puppet)")]
@@ -54,6 +60,13 @@ pub fn provider(
     block: &Provider,
     config: &Config,
 ) -> Result<Box<dyn Integration>, IntegrationsError> {
+    if let Some((attribute, variable)) = block.unset.first() {
+        return Err(IntegrationsError::SecretUnset {
+            provider: name.to_string(),
+            attribute: attribute.clone(),
+            variable: variable.clone(),
+        });
+    }
     let wrap = |errors| IntegrationsError::Config {
         provider: name.to_string(),
         errors,

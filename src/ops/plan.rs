@@ -31,6 +31,7 @@ pub fn plan(
     req: &PlanRequest,
     events: &dyn Events,
 ) -> Result<Plan, OpsError> {
+    tell_unset_secrets(config, events);
     if req.refresh {
         let drift = refresh::refresh(config, store, drivers).map_err(OpsError::Refresh)?;
         for line in drift.lines() {
@@ -48,4 +49,22 @@ pub fn plan(
         replace: req.replace.clone(),
     };
     plan::diff(config, &snapshot, &used, &store.url(), &opts).map_err(OpsError::Refused)
+}
+
+/// A provider secret that is not set does not stop a plan (a pull request's CI has no
+/// secrets); say that apply will need it.
+fn tell_unset_secrets(config: &Config, events: &dyn Events) {
+    for p in config.providers.values() {
+        for (attribute, variable) in &p.unset {
+            events.emit(Event::Diagnostic {
+                source: p.kind.clone(),
+                host: None,
+                error: false,
+                summary: format!(
+                    "`{attribute}` reads `{variable}`, which is not set: apply and sync will need it"
+                ),
+                detail: None,
+            });
+        }
+    }
 }
