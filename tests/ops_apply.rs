@@ -379,3 +379,113 @@ fn replace_by_name_is_the_only_way_to_remake_an_existing_container() {
     assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 1);
     assert_eq!(lab.running(), host_names(2));
 }
+
+#[test]
+fn capacity_is_shared_by_every_owner_on_a_machine() {
+    // Config A fills 6 of the 8 cpus of two shared machines; a person holds one more.
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", db.path().join("shared.db").display());
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ops_support::write_owned_config(a.path(), "team-a", &url, "web", 6);
+    ops_support::write_owned_config(b.path(), "team-b", &url, "api", 4);
+    let store = hostdb::open(&url, a.path()).unwrap();
+    let driver = Arc::new(FakeDriver::default());
+    let drivers = FakeDrivers(driver.clone());
+    let run = |dir: &std::path::Path, events: &Recorded| {
+        let config = load(dir, &Default::default()).unwrap();
+        let plan = ops::plan(
+            &config,
+            store.as_ref(),
+            &drivers,
+            &PlanRequest::default(),
+            events,
+        )
+        .unwrap();
+        let outside = kloud::plan::check::outside(store.as_ref(), &plan).unwrap();
+        let violations = kloud::plan::check::check(&plan, &config, &outside);
+        assert!(violations.is_empty(), "invariants broken: {violations:?}");
+        (config, plan)
+    };
+    let (config_a, plan_a) = run(a.path(), &Recorded::default());
+    assert_eq!(plan_a.summary.create, 6);
+    let req = ApplyRequest {
+        parallelism: 2,
+        actor: "test".into(),
+        cancel: Arc::new(AtomicBool::new(false)),
+        lock_ttl: kloud::apply::TTL,
+    };
+    let out = ops::apply(
+        &plan_a,
+        &config_a,
+        store.as_ref(),
+        &drivers,
+        &req,
+        &Recorded::default(),
+    )
+    .unwrap();
+    assert!(out.complete());
+    let mut person = kloud::hostdb::Host::container("small-alice-1.t.internal");
+    person.owner = Some("user:alice".into());
+    // On the machine A left room on (A's 6 cpus over two 4-cpu machines leave 2 free there).
+    let mut per_machine: std::collections::BTreeMap<String, usize> = Default::default();
+    for c in &plan_a.changes {
+        *per_machine
+            .entry(c.after.as_ref().unwrap().machine.clone().unwrap())
+            .or_default() += 1;
+    }
+    let roomy = per_machine
+        .iter()
+        .min_by_key(|(_, n)| **n)
+        .map(|(m, _)| m.clone())
+        .unwrap();
+    person.machine = Some(roomy);
+    person.cpu = Some(1);
+    person.memory_mib = Some(256);
+    person.disk_gib = Some(1);
+    person.ip = Some("10.77.0.200".into());
+    person.state = Some(State::Running);
+    store
+        .put_host(
+            person,
+            kloud::hostdb::Expect::Absent,
+            &kloud::hostdb::Actor::new("serve"),
+        )
+        .unwrap();
+    // Config B, another owner on the same machines, has one cpu left, not eight.
+    let (_, plan_b) = run(b.path(), &Recorded::default());
+    assert_eq!(plan_b.summary.create, 1, "{:?}", plan_b.summary);
+    assert_eq!(plan_b.unplaced.len(), 3);
+    assert!(
+        plan_b.unplaced[0].reasons.contains_key("capacity:cpu"),
+        "{:?}",
+        plan_b.unplaced
+    );
+    // B shares the machine records: it changes nothing about them, and never deletes A's hosts.
+    assert!(plan_b.machines.iter().all(|m| m.action == Action::NoOp));
+    assert!(plan_b.changes.iter().all(|c| c.action == Action::Create));
+    // The person's address is not handed out again.
+    assert!(plan_b
+        .changes
+        .iter()
+        .all(|c| c.after.as_ref().and_then(|h| h.ip.as_deref()) != Some("10.77.0.200")));
+    // A machine declared differently by B is refused, naming the config that disagrees.
+    let text = std::fs::read_to_string(b.path().join("main.hcl"))
+        .unwrap()
+        .replace(
+            "cpu    = 4\n  memory = \"4GiB\"",
+            "cpu    = 64\n  memory = \"4GiB\"",
+        );
+    std::fs::write(b.path().join("main.hcl"), text).unwrap();
+    let config_b = load(b.path(), &Default::default()).unwrap();
+    let err = ops::plan(
+        &config_b,
+        store.as_ref(),
+        &drivers,
+        &PlanRequest::default(),
+        &Recorded::default(),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("team-a") && msg.contains("capacity"), "{msg}");
+}

@@ -58,6 +58,9 @@ fn refused_help(e: &DiffError) -> &'static str {
             "check the config; pass --force if the deletion is intended"
         }
         DiffError::MachineInUse { .. } => "move or delete those hosts first, or keep the machine",
+        DiffError::MachineDisagrees { .. } => {
+            "declare the machine the same way in both configs (class, labels, driver)"
+        }
         DiffError::UnknownTarget { .. } => "name a host_class of the config",
         DiffError::AddressesExhausted { .. } => "widen the network's cidr",
     }

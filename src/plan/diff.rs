@@ -49,6 +49,12 @@ pub enum DiffError {
         managed: usize,
         classes: BTreeMap<String, usize>,
     },
+    #[error("machine `{machine}` is declared by config `{other}` too, which disagrees on its {}", what.join(", "))]
+    MachineDisagrees {
+        machine: String,
+        other: String,
+        what: Vec<&'static str>,
+    },
     #[error("`--target {target}` names no host class of the config (classes: {})", known.join(", "))]
     UnknownTarget { target: String, known: Vec<String> },
     #[error("network `{network}` ({cidr}) has no free address left: {requested} needed, {available} free")]
@@ -479,7 +485,7 @@ impl<'a> Planner<'a> {
             .machines
             .iter()
             .map(|m| self.machine_change(m))
-            .collect();
+            .collect::<Result<_, _>>()?;
         for r in &self.snapshot.machines {
             if r.owner.as_deref() != Some(self.owner)
                 || self.desired_machines.contains_key(r.name.as_str())
@@ -499,16 +505,16 @@ impl<'a> Planner<'a> {
         Ok(out)
     }
 
-    fn machine_change(&self, m: &Machine) -> MachineChange {
+    fn machine_change(&self, m: &Machine) -> Result<MachineChange, DiffError> {
         let after = machine_state(m);
         let Some(r) = self.recorded_machines.get(m.name.as_str()) else {
-            return MachineChange {
+            return Ok(MachineChange {
                 address: m.name.clone(),
                 action: Action::Create,
                 reason: format!("new machine of group `{}`", m.group),
                 before: None,
                 after: Some(after),
-            };
+            });
         };
         let before = recorded_machine_state(r);
         let mut what = Vec::new();
@@ -523,13 +529,16 @@ impl<'a> Planner<'a> {
         if before.driver != after.driver {
             what.push("driver changed");
         }
+        if let Some(other) = r.owner.as_deref().filter(|o| *o != self.owner) {
+            return self.shared_machine(m, other, what, before, after);
+        }
         if before.connect != after.connect {
             what.push("connect changed");
         }
-        if r.owner.as_deref() != Some(self.owner) {
+        if r.owner.is_none() {
             what.push("now managed by this config");
         }
-        MachineChange {
+        Ok(MachineChange {
             address: m.name.clone(),
             action: if what.is_empty() {
                 Action::NoOp
@@ -539,10 +548,40 @@ impl<'a> Planner<'a> {
             reason: what.join("; "),
             before: Some(before),
             after: Some(after),
-        }
+        })
     }
 
-    /// Hosts moving off a machine that goes (replace) are fine; hosts that stay are not.
+    /// A machine another config declares too (design §8): both must agree on what it is; its
+    /// record stays the first config's.
+    fn shared_machine(
+        &self,
+        m: &Machine,
+        other: &str,
+        what: Vec<&'static str>,
+        before: MachineState,
+        after: MachineState,
+    ) -> Result<MachineChange, DiffError> {
+        if !what.is_empty() {
+            return Err(DiffError::MachineDisagrees {
+                machine: m.name.clone(),
+                other: other.to_string(),
+                what: what
+                    .iter()
+                    .map(|w| w.trim_end_matches(" changed"))
+                    .collect(),
+            });
+        }
+        Ok(MachineChange {
+            address: m.name.clone(),
+            action: Action::NoOp,
+            reason: format!("shared with config `{other}`, which records it"),
+            before: Some(before),
+            after: Some(after),
+        })
+    }
+
+    /// Hosts moving off a machine that goes (replace) are fine; hosts that stay are not, and
+    /// neither are other owners' containers on it.
     fn check_machine_empty(&self, r: &Host) -> Result<(), DiffError> {
         let blocking: Vec<String> = self
             .changes
@@ -552,6 +591,13 @@ impl<'a> Planner<'a> {
                 c.before.as_ref().and_then(|b| b.machine.as_deref()) == Some(r.name.as_str())
             })
             .map(|c| c.address.clone())
+            .chain(
+                self.snapshot
+                    .others
+                    .iter()
+                    .filter(|h| h.machine.as_deref() == Some(r.name.as_str()))
+                    .map(|h| h.name.clone()),
+            )
             .collect();
         if blocking.is_empty() {
             Ok(())

@@ -365,3 +365,18 @@ host_class "web" {{
     );
     std::fs::write(dir.join("main.hcl"), hcl).unwrap();
 }
+
+/// The same two machines as [`write_config`], declared by config `owner` with `count` hosts of
+/// class `class`, on the HostDB at `hostdb` (shared between configs).
+pub fn write_owned_config(dir: &Path, owner: &str, hostdb: &str, class: &str, count: u32) {
+    write_config(dir, 0, "256MiB");
+    let text = std::fs::read_to_string(dir.join("main.hcl")).unwrap();
+    let text = text
+        .replace(
+            "  hostdb = \"sqlite:hostdb.db\"",
+            &format!("  hostdb = \"{hostdb}\"\n  owner  = \"{owner}\""),
+        )
+        .replace("host_class \"web\"", &format!("host_class \"{class}\""))
+        .replace("count  = 0", &format!("count  = {count}"));
+    std::fs::write(dir.join("main.hcl"), text).unwrap();
+}
