@@ -381,15 +381,47 @@ fn replace_by_name_is_the_only_way_to_remake_an_existing_container() {
 }
 
 #[test]
-fn capacity_is_shared_by_every_owner_on_a_machine() {
-    // Config A fills 6 of the 8 cpus of two shared machines; a person holds one more.
+fn capacity_is_shared_by_every_owner_on_a_machine_sqlite() {
     let db = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", db.path().join("shared.db").display());
+    capacity_is_shared_on(hostdb::open(&url, db.path()).unwrap());
+}
+
+#[test]
+fn capacity_is_shared_by_every_owner_on_a_machine_postgres() {
+    let Some((url, _schema)) = ops_support::pg_schema_url() else {
+        return;
+    };
+    capacity_is_shared_on(hostdb::open(&url, std::path::Path::new(".")).unwrap());
+}
+
+#[test]
+fn capacity_is_shared_by_every_owner_on_a_machine_http() {
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", db.path().join("served.db").display());
+    let served: Arc<dyn Store> = Arc::from(hostdb::open(&url, db.path()).unwrap());
+    let (_, token) = served
+        .token_create("test", kloud::hostdb::Role::Operator)
+        .unwrap();
+    let server = kloud::server::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        served,
+        kloud::server::ServerConfig::default(),
+        2,
+    )
+    .unwrap();
+    let store = kloud::hostdb::client::HttpStore::new(&server.url(), Some(token)).unwrap();
+    capacity_is_shared_on(Box::new(store));
+}
+
+/// Config A fills 6 of the 8 cpus of two shared machines; a person holds one more; config B
+/// (another owner, the same machines) gets the one that is left.
+fn capacity_is_shared_on(store: Box<dyn Store>) {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
+    let url = store.url();
     ops_support::write_owned_config(a.path(), "team-a", &url, "web", 6);
     ops_support::write_owned_config(b.path(), "team-b", &url, "api", 4);
-    let store = hostdb::open(&url, a.path()).unwrap();
     let driver = Arc::new(FakeDriver::default());
     let drivers = FakeDrivers(driver.clone());
     let run = |dir: &std::path::Path, events: &Recorded| {

@@ -380,3 +380,38 @@ pub fn write_owned_config(dir: &Path, owner: &str, hostdb: &str, class: &str, co
         .replace("count  = 0", &format!("count  = {count}"));
     std::fs::write(dir.join("main.hcl"), text).unwrap();
 }
+
+/// A PostgreSQL URL on a new, empty schema of the test server (dropped with the guard), or
+/// `None` outside CI when the server is not set up (`scripts/setup/postgres.sh`).
+pub fn pg_schema_url() -> Option<(String, PgSchema)> {
+    let admin_url = match std::env::var("KLOUD_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ if kloud_provider_api::under_ci() => {
+            panic!("CI is set but KLOUD_TEST_PG_URL is not: source scripts/setup/postgres.sh")
+        }
+        _ => {
+            eprintln!("skipping: KLOUD_TEST_PG_URL not set (source scripts/setup/postgres.sh)");
+            return None;
+        }
+    };
+    let schema = format!("t_{}", kloud::hostdb::util::random_hex(8).unwrap());
+    let mut c = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let sep = if admin_url.contains('?') { '&' } else { '?' };
+    let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
+    Some((url, PgSchema { admin_url, schema }))
+}
+
+/// Drops its schema when dropped.
+pub struct PgSchema {
+    admin_url: String,
+    schema: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        }
+    }
+}

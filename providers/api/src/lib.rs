@@ -14,3 +14,13 @@ pub mod diag;
 pub mod integration;
 
 pub use diag::{Diagnostic, Severity};
+
+/// Whether this runs under CI, where a test whose component is missing must fail rather than
+/// skip: `CI` set to anything but empty, `0` or `false` (most CI systems set `CI=true`, some
+/// `CI=1`). Every component gate in the tests asks this one function.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| {
+        let v = v.trim();
+        !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
+    })
+}
