@@ -221,6 +221,16 @@ fn execute(
             eprintln!("integrations: FAILED: {e}");
         }
     }
+    // Templates (haproxy, munin, …) are rendered from what now exists.
+    for (name, outcome) in crate::templates::converge_all(config, store) {
+        match outcome {
+            Ok(o) => println!("template {name}: {o}"),
+            Err(e) => {
+                integration_failures += 1;
+                eprintln!("template {name}: FAILED: {e} (run `kloud sync template {name}` to retry)");
+            }
+        }
+    }
     let done = r
         .results
         .values()

@@ -17,6 +17,7 @@ pub mod hosts;
 pub mod plan;
 pub mod show;
 pub mod sync;
+pub mod template;
 pub mod validate;
 
 /// Declarative plan/apply for a private container cloud.

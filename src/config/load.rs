@@ -659,6 +659,12 @@ pub fn load_sources(
         }
     }
 
+    let templates = super::template::decode_templates(
+        items("template").iter().map(|i| (i.file, i.block)),
+        dir,
+        &eval,
+        diags,
+    );
     let settings = settings?;
 
     // Expand machines.
@@ -915,6 +921,7 @@ pub fn load_sources(
         tags,
         host_classes,
         providers,
+        templates,
         machines,
         hosts,
         digest,
