@@ -43,6 +43,7 @@ pub const TEMPLATE_ATTRS: &[&str] = &[
     "check",
     "on_change",
     "timeout",
+    "vars",
 ];
 /// The keys of a template's `hosts` filter.
 pub const TEMPLATE_HOSTS_KEYS: &[&str] = &["tags", "class", "owner", "state"];

@@ -8,6 +8,7 @@
 //!   check       = "haproxy -c -f {{ path }}"
 //!   on_change   = "systemctl reload haproxy"
 //!   timeout     = "30s"                        # for each command; default 30 s
+//!   vars        = { bind = ":80" }             # values the template sees as `vars`
 //! }
 //! ```
 //!
@@ -50,6 +51,8 @@ pub struct Template {
     pub on_change: Option<String>,
     /// Longest either command may run.
     pub timeout: Duration,
+    /// The block's `vars`: values the template sees as `vars` (HCL variables welcome).
+    pub vars: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Which containers a template sees. Every given filter must hold.
@@ -142,6 +145,7 @@ fn decode_one(
     let on_change = r.string("on_change", false);
     let on_change_span = r.span_or_header("on_change");
     let timeout = timeout(&mut r);
+    let vars = if r.has("vars") { r.json_map("vars") } else { Some(Default::default()) };
     drop(r);
     for (cmd, span, attr) in [
         (&check, check_span, "check"),
@@ -176,6 +180,7 @@ fn decode_one(
         check,
         on_change,
         timeout: timeout?,
+        vars: vars?,
     })
 }
 
@@ -229,7 +234,10 @@ fn syntax_error(source: &Arc<SourceFile>, e: &minijinja::Error) -> Diagnostic {
         .unwrap_or(0..0);
     Diagnostic::new(
         "kloud::config::template_syntax",
-        format!("syntax error in template: {}", describe(e)),
+        format!(
+            "template syntax error: {}",
+            e.detail().map_or_else(|| e.kind().to_string(), str::to_string)
+        ),
     )
     .at(source, span)
     .label("here")
@@ -345,5 +353,75 @@ fn timeout(r: &mut Reader) -> Option<Duration> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::{load, Diagnostics};
+
+    fn load_dir(hcl: &str, template: &str) -> (tempfile::TempDir, Result<crate::config::Config, Diagnostics>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("main.hcl"),
+            format!("kloud {{\n  domain = \"t.test\"\n}}\n{hcl}"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("templates/a.j2"), template).unwrap();
+        let r = load(dir.path(), &BTreeMap::new());
+        (dir, r)
+    }
+
+    #[test]
+    fn a_block_decodes_with_defaults() {
+        let (dir, r) = load_dir(
+            "template \"a\" {\n  source = \"templates/a.j2\"\n  destination = \"out/a\"\n  hosts = { tags = \"web\", state = [\"running\", \"creating\"] }\n}\n",
+            "{{ hosts | length }}\n",
+        );
+        let c = r.unwrap_or_else(|d| panic!("{d}"));
+        let t = &c.templates["a"];
+        assert_eq!(t.destination, dir.path().join("out/a"));
+        assert_eq!(t.hosts.tags, ["web"]);
+        assert_eq!(t.hosts.states.len(), 2);
+        assert_eq!(t.timeout, super::DEFAULT_TIMEOUT);
+        assert!(t.check.is_none() && t.on_change.is_none());
+    }
+
+    #[test]
+    fn a_syntax_error_points_into_the_template_file() {
+        let (_dir, r) = load_dir(
+            "template \"a\" {\n  source = \"templates/a.j2\"\n  destination = \"x\"\n}\n",
+            "one\n{% for h in hosts %}\n  {{ h.name }\n{% endfor %}\n",
+        );
+        let d = r.unwrap_err();
+        assert_eq!(d.len(), 1, "{d}");
+        let (file, line, col) = d.0[0].position().unwrap();
+        assert!(file.ends_with("templates/a.j2"), "{file}");
+        assert_eq!((line, col), (3, 13));
+        assert_eq!(d.0[0].code, "kloud::config::template_syntax");
+    }
+
+    #[test]
+    fn bad_attributes_are_each_reported() {
+        let (_dir, r) = load_dir(
+            "template \"a\" {\n  source = \"templates/nope.j2\"\n  destination = \"x\"\n  hosts = { clas = \"web\" }\n  timeout = \"soon\"\n  on_change = \"{{ \"\n  colour = 1\n}\n",
+            "",
+        );
+        let d = r.unwrap_err();
+        let codes: Vec<&str> = d.0.iter().map(|x| x.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "kloud::config::template_source",
+                "kloud::config::invalid_value",
+                "kloud::config::invalid_value",
+                "kloud::config::template",
+                "kloud::config::unknown_attribute",
+            ],
+            "{d}"
+        );
     }
 }

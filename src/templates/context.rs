@@ -136,6 +136,8 @@ pub struct Context {
     pub template: String,
     /// The config's domain.
     pub domain: String,
+    /// The block's `vars`.
+    pub vars: Map<String, Value>,
 }
 
 fn short(name: &str) -> String {
@@ -230,6 +232,7 @@ pub fn context(template: &Template, fleet: &Fleet, domain: &str) -> Result<Conte
         tags,
         template: template.name.clone(),
         domain: domain.to_string(),
+        vars: template.vars.clone(),
     })
 }
 
@@ -284,6 +287,7 @@ mod tests {
             check: None,
             on_change: None,
             timeout: std::time::Duration::from_secs(1),
+            vars: Map::new(),
         }
     }
 
