@@ -10,7 +10,7 @@ use std::io::{Read, Seek};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why a command did not succeed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn run(command: &str, dir: &Path, limit: Duration) -> Result<String, Command
         reason: e.to_string(),
     };
     let mut out = tempfile::tempfile().map_err(spawn_error)?;
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .current_dir(dir)
@@ -61,7 +61,7 @@ pub fn run(command: &str, dir: &Path, limit: Duration) -> Result<String, Command
         .process_group(0)
         .spawn()
         .map_err(spawn_error)?;
-    let status = wait(&mut child, limit).map_err(spawn_error)?;
+    let status = wait(child, limit).map_err(spawn_error)?;
     let output = read_tail(&mut out);
     match status {
         Some(s) if s.success() => Ok(output),
@@ -79,30 +79,31 @@ pub fn run(command: &str, dir: &Path, limit: Duration) -> Result<String, Command
 }
 
 /// Wait for `child` at most `limit`; on timeout kill its process group and return `None`.
-fn wait(child: &mut std::process::Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
-    let deadline = Instant::now() + limit;
-    // Most commands end within milliseconds: poll often at first, then back off.
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+/// The wait itself blocks on a helper thread, so the answer comes the moment the command ends.
+fn wait(mut child: std::process::Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let pid = libc::pid_t::try_from(child.id()).ok();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::Builder::new()
+        .name("template-command".to_string())
+        .spawn(move || {
+            let _ = tx.send(child.wait());
+        })?;
+    let status = match rx.recv_timeout(limit) {
+        Ok(status) => Some(status?),
+        Err(_) => {
+            if let Some(pgid) = pid {
+                // SAFETY: kill(2) on the process group this child leads (made by
+                // `process_group(0)`); it holds only the processes the command started.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+            }
+            None
         }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) on the process group this child leads (made by `process_group(0)`
-        // above); it holds only the processes the command started.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-    child.wait()?;
-    Ok(None)
+    };
+    // Reaped by the helper (at once after the kill).
+    let _ = waiter.join();
+    Ok(status)
 }
 
 fn describe(s: ExitStatus) -> String {
@@ -134,6 +135,7 @@ fn read_tail(file: &mut std::fs::File) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn success_failure_and_output() {
