@@ -171,7 +171,9 @@ fn burst(coalesce: &str) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let dest = f.path().join("seen.cfg");
-    let done = until(Duration::from_secs(10), || contains(&dest, " 10.40.2.20:80"));
+    let done = until(Duration::from_secs(10), || {
+        contains(&dest, " 10.40.2.20:80")
+    });
     assert!(done.is_some(), "{}", watch.dump());
     std::thread::sleep(Duration::from_millis(300));
     println!(

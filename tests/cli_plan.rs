@@ -31,7 +31,11 @@ fn workspace(example: &str) -> tempfile::TempDir {
         std::fs::create_dir(dir.path().join("templates")).unwrap();
         for e in std::fs::read_dir(templates).unwrap() {
             let p: PathBuf = e.unwrap().path();
-            std::fs::copy(&p, dir.path().join("templates").join(p.file_name().unwrap())).unwrap();
+            std::fs::copy(
+                &p,
+                dir.path().join("templates").join(p.file_name().unwrap()),
+            )
+            .unwrap();
         }
     }
     dir

@@ -48,9 +48,12 @@ fn get(port: u16) -> Option<String> {
 
 fn get_at(addr: &str) -> Result<String, String> {
     let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| format!("{e}"))?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: lb\r\n\r\n").map_err(|e| format!("{e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| format!("{e}"))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: lb\r\n\r\n")
+        .map_err(|e| format!("{e}"))?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| format!("{e}"))?;
     let (head, body) = out.split_once("\r\n\r\n").ok_or(out.clone())?;
@@ -113,10 +116,16 @@ fn web_container(
         ))
         .output()
         .expect("lxc-attach");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let addr = format!("{ip}:80");
     assert!(
-        wait_until(Duration::from_secs(20), || get_at(&addr).is_ok_and(|b| b == name)).is_some(),
+        wait_until(Duration::from_secs(20), || get_at(&addr)
+            .is_ok_and(|b| b == name))
+        .is_some(),
         "httpd in {name} does not answer: {:?}",
         get_at(&addr)
     );
@@ -154,8 +163,11 @@ fn haproxy_is_configured_reloaded_and_protected_by_its_check() {
     let f = Fixture::new(&template_block(port, "templates/haproxy.cfg.j2"));
     std::fs::create_dir_all(f.path().join("templates")).expect("templates dir");
     let source = f.path().join("templates/haproxy.cfg.j2");
-    std::fs::copy(repo("examples/datacenter/templates/haproxy.cfg.j2"), &source)
-        .expect("copy the example template");
+    std::fs::copy(
+        repo("examples/datacenter/templates/haproxy.cfg.j2"),
+        &source,
+    )
+    .expect("copy the example template");
     let running = Haproxy {
         pidfile: f.path().join("haproxy.pid"),
     };
@@ -164,7 +176,10 @@ fn haproxy_is_configured_reloaded_and_protected_by_its_check() {
     let mut ips = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let name = format!("{}-{n}", lxc_support::unique("tpl"));
-        ips.push((name.clone(), web_container(&d, &guard, &m, &net, &name, 10 + i as u8)));
+        ips.push((
+            name.clone(),
+            web_container(&d, &guard, &m, &net, &name, 10 + i as u8),
+        ));
     }
     // Two web hosts in HostDB, pointing at the first two containers; an lb host is not a
     // backend (the filter is `class = "web"`).
@@ -175,7 +190,10 @@ fn haproxy_is_configured_reloaded_and_protected_by_its_check() {
     lb.class = Some("lb".into());
     f.put(lb);
 
-    let out = f.kloud(&["sync", "template", "haproxy"]).output().expect("run kloud");
+    let out = f
+        .kloud(&["sync", "template", "haproxy"])
+        .output()
+        .expect("run kloud");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -186,10 +204,16 @@ fn haproxy_is_configured_reloaded_and_protected_by_its_check() {
     assert!(stdout.contains("2 hosts, created"), "{stdout}");
     let dest = f.path().join("haproxy/haproxy.cfg");
     let cfg = std::fs::read_to_string(&dest).expect("rendered");
-    assert!(cfg.contains(&format!("server web-1 {}:80 check", ips[0].1)), "{cfg}");
+    assert!(
+        cfg.contains(&format!("server web-1 {}:80 check", ips[0].1)),
+        "{cfg}"
+    );
     assert!(!cfg.contains("10.0.0.99"), "{cfg}");
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(&dest).expect("meta").mode() & 0o777, 0o644);
+    assert_eq!(
+        std::fs::metadata(&dest).expect("meta").mode() & 0o777,
+        0o644
+    );
 
     // Requests through haproxy reach both containers.
     let want: BTreeSet<String> = ips[..2].iter().map(|(n, _)| n.clone()).collect();
@@ -246,10 +270,16 @@ fn haproxy_is_configured_reloaded_and_protected_by_its_check() {
     // A template whose output haproxy rejects: the old file stays, no litter, exit 1.
     let good = std::fs::read_to_string(&dest).expect("current");
     let text = std::fs::read_to_string(&source).expect("source");
-    std::fs::write(&source, text.replace("balance roundrobin", "balance no-such-algorithm"))
-        .expect("break the template");
+    std::fs::write(
+        &source,
+        text.replace("balance roundrobin", "balance no-such-algorithm"),
+    )
+    .expect("break the template");
     let pids = running.pids();
-    let out = f.kloud(&["sync", "template", "haproxy"]).output().expect("run kloud");
+    let out = f
+        .kloud(&["sync", "template", "haproxy"])
+        .output()
+        .expect("run kloud");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("check failed"), "{stderr}");
@@ -262,7 +292,11 @@ fn haproxy_is_configured_reloaded_and_protected_by_its_check() {
         .collect();
     assert!(litter.is_empty(), "{litter:?}");
     assert_eq!(running.pids(), pids, "no reload after a failed check");
-    assert_eq!(backends_seen(port, 9), all, "haproxy still serves the old config");
+    assert_eq!(
+        backends_seen(port, 9),
+        all,
+        "haproxy still serves the old config"
+    );
     drop(guard);
 }
 
@@ -285,8 +319,12 @@ fn munin_node(bin: &Path, dir: &Path, port: u16) -> Running {
         c
     });
     assert!(
-        wait_until(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok())
-            .is_some(),
+        wait_until(Duration::from_secs(20), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok())
+        .is_some(),
         "munin-node did not start\n{}",
         node.dump()
     );
@@ -336,7 +374,10 @@ fn munin_accepts_the_config_the_example_template_renders() {
         h.properties.insert("munin_port".into(), port.into());
         f.put(h);
     }
-    let out = f.kloud(&["sync", "template", "munin"]).output().expect("run kloud");
+    let out = f
+        .kloud(&["sync", "template", "munin"])
+        .output()
+        .expect("run kloud");
     assert!(
         out.status.success(),
         "{}{}",
@@ -344,7 +385,10 @@ fn munin_accepts_the_config_the_example_template_renders() {
         String::from_utf8_lossy(&out.stderr)
     );
     let rendered = std::fs::read_to_string(&dest).expect("rendered");
-    assert!(rendered.contains(&format!("[web;web-1.{ZONE}]")), "{rendered}");
+    assert!(
+        rendered.contains(&format!("[web;web-1.{ZONE}]")),
+        "{rendered}"
+    );
 
     std::fs::write(
         dir.join("munin.conf"),
@@ -371,7 +415,10 @@ fn munin_accepts_the_config_the_example_template_renders() {
     );
     for name in ["web-1", "web-2"] {
         let rrd = dir.join(format!("db/web/{name}.{ZONE}-load-load-g.rrd"));
-        assert!(rrd.exists(), "munin collected nothing for {name}\n{rendered}\n{log}");
+        assert!(
+            rrd.exists(),
+            "munin collected nothing for {name}\n{rendered}\n{log}"
+        );
     }
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);

@@ -227,7 +227,9 @@ fn execute(
             Ok(o) => println!("template {name}: {o}"),
             Err(e) => {
                 integration_failures += 1;
-                eprintln!("template {name}: FAILED: {e} (run `kloud sync template {name}` to retry)");
+                eprintln!(
+                    "template {name}: FAILED: {e} (run `kloud sync template {name}` to retry)"
+                );
             }
         }
     }

@@ -112,27 +112,34 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     };
     let url = location.url.clone();
     let mut first_round = true;
-    follow::follow(&location, &config, &chosen, &opts, &stop, &mut |event| match event {
-        Event::Connected { index, first } => {
-            let what = if first { "following" } else { "reconnected to" };
-            eprintln!(
-                "{} template: {what} HostDB `{url}` at index {index}",
-                format_time(now_ms())
-            );
-        }
-        Event::Converged {
-            index,
-            results,
-            took,
-        } => {
-            print(results, index, took.as_secs_f64() * 1000.0, first_round);
-            first_round = false;
-        }
-        Event::Failed { error, retry_in } => eprintln!(
-            "{} template: HostDB: {error}; retrying in {} ms",
-            format_time(now_ms()),
-            retry_in.as_millis()
-        ),
-    });
+    follow::follow(
+        &location,
+        &config,
+        &chosen,
+        &opts,
+        &stop,
+        &mut |event| match event {
+            Event::Connected { index, first } => {
+                let what = if first { "following" } else { "reconnected to" };
+                eprintln!(
+                    "{} template: {what} HostDB `{url}` at index {index}",
+                    format_time(now_ms())
+                );
+            }
+            Event::Converged {
+                index,
+                results,
+                took,
+            } => {
+                print(results, index, took.as_secs_f64() * 1000.0, first_round);
+                first_round = false;
+            }
+            Event::Failed { error, retry_in } => eprintln!(
+                "{} template: HostDB: {error}; retrying in {} ms",
+                format_time(now_ms()),
+                retry_in.as_millis()
+            ),
+        },
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -145,7 +145,11 @@ fn decode_one(
     let on_change = r.string("on_change", false);
     let on_change_span = r.span_or_header("on_change");
     let timeout = timeout(&mut r);
-    let vars = if r.has("vars") { r.json_map("vars") } else { Some(Default::default()) };
+    let vars = if r.has("vars") {
+        r.json_map("vars")
+    } else {
+        Some(Default::default())
+    };
     drop(r);
     for (cmd, span, attr) in [
         (&check, check_span, "check"),
@@ -236,7 +240,8 @@ fn syntax_error(source: &Arc<SourceFile>, e: &minijinja::Error) -> Diagnostic {
         "kloud::config::template_syntax",
         format!(
             "template syntax error: {}",
-            e.detail().map_or_else(|| e.kind().to_string(), str::to_string)
+            e.detail()
+                .map_or_else(|| e.kind().to_string(), str::to_string)
         ),
     )
     .at(source, span)
@@ -292,7 +297,9 @@ fn host_filter(r: &mut Reader) -> Option<HostFilter> {
             ok = false;
             let expected = match key.as_str() {
                 "owner" => "a string",
-                "state" => "\"creating\", \"running\", \"failed\" or \"deleting\" (or a list of them)",
+                "state" => {
+                    "\"creating\", \"running\", \"failed\" or \"deleting\" (or a list of them)"
+                }
                 _ => "a string or a list of strings",
             };
             r.report(hosts_error(
@@ -362,7 +369,13 @@ mod tests {
 
     use crate::config::{load, Diagnostics};
 
-    fn load_dir(hcl: &str, template: &str) -> (tempfile::TempDir, Result<crate::config::Config, Diagnostics>) {
+    fn load_dir(
+        hcl: &str,
+        template: &str,
+    ) -> (
+        tempfile::TempDir,
+        Result<crate::config::Config, Diagnostics>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("main.hcl"),

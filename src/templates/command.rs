@@ -145,7 +145,10 @@ mod tests {
             "hi\nthere"
         );
         let e = run("echo bad; exit 3", &dir, Duration::from_secs(5)).unwrap_err();
-        assert_eq!(e.to_string(), "`echo bad; exit 3` exited with status 3: bad");
+        assert_eq!(
+            e.to_string(),
+            "`echo bad; exit 3` exited with status 3: bad"
+        );
     }
 
     #[test]

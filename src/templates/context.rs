@@ -167,7 +167,10 @@ fn host_view(host: &Host, rec: HostRecord) -> HostView {
         ip: rec.ip,
         class: rec.class,
         owner: host.owner.clone().unwrap_or_default(),
-        state: host.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        state: host
+            .state
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         machine: rec.machine,
         labels: rec.labels,
         tags: rec.tags,
@@ -258,7 +261,10 @@ mod tests {
         m.labels = BTreeMap::from([("rack".into(), "r1".into())]);
         let mut web = Tag::new("web");
         web.tags = vec!["prod".into()];
-        web.properties = json!({"port": 8080}).as_object().cloned().unwrap_or_default();
+        web.properties = json!({"port": 8080})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let mut prod = Tag::new("prod");
         prod.properties = json!({"env": "prod", "port": 1})
             .as_object()
@@ -273,7 +279,10 @@ mod tests {
                 container("d.t", "web", &[], State::Running),
             ],
             machines: vec![m],
-            tags: [web, prod].into_iter().map(|t| (t.name.clone(), t)).collect(),
+            tags: [web, prod]
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
         }
     }
 
@@ -320,7 +329,10 @@ mod tests {
         assert_eq!(c.tags["prod"].hosts, ["a.t", "b.t"]);
         let mut filter = HostFilter::default();
         filter.owner = Some("someone-else".into());
-        assert!(context(&template(filter), &f, "t").unwrap().hosts.is_empty());
+        assert!(context(&template(filter), &f, "t")
+            .unwrap()
+            .hosts
+            .is_empty());
     }
 
     #[test]

@@ -171,7 +171,10 @@ pub fn converge_all(config: &Config, store: &dyn Store) -> Vec<Converged> {
 }
 
 /// The templates `name` picks (every template when `None`), or why there are none.
-pub fn select<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<&'a Template>, TemplateError> {
+pub fn select<'a>(
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<Vec<&'a Template>, TemplateError> {
     match name {
         Some(n) => config
             .templates
@@ -180,5 +183,126 @@ pub fn select<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<&'a Temp
             .ok_or_else(|| TemplateError::Unknown(n.to_string())),
         None if config.templates.is_empty() => Err(TemplateError::NoneDeclared),
         None => Ok(config.templates.values().collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{HostFilter, SourceFile};
+    use crate::hostdb::{Host, State};
+
+    fn template(dir: &Path, source: &str, check: Option<&str>) -> Template {
+        Template {
+            name: "t".into(),
+            source: Arc::new(SourceFile::new("t.j2", source)),
+            source_path: dir.join("t.j2"),
+            destination: dir.join("out/t.cfg"),
+            hosts: HostFilter::default(),
+            check: check.map(str::to_string),
+            on_change: Some("echo ran >> changes.log".into()),
+            timeout: Duration::from_secs(5),
+            vars: Default::default(),
+        }
+    }
+
+    fn fleet(names: &[&str]) -> Fleet {
+        let containers = names
+            .iter()
+            .map(|n| {
+                let mut h = Host::container(n);
+                h.state = Some(State::Running);
+                h.ip = Some("10.0.0.1".into());
+                h
+            })
+            .collect();
+        Fleet {
+            containers,
+            ..Fleet::default()
+        }
+    }
+
+    fn changes(dir: &Path) -> usize {
+        std::fs::read_to_string(dir.join("changes.log"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn written_only_when_the_text_changes_and_on_change_runs_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = template(d, "{% for h in hosts %}{{ h.name }}\n{% endfor %}", None);
+        let r = converge(&t, &fleet(&["a.t"]), "t", d).unwrap();
+        assert!(
+            matches!(
+                r,
+                Outcome::Written {
+                    created: true,
+                    hosts: 1,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert_eq!(changes(d), 1);
+        let r = converge(&t, &fleet(&["a.t"]), "t", d).unwrap();
+        assert_eq!(r, Outcome::Unchanged { hosts: 1 });
+        assert_eq!(changes(d), 1, "no on_change without a change");
+        converge(&t, &fleet(&["a.t", "b.t"]), "t", d).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("out/t.cfg")).unwrap(),
+            "a.t\nb.t\n"
+        );
+        assert_eq!(changes(d), 2);
+    }
+
+    #[test]
+    fn a_failed_check_keeps_the_old_file_and_skips_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // The check sees the new file: it refuses one that names b.t.
+        let t = template(
+            d,
+            "{% for h in hosts %}{{ h.name }}\n{% endfor %}",
+            Some("! grep -q b.t {{ path }}"),
+        );
+        converge(&t, &fleet(&["a.t"]), "t", d).unwrap();
+        let e = converge(&t, &fleet(&["a.t", "b.t"]), "t", d).unwrap_err();
+        assert!(matches!(e, TemplateError::Check { .. }), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(d.join("out/t.cfg")).unwrap(),
+            "a.t\n"
+        );
+        assert_eq!(changes(d), 1);
+        assert_eq!(
+            std::fs::read_dir(d.join("out")).unwrap().count(),
+            1,
+            "no litter"
+        );
+    }
+
+    #[test]
+    fn a_render_error_names_the_template_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = template(
+            d,
+            "ok\n{% for h in hosts %}\n{{ h.adress }}\n{% endfor %}\n",
+            None,
+        );
+        let e = converge(&t, &fleet(&["a.t"]), "t", d).unwrap_err();
+        let TemplateError::Render(r) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(r.line, Some(3));
+        assert!(
+            e.to_string().starts_with("cannot render t.j2 line 3: "),
+            "{e}"
+        );
+        assert!(!d.join("out/t.cfg").exists());
     }
 }

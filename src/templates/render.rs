@@ -49,7 +49,8 @@ pub fn render(template: &Template, ctx: &impl Serialize) -> Result<String, Rende
 pub fn command(text: &str, path: &str, template: &Template) -> Result<String, RenderError> {
     let env = environment();
     let destination = template.destination.display().to_string();
-    let ctx = minijinja::context! { path => path, destination => destination, name => &template.name };
+    let ctx =
+        minijinja::context! { path => path, destination => destination, name => &template.name };
     env.render_str(text, ctx).map_err(|e| RenderError {
         file: format!("the command of template \"{}\"", template.name),
         line: None,
