@@ -327,8 +327,10 @@ mod tests {
         let c = context(&template(filter), &f, "t").unwrap();
         assert_eq!(names(&c), ["a.t", "b.t"]);
         assert_eq!(c.tags["prod"].hosts, ["a.t", "b.t"]);
-        let mut filter = HostFilter::default();
-        filter.owner = Some("someone-else".into());
+        let filter = HostFilter {
+            owner: Some("someone-else".into()),
+            ..HostFilter::default()
+        };
         assert!(context(&template(filter), &f, "t")
             .unwrap()
             .hosts
