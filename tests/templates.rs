@@ -423,3 +423,119 @@ fn munin_accepts_the_config_the_example_template_renders() {
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kloud apply` renders templates after the hosts: real LXC containers are created, and the
+/// file lists them with the addresses HostDB recorded; `kloud destroy` empties it again.
+#[test]
+fn apply_renders_templates_after_the_hosts() {
+    if !lxc_support::lxc_available("templates_apply") {
+        return;
+    }
+    let mut guard = lxc_support::Cleanup::new();
+    let n = lxc_support::free_subnet();
+    let network = format!("tp{}", std::process::id() % 100_000);
+    guard
+        .bridges
+        .push(kloud_provider_lxc::bridge_name(&network));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("main.hcl"),
+        format!(
+            r#"kloud {{
+  domain = "tpl.kloud.test"
+}}
+
+machine_class "box" {{
+  cpu    = 8
+  memory = "4GiB"
+  disk   = "50GiB"
+}}
+
+machines "m" {{
+  class   = "box"
+  count   = 1
+  name    = "tplm{{{{ index }}}}"
+  labels  = {{ rack = "r1" }}
+  connect = "local"
+}}
+
+network "{network}" {{
+  cidr    = "10.231.{n}.0/24"
+  gateway = "10.231.{n}.1"
+}}
+
+host_class "web" {{
+  count   = 2
+  cpu     = 1
+  memory  = "128MiB"
+  disk    = "1GiB"
+  image   = "busybox"
+  network = "{network}"
+}}
+
+template "hosts" {{
+  source      = "hosts.j2"
+  destination = "out/hosts"
+  on_change   = "echo ran >> changes.log"
+}}
+"#
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("hosts.j2"),
+        "{% for h in hosts %}\n{{ h.ip }} {{ h.name }} {{ h.short }}\n{% endfor %}\n",
+    )
+    .expect("template");
+    let kloud = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kloud"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("KLOUD_LXC_ROOT", &guard.root)
+            .env_remove("KLOUD_HOSTDB")
+            .output()
+            .expect("run kloud");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "kloud {}:\n{text}", args.join(" "));
+        text
+    };
+    let out = kloud(&["apply", ".", "--auto-approve"]);
+    assert!(out.contains("template hosts: 2 hosts, created"), "{out}");
+    let store = kloud::hostdb::open("sqlite:.kloud/hostdb.db", dir.path()).expect("HostDB");
+    let hosts = store
+        .all_hosts(&kloud::hostdb::HostQuery {
+            kind: Some(kloud::hostdb::Kind::Container),
+            ..Default::default()
+        })
+        .expect("hosts");
+    let want: String = hosts
+        .iter()
+        .map(|h| {
+            let short = h.name.split('.').next().unwrap_or_default();
+            format!(
+                "{} {} {short}\n",
+                h.ip.as_deref().unwrap_or_default(),
+                h.name
+            )
+        })
+        .collect();
+    assert_eq!(hosts.len(), 2);
+    let file = dir.path().join("out/hosts");
+    assert_eq!(std::fs::read_to_string(&file).expect("rendered"), want);
+    let log = dir.path().join("changes.log");
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("on_change ran"),
+        "ran\n"
+    );
+
+    let out = kloud(&["destroy", ".", "--auto-approve"]);
+    assert!(out.contains("template hosts: 0 hosts, rewritten"), "{out}");
+    assert_eq!(std::fs::read_to_string(&file).expect("rendered"), "");
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "ran\nran\n");
+    drop(guard);
+}
