@@ -539,3 +539,86 @@ template "hosts" {{
     assert_eq!(std::fs::read_to_string(&log).expect("log"), "ran\nran\n");
     drop(guard);
 }
+
+/// `--watch` over a HostDB server: a burst of writes renders once (coalesced), and an
+/// on_change that failed after its file was written is run again until it succeeds.
+#[test]
+fn watch_coalesces_bursts_and_retries_a_failed_on_change() {
+    let f = Fixture::new(
+        r#"template "list" {
+  source      = "list.j2"
+  destination = "out/list"
+  on_change   = "test -f allow && echo ran >> changes.log"
+}
+"#,
+    );
+    std::fs::write(
+        f.path().join("list.j2"),
+        "{% for h in hosts %}\n{{ h.name }}\n{% endfor %}\n",
+    )
+    .expect("template");
+    std::fs::write(f.path().join("allow"), "").expect("allow");
+    let port = free_port();
+    let _server = integrations_support::serve(&f, port, &["--anonymous-read"]);
+    let url = format!("http://127.0.0.1:{port}");
+    let watch = Running::spawn(f.kloud(&[
+        "sync",
+        "template",
+        "list",
+        "--watch",
+        "--hostdb",
+        &url,
+        "--coalesce",
+        "300ms",
+    ]));
+    let log = f.path().join("changes.log");
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || runs() == 1).is_some(),
+        "{}",
+        watch.dump()
+    );
+    // Ten writes 20 ms apart: one render, one on_change.
+    for i in 0..10 {
+        f.put(f.host(&format!("b-{i}"), &format!("10.40.3.{}", i + 1)));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dest = f.path().join("out/list");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&dest)
+            .is_ok_and(|t| t.lines().count() == 10))
+        .is_some(),
+        "{}",
+        watch.dump()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(runs(), 2, "{}", watch.dump());
+
+    // on_change fails (the file is written anyway); once it can succeed, the watcher's
+    // retry runs it although the text no longer changes.
+    std::fs::remove_file(f.path().join("allow")).expect("disallow");
+    f.put(f.host("late", "10.40.3.99"));
+    assert!(
+        wait_until(Duration::from_secs(5), || watch
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("on_change failed")))
+        .is_some(),
+        "{}",
+        watch.dump()
+    );
+    assert!(std::fs::read_to_string(&dest)
+        .expect("dest")
+        .contains("late."));
+    assert_eq!(runs(), 2);
+    std::fs::write(f.path().join("allow"), "").expect("allow");
+    assert!(
+        wait_until(Duration::from_secs(10), || runs() == 3).is_some(),
+        "{}",
+        watch.dump()
+    );
+}
