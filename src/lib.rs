@@ -15,3 +15,4 @@ pub mod place;
 pub mod plan;
 pub mod server;
 pub mod size;
+pub mod templates;

@@ -19,10 +19,23 @@ fn workspace(example: &str) -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(example);
-    for e in std::fs::read_dir(src).unwrap() {
+    for e in std::fs::read_dir(&src).unwrap() {
         let p: PathBuf = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "hcl") {
             std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // The sources of its `template` blocks.
+    let templates = src.join("templates");
+    if templates.is_dir() {
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        for e in std::fs::read_dir(templates).unwrap() {
+            let p: PathBuf = e.unwrap().path();
+            std::fs::copy(
+                &p,
+                dir.path().join("templates").join(p.file_name().unwrap()),
+            )
+            .unwrap();
         }
     }
     dir

@@ -21,6 +21,7 @@ pub mod store;
 pub mod sync;
 pub mod table;
 pub mod tags;
+pub mod template;
 pub mod validate;
 pub mod view;
 

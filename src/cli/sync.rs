@@ -29,6 +29,8 @@ pub enum Which {
     Dns,
     Prometheus,
     Nagios,
+    /// `template` blocks: `kloud sync template [NAME] [DIR]`
+    Template,
 }
 
 impl Which {
@@ -37,6 +39,7 @@ impl Which {
             Which::Dns => "dns",
             Which::Prometheus => "prometheus",
             Which::Nagios => "nagios",
+            Which::Template => "template",
         }
     }
 }
@@ -46,9 +49,12 @@ pub struct Args {
     /// The integration to converge
     #[arg(value_enum)]
     pub integration: Which,
-    /// The config directory holding the provider block
+    /// The config directory holding the provider block (for `template`: NAME, then DIR)
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// For `template`: the config directory after a template NAME
+    #[arg(value_name = "DIR")]
+    pub template_dir: Option<PathBuf>,
     /// Keep converging whenever HostDB changes, until interrupted
     #[arg(long)]
     pub watch: bool,
@@ -68,6 +74,10 @@ pub struct Args {
     /// With --watch: converge this often even without changes, to repair drift
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub resync: Duration,
+    /// With --watch, for templates: after a change, wait until HostDB is quiet this long
+    /// (at most 1 s) so a burst of writes renders once
+    #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = parse_duration_or_zero)]
+    pub coalesce: Duration,
     /// Set a variable: NAME=VALUE (repeatable)
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
@@ -78,6 +88,10 @@ fn duration(s: &str) -> Result<Duration, String> {
         Some(d) if !d.is_zero() => Ok(d),
         _ => Err(format!("`{s}` is not a duration such as 200ms, 5s or 5m")),
     }
+}
+
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration such as 0, 20ms or 1s"))
 }
 
 fn now() -> String {
@@ -149,6 +163,9 @@ fn print_diagnostics(kind: &str, r: &ConvergeResponse, shown: &mut BTreeSet<Stri
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
+    if args.integration == Which::Template {
+        return super::template::run(args);
+    }
     let config = match load_or_report(&args.dir, &args.vars) {
         Ok(c) => c,
         Err(code) => return Ok(code),

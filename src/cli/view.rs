@@ -115,6 +115,12 @@ impl Events for Lines {
                 "{name}: FAILED: {error} (run `kloud sync {name}` to retry)"
             )),
             Event::LockTrouble { error } => self.err(&format!("warning: {error}")),
+            Event::Template { name, outcome } => {
+                self.out(&format!("template {name}: {outcome}"), false)
+            }
+            Event::TemplateFailed { name, error } => self.err(&format!(
+                "template {name}: FAILED: {error} (run `kloud sync template {name}` to retry)"
+            )),
         }
     }
 }

@@ -180,6 +180,12 @@ pub fn load_sources(
         diags,
     );
     let providers = decode::providers(&items("provider"), &eval, diags);
+    let templates = super::template::decode_templates(
+        items("template").iter().map(|i| (i.file, i.block)),
+        dir,
+        &eval,
+        diags,
+    );
     let settings = settings?;
 
     let mut fqdns = Fqdns::default();
@@ -205,6 +211,7 @@ pub fn load_sources(
         tags,
         host_classes,
         providers,
+        templates,
         machines,
         hosts,
         digest,

@@ -15,7 +15,9 @@ pub mod model;
 pub mod names;
 mod reader;
 pub mod schema;
+pub mod template;
 
 pub use diag::{Diagnostic, Diagnostics, SourceFile};
 pub use load::{load, load_sources, VarOverrides};
 pub use model::*;
+pub use template::{HostFilter, Template};

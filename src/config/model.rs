@@ -24,6 +24,8 @@ pub struct Config {
     pub tags: BTreeMap<String, Tag>,
     pub host_classes: BTreeMap<String, HostClass>,
     pub providers: BTreeMap<String, Provider>,
+    /// `template` blocks: files rendered from HostDB (design §12).
+    pub templates: BTreeMap<String, super::template::Template>,
     /// Every machine the config declares, sorted by name.
     pub machines: Vec<Machine>,
     /// Every host the config wants, sorted by class then index.

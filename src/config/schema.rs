@@ -12,6 +12,7 @@ pub const BLOCKS: &[(&str, usize)] = &[
     ("tag", 1),
     ("host_class", 1),
     ("provider", 1),
+    ("template", 1),
 ];
 
 pub const KLOUD_ATTRS: &[&str] = &["domain", "hostdb", "owner"];
@@ -35,6 +36,17 @@ pub const HOST_CLASS_ATTRS: &[&str] = &[
 ];
 pub const HOST_CLASS_BLOCKS: &[&str] = &["placement"];
 pub const PLACEMENT_ATTRS: &[&str] = &["max_per", "strategy"];
+pub const TEMPLATE_ATTRS: &[&str] = &[
+    "source",
+    "destination",
+    "hosts",
+    "check",
+    "on_change",
+    "timeout",
+    "vars",
+];
+/// The keys of a template's `hosts` filter.
+pub const TEMPLATE_HOSTS_KEYS: &[&str] = &["tags", "class", "owner", "state"];
 
 /// Compute drivers kloud knows.
 pub const DRIVERS: &[&str] = &["lxc", "openvz"];

@@ -20,8 +20,8 @@ pub fn wanted(host: &Host) -> bool {
 }
 
 /// One host as the integrations see it. `machines` gives the labels of each machine; `tags`
-/// every tag, for the derived config.
-fn record(
+/// every tag, for the derived config. (Templates build their context from it too.)
+pub fn record(
     host: &Host,
     machines: &BTreeMap<String, BTreeMap<String, String>>,
     tags: &BTreeMap<String, Tag>,

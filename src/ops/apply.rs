@@ -120,7 +120,8 @@ pub fn apply(
         })
         .map_err(OpsError::Apply)?;
     drop(guard);
-    let integrations = converge_integrations(config, store, events);
+    let mut integrations = converge_integrations(config, store, events);
+    integrations.extend(converge_templates(config, store, events));
     Ok(ApplyOutcome {
         hosts,
         integrations,
@@ -177,6 +178,41 @@ fn converge_integrations(
                     name,
                     result: Err(error),
                 }
+            }
+        })
+        .collect()
+}
+
+/// Render the templates (haproxy, munin, …) from what now exists.
+fn converge_templates(
+    config: &Config,
+    store: &dyn Store,
+    events: &dyn Events,
+) -> Vec<IntegrationOutcome> {
+    crate::templates::converge_all(config, store)
+        .into_iter()
+        .map(|(name, outcome)| {
+            let result = match outcome {
+                Ok(o) => {
+                    events.emit(Event::Template {
+                        name: name.clone(),
+                        outcome: o.to_string(),
+                    });
+                    let written = matches!(o, crate::templates::Outcome::Written { .. });
+                    Ok((0, usize::from(written), 0))
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    events.emit(Event::TemplateFailed {
+                        name: name.clone(),
+                        error: error.clone(),
+                    });
+                    Err(error)
+                }
+            };
+            IntegrationOutcome {
+                name: format!("template {name}"),
+                result,
             }
         })
         .collect()

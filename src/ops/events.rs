@@ -52,6 +52,10 @@ pub enum Event {
     },
     /// An integration could not converge.
     IntegrationFailed { name: String, error: String },
+    /// A template was rendered (`outcome` says whether the file changed).
+    Template { name: String, outcome: String },
+    /// A template could not be rendered, checked or written.
+    TemplateFailed { name: String, error: String },
     /// The lease could not be renewed; the engine stops starting new hosts.
     LockTrouble { error: String },
 }
