@@ -287,6 +287,7 @@ impl ComputeDriver for OpenVzDriver {
                     driver_id: Some(ctid),
                     adopted: true,
                     diagnostics: Vec::new(),
+                    first_boot: None,
                 });
             }
             let mut running: BTreeSet<u32> = listed
@@ -330,6 +331,7 @@ impl ComputeDriver for OpenVzDriver {
                 driver_id: Some(ctid),
                 adopted: false,
                 diagnostics: Vec::new(),
+                first_boot: None,
             });
         }
         Err(DriverError::Invalid {

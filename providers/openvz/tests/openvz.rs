@@ -110,6 +110,7 @@ fn spec(name: &str, host: u8) -> ContainerSpec {
             prefix_len: 16,
         },
         driver_id: None,
+        boot: Default::default(),
     }
 }
 
