@@ -288,7 +288,12 @@ impl Step<'_> {
                     .before
                     .as_ref()
                     .ok_or("replace without a recorded state")?;
-                self.destroy_container(before)?;
+                // A host the last apply left unfinished where it should be is adopted, so its
+                // first boot resumes; any other replace starts from a new container.
+                let recorded = self.store.get_host(&before.name).ok().flatten();
+                if !records::resumable(recorded.as_ref(), c.after.as_deref()) {
+                    self.destroy_container(before)?;
+                }
                 self.create(c.after.as_ref().ok_or("replace without a target state")?)
             }
             Action::Update => self.update(
@@ -359,6 +364,7 @@ impl Step<'_> {
                 prefix_len: net.cidr.prefix_len(),
             },
             driver_id,
+            boot: crate::config::login::boot_spec(self.config, &h.class, &h.network, &h.puppet_roles),
         })
     }
 
@@ -384,7 +390,20 @@ impl Step<'_> {
             driver.create(&mref, &spec)
         });
         match created {
-            Ok(resp) => self.record(h, State::Running, resp.driver_id, "running"),
+            Ok(resp) => match resp.first_boot.as_ref().and_then(|b| b.failure.as_ref()) {
+                None => self.record(h, State::Running, resp.driver_id, "running"),
+                Some(f) => {
+                    let host = records::first_boot_failed(h, self.owner, resp.driver_id, f);
+                    let actor = Actor {
+                        name: self.actor.name.clone(),
+                        message: Some(f.to_string()),
+                    };
+                    self.store
+                        .put_host(host, Expect::Any, &actor)
+                        .map_err(|e| format!("HostDB: {e}"))?;
+                    Err(f.to_string())
+                }
+            },
             Err(e) => {
                 let msg = e.to_string();
                 self.record(h, State::Failed, None, &format!("create failed: {msg}"))?;

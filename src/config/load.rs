@@ -905,6 +905,12 @@ pub fn load_sources(
     }
     let _ = &mc_spans;
 
+    // Logins, first boot and resolvers (design §9): decoded in config/login.rs.
+    let blocks = |kind: &str| -> Vec<_> {
+        first_of_each(&items(kind)).iter().map(|i| (i.file, i.block)).collect()
+    };
+    let login = super::login::decode(&blocks("host_class"), &blocks("network"), &eval, diags);
+
     let digest = digest(&files, &variables);
     Some(Config {
         dir: dir.to_path_buf(),
@@ -918,6 +924,7 @@ pub fn load_sources(
         machines,
         hosts,
         digest,
+        login,
     })
 }
 

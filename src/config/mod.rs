@@ -8,6 +8,7 @@ pub mod diag;
 pub mod eval;
 pub mod fmt;
 pub mod load;
+pub mod login;
 pub mod model;
 pub mod names;
 mod reader;
