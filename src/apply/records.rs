@@ -74,3 +74,20 @@ pub fn resumable(recorded: Option<&Host>, after: Option<&HostState>) -> bool {
         && r.image.as_deref() == Some(a.image.as_str())
         && (r.cpu, r.memory_mib, r.disk_gib) == (Some(a.cpu), Some(a.memory_mib), Some(a.disk_gib))
 }
+
+/// A host's state as `kloud hosts` shows it: the state word, and for a failed first boot the
+/// step and its exit status (`failed (first boot: command 2, exit 3)`).
+pub fn state_cell(h: &Host) -> String {
+    let word = h.state.map_or("-", |s| s.as_str());
+    match h.properties.get(FIRST_BOOT_PROPERTY) {
+        Some(fb) if h.state == Some(State::Failed) => {
+            let step = fb.get("step").and_then(|s| s.as_str()).unwrap_or("?");
+            let exit = fb
+                .get("exit")
+                .and_then(|e| e.as_i64())
+                .map_or_else(|| "no exit status".to_string(), |e| format!("exit {e}"));
+            format!("{word} (first boot: {step}, {exit})")
+        }
+        _ => word.to_string(),
+    }
+}

@@ -14,8 +14,10 @@ pub mod enc;
 pub mod fmt;
 pub mod hostdb;
 pub mod hosts;
+pub mod images;
 pub mod plan;
 pub mod show;
+pub mod ssh;
 pub mod sync;
 pub mod validate;
 
@@ -59,6 +61,10 @@ pub enum Command {
     Enc(enc::Args),
     /// Converge one integration from HostDB, once or continuously
     Sync(sync::Args),
+    /// List, rebuild and prune the LXC images built on a computer
+    Images(images::Args),
+    /// Log in to a host (or run a command there) by ssh, as its login user
+    Ssh(ssh::Args),
 }
 
 /// Parse the command line, run the command and turn its outcome into an exit code.
@@ -85,6 +91,8 @@ pub fn main() -> ExitCode {
         Command::Hostdb(a) => hostdb::run(a),
         Command::Enc(a) => enc::run(a),
         Command::Sync(a) => sync::run(a),
+        Command::Images(a) => images::run(a),
+        Command::Ssh(a) => ssh::run(a),
     };
     match outcome {
         Ok(code) => code,
