@@ -364,7 +364,12 @@ impl Step<'_> {
                 prefix_len: net.cidr.prefix_len(),
             },
             driver_id,
-            boot: crate::config::login::boot_spec(self.config, &h.class, &h.network, &h.puppet_roles),
+            boot: crate::config::login::boot_spec(
+                self.config,
+                &h.class,
+                &h.network,
+                &h.puppet_roles,
+            ),
         })
     }
 

@@ -42,7 +42,8 @@ pub enum ImagesCommand {
 }
 
 fn driver_and_machine(connect: &str) -> miette::Result<(LxcDriver, MachineRef)> {
-    let driver = LxcDriver::from_env().map_err(|e| miette!(code = "kloud::images::config", "{e}"))?;
+    let driver =
+        LxcDriver::from_env().map_err(|e| miette!(code = "kloud::images::config", "{e}"))?;
     let connect: Connect = connect
         .parse()
         .map_err(|e| miette!(code = "kloud::images::connect", "{e}"))?;
@@ -114,7 +115,12 @@ fn list(driver: &LxcDriver, m: &MachineRef, json: bool) -> miette::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-fn rebuild(driver: &LxcDriver, m: &MachineRef, image: &str, json: bool) -> miette::Result<ExitCode> {
+fn rebuild(
+    driver: &LxcDriver,
+    m: &MachineRef,
+    image: &str,
+    json: bool,
+) -> miette::Result<ExitCode> {
     let spec = driver.config().images.get(image).ok_or_else(|| {
         miette!(
             code = "kloud::images::unknown",
@@ -129,7 +135,10 @@ fn rebuild(driver: &LxcDriver, m: &MachineRef, image: &str, json: bool) -> miett
             "`{image}` is not built by debootstrap"
         ));
     }
-    eprintln!("building {image} on {} (this takes a few minutes)...", m.connect);
+    eprintln!(
+        "building {image} on {} (this takes a few minutes)...",
+        m.connect
+    );
     let generation = driver
         .ensure_image(m, image, spec, true)
         .map_err(driver_error)?;

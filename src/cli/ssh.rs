@@ -76,7 +76,12 @@ pub fn find_host(store: &dyn Store, name: &str) -> miette::Result<Host> {
 }
 
 /// The ssh command line for a host (without running it).
-pub fn ssh_command(host: &Host, user: &str, args: &Args, known_hosts: &str) -> miette::Result<Command> {
+pub fn ssh_command(
+    host: &Host,
+    user: &str,
+    args: &Args,
+    known_hosts: &str,
+) -> miette::Result<Command> {
     let ip = host.ip.as_deref().ok_or_else(|| {
         miette!(
             code = "kloud::ssh::no_address",

@@ -907,7 +907,10 @@ pub fn load_sources(
 
     // Logins, first boot and resolvers (design §9): decoded in config/login.rs.
     let blocks = |kind: &str| -> Vec<_> {
-        first_of_each(&items(kind)).iter().map(|i| (i.file, i.block)).collect()
+        first_of_each(&items(kind))
+            .iter()
+            .map(|i| (i.file, i.block))
+            .collect()
     };
     let login = super::login::decode(&blocks("host_class"), &blocks("network"), &eval, diags);
 

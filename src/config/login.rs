@@ -116,10 +116,13 @@ fn decode_class(
     let span = r.span_or_header("first_boot");
     if boot.first_boot.iter().any(|c| c.trim().is_empty()) {
         r.report(
-            Diagnostic::new("kloud::config::invalid_value", "a first_boot command is empty")
-                .at(file, span)
-                .label("empty command")
-                .help("remove the empty string, or write the shell command it should run"),
+            Diagnostic::new(
+                "kloud::config::invalid_value",
+                "a first_boot command is empty",
+            )
+            .at(file, span)
+            .label("empty command")
+            .help("remove the empty string, or write the shell command it should run"),
         );
     }
     for (i, lb) in block.body.get_blocks("login").enumerate() {
@@ -343,7 +346,9 @@ mod tests {
         assert!(looks_like_public_key(
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0x ops@laptop"
         ));
-        assert!(looks_like_public_key("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAy"));
+        assert!(looks_like_public_key(
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAy"
+        ));
         for bad in [
             "",
             "ssh-ed25519",

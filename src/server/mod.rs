@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use axum::Router;
 
-use crate::hostdb::store::Store;
 pub use crate::hostdb::protocol as api_consts;
+use crate::hostdb::store::Store;
 
 /// Server settings.
 #[derive(Debug, Clone)]

@@ -117,7 +117,13 @@ pub fn base_name(image: &str, d: &Debootstrap) -> String {
     }
     let readable: String = image
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
     format!(

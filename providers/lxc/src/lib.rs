@@ -737,10 +737,13 @@ impl ComputeDriver for LxcDriver {
         }
         let mut diagnostics = p.diagnostics;
         if !image.boots() && (spec.boot.login.is_some() || !spec.boot.commands.is_empty()) {
-            diagnostics.push(Diagnostic::warning(format!(
-                "image `{}` of `{}` runs no first boot: its login and first_boot are ignored",
-                spec.image, spec.name
-            )).with_detail("use image \"debian-12\" for hosts people log into"));
+            diagnostics.push(
+                Diagnostic::warning(format!(
+                    "image `{}` of `{}` runs no first boot: its login and first_boot are ignored",
+                    spec.image, spec.name
+                ))
+                .with_detail("use image \"debian-12\" for hosts people log into"),
+            );
         }
         if let Some(why) = result.strip_prefix("RECREATED") {
             // A container that exists but cannot start is most likely the remains of a
