@@ -361,3 +361,121 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod load_tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::config::{load_sources, Diagnostics, SourceFile, VarOverrides};
+
+    const BASE: &str = r#"
+kloud { domain = "t.test" }
+machine_class "b" {
+  cpu    = 4
+  memory = "4GiB"
+  disk   = "10GiB"
+}
+machines "m" {
+  class   = "b"
+  count   = 1
+  connect = "local"
+}
+provider "puppet" { server = "puppet.t.test:8140" }
+"#;
+
+    fn load(extra: &str) -> (Option<crate::config::Config>, Diagnostics) {
+        let text = format!("{BASE}{extra}");
+        let file = Arc::new(SourceFile::new("main.hcl", text.as_str()));
+        let mut diags = Diagnostics::default();
+        let c = load_sources(
+            Path::new("."),
+            vec![file],
+            &VarOverrides::new(),
+            &BTreeMap::new(),
+            &mut diags,
+        );
+        (c, diags)
+    }
+
+    #[test]
+    fn login_first_boot_and_dns_decode_into_a_boot_spec() {
+        let (c, d) = load(
+            r#"
+network "n" {
+  cidr    = "10.1.0.0/24"
+  gateway = "10.1.0.1"
+  dns     = ["10.1.0.1", "10.1.0.2"]
+}
+host_class "web" {
+  count        = 1
+  cpu          = 1
+  memory       = "256MiB"
+  disk         = "2GiB"
+  image        = "debian-12"
+  network      = "n"
+  puppet_roles = ["role::web"]
+  login {
+    user     = "ops"
+    ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0x ops@laptop"]
+    sudo     = true
+  }
+  first_boot = ["apt-get install -y nginx", "systemctl enable nginx"]
+}
+"#,
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let c = c.unwrap();
+        let b = super::boot_spec(&c, "web", "n", &["role::web".to_string()]);
+        let l = b.login.unwrap();
+        assert_eq!((l.user.as_str(), l.sudo), ("ops", true));
+        assert_eq!(l.ssh_keys.len(), 1);
+        assert_eq!(b.commands.len(), 2);
+        assert_eq!(b.dns.len(), 2);
+        assert_eq!(b.puppet_server.as_deref(), Some("puppet.t.test:8140"));
+        assert_eq!(b.class, "web");
+        assert_eq!(super::login_user(&c, "web"), Some("ops"));
+    }
+
+    #[test]
+    fn bad_logins_are_reported_with_spans() {
+        let (_, d) = load(
+            r#"
+network "n" {
+  cidr = "10.1.0.0/24"
+  dns  = ["not-an-ip"]
+}
+host_class "web" {
+  count   = 1
+  cpu     = 1
+  memory  = "256MiB"
+  disk    = "2GiB"
+  image   = "debian-12"
+  network = "n"
+  login {
+    user = "root"
+    sudo = "yes"
+    shell = "/bin/zsh"
+  }
+  first_boot = ["echo ok", ""]
+}
+"#,
+        );
+        let messages: Vec<String> = d.0.iter().map(|x| x.message.clone()).collect();
+        for want in [
+            "`not-an-ip` is not an IP address",
+            "the login user cannot be `root`",
+            "has no `ssh_keys`",
+            "`sudo` must be true or false",
+            "has no attribute `shell`",
+            "a first_boot command is empty",
+        ] {
+            assert!(
+                messages.iter().any(|m| m.contains(want)),
+                "no {want:?} in {messages:#?}"
+            );
+        }
+        assert!(d.0.iter().all(|x| x.location.is_some()), "{d:?}");
+    }
+}

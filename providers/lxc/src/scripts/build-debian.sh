@@ -62,6 +62,8 @@ done
 mkdir -p "$R/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=8M\n' > "$R/etc/systemd/journald.conf.d/kloud.conf"
 : > "$R/etc/hostname"
+# The resolvers are the network's (first boot writes them); debootstrap copied this computer's.
+: > "$R/etc/resolv.conf"
 cat > "$T/config" <<CONF
 lxc.include = /usr/share/lxc/config/debian.common.conf
 lxc.arch = linux64
