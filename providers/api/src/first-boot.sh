@@ -72,9 +72,10 @@ step_login() {
 
 step_sshd() {
   set -e
-  ssh-keygen -A
+  # One host key, ed25519 (RSA costs a second or more of CPU); the image's sshd uses it.
+  [ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
   systemctl enable ssh.service >/dev/null 2>&1 || true
-  systemctl restart ssh.service
+  systemctl is-active --quiet ssh.service || systemctl restart ssh.service
   i=0
   until ss -Hltn 'sport = :22' | grep -q .; do
     i=$((i + 1)); [ $i -lt 300 ] || { echo "sshd does not listen on port 22"; systemctl status ssh.service --no-pager; exit 1; }
