@@ -165,7 +165,8 @@ fn rebuild(
 }
 
 fn prune(driver: &LxcDriver, m: &MachineRef, json: bool) -> miette::Result<ExitCode> {
-    let (removed, kept) = driver.prune_images(m).map_err(driver_error)?;
+    let kloud_provider_lxc::debian::Pruned { removed, kept } =
+        driver.prune_images(m).map_err(driver_error)?;
     if json {
         print_json(&serde_json::json!({
             "removed": removed,

@@ -271,8 +271,14 @@ mod tests {
     fn set_limits_writes_v2_keys_and_drops_v1_ones() {
         let merged = merge("lxc.rootfs.path = dir:/r\n", &render(&block(Cgroup::V1)));
         let resized = set_limits(&merged, Cgroup::V2, 3, 1024);
-        assert!(resized.contains("lxc.cgroup2.memory.max = 1073741824\n"), "{resized}");
-        assert!(resized.contains("lxc.cgroup2.cpu.max = 300000 100000\n"), "{resized}");
+        assert!(
+            resized.contains("lxc.cgroup2.memory.max = 1073741824\n"),
+            "{resized}"
+        );
+        assert!(
+            resized.contains("lxc.cgroup2.cpu.max = 300000 100000\n"),
+            "{resized}"
+        );
         assert!(!resized.contains("lxc.cgroup."), "{resized}");
         assert_eq!(
             limits(Cgroup::V2, 3, 1024),

@@ -84,6 +84,15 @@ pub struct Generation {
     pub users: Vec<String>,
 }
 
+/// What a prune did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Generations removed.
+    pub removed: Vec<String>,
+    /// Old generations kept, with why (still current, or used by a container).
+    pub kept: Vec<(String, String)>,
+}
+
 /// Parses the output of `LIST_SCRIPT`.
 pub fn parse_list(out: &str) -> Vec<Generation> {
     let mut gens: Vec<Generation> = Vec::new();
@@ -214,7 +223,7 @@ impl LxcDriver {
     pub fn prune_images(
         &self,
         m: &MachineRef,
-    ) -> Result<(Vec<String>, Vec<(String, String)>), DriverError> {
+    ) -> Result<Pruned, DriverError> {
         let cache = self.image_cache();
         let mut removed = Vec::new();
         let mut kept = Vec::new();
@@ -233,7 +242,7 @@ impl LxcDriver {
                 None => removed.push(g.name),
             }
         }
-        Ok((removed, kept))
+        Ok(Pruned { removed, kept })
     }
 }
 

@@ -418,7 +418,10 @@ fn first_boot_through_vzctl_exec2() {
         .calls()
         .iter()
         .any(|c| c.starts_with("vzctl exec2 101 cat > /run/kloud-first-boot.sh")));
-    assert_eq!(std::fs::read_to_string(ct.join("env")).unwrap(), "web-1.dc1.test web role::web\n");
+    assert_eq!(
+        std::fs::read_to_string(ct.join("env")).unwrap(),
+        "web-1.dc1.test web role::web\n"
+    );
 
     let again = d.create(m, &s).unwrap();
     assert!(again.adopted);
@@ -428,7 +431,13 @@ fn first_boot_through_vzctl_exec2() {
 
     let mut bad = spec("web-2.dc1.test", 8);
     bad.boot.commands = vec!["echo bad-output; exit 4".into()];
-    let f = d.create(m, &bad).unwrap().first_boot.unwrap().failure.unwrap();
+    let f = d
+        .create(m, &bad)
+        .unwrap()
+        .first_boot
+        .unwrap()
+        .failure
+        .unwrap();
     assert_eq!((f.step.as_str(), f.exit), ("command 1", Some(4)));
     assert_eq!(f.output, "bad-output");
 
