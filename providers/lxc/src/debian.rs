@@ -220,10 +220,7 @@ impl LxcDriver {
 
     /// Removes the generations that are neither current nor used by a container; returns what
     /// was removed and, for each kept old generation, why it was kept.
-    pub fn prune_images(
-        &self,
-        m: &MachineRef,
-    ) -> Result<Pruned, DriverError> {
+    pub fn prune_images(&self, m: &MachineRef) -> Result<Pruned, DriverError> {
         let cache = self.image_cache();
         let mut removed = Vec::new();
         let mut kept = Vec::new();
