@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
 # Benchmark for the talk's headline: 60 containers created by `kloud apply`, recorded in HostDB
-# and answering on their addresses. Times from the start of `kloud apply` to the last container
-# answering a ping, for each parallelism given (default: 5 10 20). Needs root and LXC
-# (scripts/setup/lxc.sh). Cleans up after itself (destroy, bridge).
+# and answering on their addresses.
+#
+#   scripts/bench-apply.sh [PARALLELISM...]          busybox: from the start of `kloud apply` to the
+#                                                    last container answering a ping, per
+#                                                    parallelism (default: 5 10 20)
+#   scripts/bench-apply.sh debian-12 [RUNS] [PAR]    real hosts: the first build of the debian-12
+#                                                    image (debootstrap, in a fresh image cache),
+#                                                    then RUNS times (default 3) 60 debian-12 hosts
+#                                                    from `kloud apply` to all 60 answering ssh as
+#                                                    their login user with first boot done (image
+#                                                    cached; parallelism PAR, default 10), and the
+#                                                    memory of an idle Debian container; medians.
+#
+# Needs root and LXC (scripts/setup/lxc.sh); debian-12 also debootstrap, ssh and the Debian
+# archive. Cleans up after itself (destroy, bridge, image cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --bin kloud  # apply time is LXC's, not kloud's: a debug build measures the same
 kloud="$PWD/target/debug/kloud"
+if [ "${1:-}" = debian-12 ]; then
+  shift
+  exec bash scripts/bench-debian.sh "$kloud" "$@"
+fi
 work=$(mktemp -d)
 root=/var/lib/kloud/bench-apply-$$
 trap '(cd "$work" && KLOUD_LXC_ROOT=$root "$kloud" destroy . --auto-approve >/dev/null 2>&1); rm -rf "$work" "$root"; ip link del kl-bench60 2>/dev/null || true' EXIT

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The quickstart, on a fresh Debian 12 machine as root: installs LXC and the Rust toolchain if
 # missing, builds kloud, applies examples/quickstart (real LXC containers on this computer,
-# recorded in the embedded SQLite HostDB), shows the hosts, and checks each answers on its address.
+# recorded in the embedded SQLite HostDB: Debian 12 web servers built with debootstrap from this
+# computer's apt sources, busybox load balancers), shows the hosts, checks each answers on its
+# address, and logs in to a web server by ssh with your key (~/.ssh/id_ed25519.pub, or a demo
+# key made for the occasion) to run `sudo -n hostname -f`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in lxc busybox-static iproute2 iputils-ping build-essential pkg-config; do
+for pkg in lxc busybox-static iproute2 iputils-ping build-essential pkg-config debootstrap openssh-client; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -19,6 +22,18 @@ fi
 cargo build -q --bin kloud
 kloud="$PWD/target/debug/kloud"
 cd examples/quickstart
+mkdir -p .kloud
+# Who logs in to the web servers: you, with your key, or a demo key kept in .kloud/.
+ssh_args=()
+if [ -f "$HOME/.ssh/id_ed25519.pub" ]; then
+  pub="$HOME/.ssh/id_ed25519.pub"
+else
+  [ -f .kloud/demo_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C kloud-quickstart -f .kloud/demo_ed25519
+  pub="$PWD/.kloud/demo_ed25519.pub"
+  ssh_args=(-i "$PWD/.kloud/demo_ed25519")
+fi
+export KLOUD_VAR_ops_ssh_keys="[\"$(cat "$pub")\"]"
+echo "Logins use $pub. The first debian-12 container builds the image (debootstrap, a few minutes, once per computer)."
 "$kloud" validate .
 "$kloud" apply . --auto-approve
 echo
@@ -38,4 +53,8 @@ for c in plan["changes"]:
 sys.exit(1 if bad else 0)
 '
 echo
-echo "Done. Remove everything again with: (cd examples/quickstart && $kloud destroy . --auto-approve)"
+echo "Logging in to web-1 as ops: kloud ssh web-1 -- sudo -n hostname -f"
+"$kloud" ssh web-1 "${ssh_args[@]}" -o BatchMode=yes -- sudo -n hostname -f
+echo
+echo "Done. Log in yourself with: (cd examples/quickstart && $kloud ssh web-1 ${ssh_args[*]})"
+echo "Remove everything again with: (cd examples/quickstart && $kloud destroy . --auto-approve)"

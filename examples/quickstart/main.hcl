@@ -1,5 +1,6 @@
 # The quickstart: three "machines" that all live on this computer (connect = "local"), each
-# keeping its containers apart in its own LXC path, and two small classes of busybox hosts.
+# keeping its containers apart in its own LXC path: Debian 12 web servers to log into, busybox
+# load balancers.
 
 kloud {
   domain = "qs.kloud.internal"
@@ -9,6 +10,11 @@ kloud {
 variable "web_count" {
   default     = 3
   description = "how many web servers to run"
+}
+
+variable "ops_ssh_keys" {
+  default     = []
+  description = "public keys of the people who log in to the web servers as `ops`"
 }
 
 machine_class "small" {

@@ -307,7 +307,12 @@ impl Step<'_> {
                     .before
                     .as_ref()
                     .ok_or("replace without a recorded state")?;
-                self.destroy_container(before)?;
+                // A host the last apply left unfinished where it should be is adopted, so its
+                // first boot resumes; any other replace starts from a new container.
+                let recorded = self.store.get_host(&before.name).ok().flatten();
+                if !records::resumable(recorded.as_ref(), c.after.as_deref()) {
+                    self.destroy_container(before)?;
+                }
                 self.create(c.after.as_ref().ok_or("replace without a target state")?)
             }
             Action::Update => self.update(
@@ -397,6 +402,12 @@ impl Step<'_> {
                 prefix_len: net.cidr.prefix_len(),
             },
             driver_id,
+            boot: crate::config::login::boot_spec(
+                self.config,
+                &h.class,
+                &h.network,
+                &h.puppet_roles,
+            ),
         })
     }
 
@@ -418,7 +429,24 @@ impl Step<'_> {
         match with_retries(|| driver.create(&mref, &spec)) {
             Ok(resp) => {
                 self.said(&kind, &h.name, &resp.diagnostics);
-                self.record(h, State::Running, resp.driver_id, "running")
+                match resp.first_boot.as_ref().and_then(|b| b.failure.as_ref()) {
+                    None => self.record(h, State::Running, resp.driver_id, "running"),
+                    Some(f) => {
+                        let host = records::first_boot_failed(h, self.owner, resp.driver_id, f);
+                        let actor = Actor {
+                            name: self.actor.name.clone(),
+                            message: Some(f.to_string()),
+                        };
+                        self.write(
+                            Write::PutHost {
+                                host,
+                                expect: Expect::Any,
+                            },
+                            &actor,
+                        )?;
+                        Err(f.to_string())
+                    }
+                }
             }
             Err(e) => {
                 let msg = e.to_string();

@@ -2,6 +2,8 @@
 //! at each step of its lifecycle. Tests and benchmarks that stand in for an apply use these too,
 //! so what they record is what an apply records.
 
+use kloud_provider_api::compute::BootFailure;
+
 use crate::hostdb::{Expect, Host, State, Write};
 use crate::plan::{Action, HostState, MachineState, Plan};
 
@@ -70,4 +72,56 @@ pub fn as_applied(plan: &Plan, owner: &str) -> Vec<Write> {
         }
     }
     writes
+}
+
+/// The property of a `failed` record that says which first-boot step failed and how.
+pub const FIRST_BOOT_PROPERTY: &str = "kloud_first_boot";
+
+/// A container's `failed` record after its first boot failed: the step, its exit status and
+/// the tail of its output under [`FIRST_BOOT_PROPERTY`]. The next apply replaces a failed host,
+/// and the record it then writes has no such property.
+pub fn first_boot_failed(
+    h: &HostState,
+    owner: &str,
+    driver_id: Option<String>,
+    f: &BootFailure,
+) -> Host {
+    let mut host = container(h, owner, State::Failed, driver_id);
+    host.properties.insert(
+        FIRST_BOOT_PROPERTY.to_string(),
+        serde_json::json!({ "step": f.step, "exit": f.exit, "output": f.output }),
+    );
+    host
+}
+
+/// Whether a replace can adopt the existing container instead of destroying it: the record
+/// was left `creating` or `failed` by an earlier apply, on the same machine, address, image
+/// and size as wanted. Adopting lets first boot finish the steps that did not finish.
+pub fn resumable(recorded: Option<&Host>, after: Option<&HostState>) -> bool {
+    let (Some(r), Some(a)) = (recorded, after) else {
+        return false;
+    };
+    matches!(r.state, Some(State::Creating | State::Failed))
+        && r.machine.is_some()
+        && r.machine == a.machine
+        && r.ip == a.ip
+        && r.image.as_deref() == Some(a.image.as_str())
+        && (r.cpu, r.memory_mib, r.disk_gib) == (Some(a.cpu), Some(a.memory_mib), Some(a.disk_gib))
+}
+
+/// A host's state as `kloud hosts` shows it: the state word, and for a failed first boot the
+/// step and its exit status (`failed (first boot: command 2, exit 3)`).
+pub fn state_cell(h: &Host) -> String {
+    let word = h.state.map_or("-", |s| s.as_str());
+    match h.properties.get(FIRST_BOOT_PROPERTY) {
+        Some(fb) if h.state == Some(State::Failed) => {
+            let step = fb.get("step").and_then(|s| s.as_str()).unwrap_or("?");
+            let exit = fb
+                .get("exit")
+                .and_then(|e| e.as_i64())
+                .map_or_else(|| "no exit status".to_string(), |e| format!("exit {e}"));
+            format!("{word} (first boot: {step}, {exit})")
+        }
+        _ => word.to_string(),
+    }
 }

@@ -81,7 +81,7 @@ pub fn run_hosts(args: HostsArgs) -> miette::Result<ExitCode> {
                 h.name.clone(),
                 h.kind.as_str().to_string(),
                 dash(&h.class),
-                h.state.map_or("-".to_string(), |s| s.as_str().to_string()),
+                crate::apply::records::state_cell(h),
                 dash(&h.machine),
                 dash(&h.ip),
                 size(h),

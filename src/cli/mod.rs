@@ -15,8 +15,10 @@ pub mod fmt;
 pub mod history;
 pub mod hostdb;
 pub mod hosts;
+pub mod images;
 pub mod plan;
 pub mod show;
+pub mod ssh;
 pub mod store;
 pub mod sync;
 pub mod table;
@@ -65,6 +67,10 @@ pub enum Command {
     Enc(enc::Args),
     /// Converge one integration from HostDB, once or continuously
     Sync(sync::Args),
+    /// List, rebuild and prune the LXC images built on a computer
+    Images(images::Args),
+    /// Log in to a host (or run a command there) by ssh, as its login user
+    Ssh(ssh::Args),
 }
 
 /// Parse the command line, run the command and turn its outcome into an exit code.
@@ -91,6 +97,8 @@ pub fn main() -> ExitCode {
         Command::Hostdb(a) => hostdb::run(a),
         Command::Enc(a) => enc::run(a),
         Command::Sync(a) => sync::run(a),
+        Command::Images(a) => images::run(a),
+        Command::Ssh(a) => ssh::run(a),
     };
     match outcome {
         Ok(code) => code,

@@ -201,6 +201,15 @@ pub fn load_sources(
     expand::check_classes(&host_classes, &class_items, &machines, diags);
     expand::check_network_sizes(&host_classes, &networks, &net_items, diags);
 
+    // Logins, first boot and resolvers (design §9): decoded in config/login.rs.
+    let blocks = |kind: &str| -> Vec<_> {
+        first_of_each(&items(kind))
+            .iter()
+            .map(|i| (i.file, i.block))
+            .collect()
+    };
+    let login = super::login::decode(&blocks("host_class"), &blocks("network"), &eval, diags);
+
     let digest = digest(&files, &variables);
     Some(Config {
         dir: dir.to_path_buf(),
@@ -215,6 +224,7 @@ pub fn load_sources(
         machines,
         hosts,
         digest,
+        login,
     })
 }
 

@@ -11,6 +11,7 @@ mod expand;
 pub mod fmt;
 pub mod load;
 pub mod locate;
+pub mod login;
 pub mod model;
 pub mod names;
 mod reader;

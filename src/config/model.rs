@@ -32,6 +32,8 @@ pub struct Config {
     pub hosts: Vec<DesiredHost>,
     /// A digest of the sources and variable values, recorded in plans to detect a changed config.
     pub digest: String,
+    /// Logins, first-boot commands and resolvers (design §9; `config/login.rs`).
+    pub login: super::login::Logins,
 }
 
 /// The `kloud {}` block.

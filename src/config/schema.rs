@@ -19,7 +19,7 @@ pub const KLOUD_ATTRS: &[&str] = &["domain", "hostdb", "owner"];
 pub const VARIABLE_ATTRS: &[&str] = &["default", "description"];
 pub const MACHINE_CLASS_ATTRS: &[&str] = &["cpu", "memory", "disk"];
 pub const MACHINES_ATTRS: &[&str] = &["class", "count", "name", "labels", "driver", "connect"];
-pub const NETWORK_ATTRS: &[&str] = &["cidr", "gateway"];
+pub const NETWORK_ATTRS: &[&str] = &["cidr", "gateway", "dns"];
 pub const TAG_ATTRS: &[&str] = &["properties", "description"];
 pub const HOST_CLASS_ATTRS: &[&str] = &[
     "count",
@@ -33,8 +33,11 @@ pub const HOST_CLASS_ATTRS: &[&str] = &[
     "properties",
     "puppet_roles",
     "driver",
+    "first_boot",
 ];
-pub const HOST_CLASS_BLOCKS: &[&str] = &["placement"];
+pub const HOST_CLASS_BLOCKS: &[&str] = &["placement", "login"];
+/// The `login {}` block of a host class (decoded in `config/login.rs`).
+pub const LOGIN_ATTRS: &[&str] = &["user", "ssh_keys", "sudo"];
 pub const PLACEMENT_ATTRS: &[&str] = &["max_per", "strategy"];
 pub const TEMPLATE_ATTRS: &[&str] = &[
     "source",
@@ -122,7 +125,13 @@ pub const PROVIDERS: &[(&str, &[ProviderAttr])] = &[
             attr("check_period", AttrType::String, false),
         ],
     ),
-    ("puppet", &[attr("environment", AttrType::String, false)]),
+    (
+        "puppet",
+        &[
+            attr("environment", AttrType::String, false),
+            attr("server", AttrType::String, false),
+        ],
+    ),
     (
         "lxc",
         &[

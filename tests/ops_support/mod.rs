@@ -113,6 +113,7 @@ impl ComputeDriver for FakeDriver {
             driver_id: None,
             adopted,
             diagnostics,
+            first_boot: None,
         })
     }
 

@@ -197,6 +197,88 @@ pub struct ContainerSpec {
     /// the machine; `None` lets drivers that number containers pick the lowest free id.
     #[serde(default)]
     pub driver_id: Option<String>,
+    /// What first boot does inside the container (design §9); drivers that cannot boot a
+    /// real system (busybox) ignore it.
+    #[serde(default)]
+    pub boot: BootSpec,
+}
+
+/// Who logs in to a container: a user made at first boot with these keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginSpec {
+    pub user: String,
+    /// Lines of its `authorized_keys`.
+    pub ssh_keys: Vec<String>,
+    /// Passwordless sudo.
+    pub sudo: bool,
+}
+
+/// First boot: hostname = FQDN and `/etc/hosts`, the resolvers, the login user, sshd, then
+/// `commands` in order as root, then one puppet agent run when `puppet_server` is set. Each step
+/// runs at most once per container: a later create of the same container (adopting it) finishes
+/// the steps that did not finish and never runs again one that did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootSpec {
+    /// The host's class and puppet roles, given to commands as `KLOUD_CLASS` and `KLOUD_ROLES`.
+    #[serde(default)]
+    pub class: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub login: Option<LoginSpec>,
+    /// Shell commands, run once each, in order, as root (`sh -c`).
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// Resolvers written to `/etc/resolv.conf`; empty keeps the image's.
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// `HOST[:PORT]` of a puppet server: ends first boot with `puppet agent --onetime`.
+    #[serde(default)]
+    pub puppet_server: Option<String>,
+}
+
+/// What first boot did, as the driver saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstBoot {
+    /// Steps run by this call, in order.
+    pub ran: Vec<String>,
+    /// Steps an earlier call had finished, so not run again.
+    pub skipped: Vec<String>,
+    /// The step that failed, if one did; later steps did not run.
+    pub failure: Option<BootFailure>,
+}
+
+impl FirstBoot {
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// A first-boot step that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootFailure {
+    /// `hostname`, `login`, `sshd`, `command 2`, `puppet`...
+    pub step: String,
+    /// Exit status, `None` when the step was killed or timed out.
+    pub exit: Option<i32>,
+    /// The last lines of its output.
+    pub output: String,
+}
+
+impl fmt::Display for BootFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "first boot step `{}` failed ({})",
+            self.step,
+            self.exit
+                .map_or_else(|| "no exit status".to_string(), |c| format!("exit {c}"))
+        )?;
+        if !self.output.trim().is_empty() {
+            write!(f, ": {}", self.output.trim())?;
+        }
+        Ok(())
+    }
 }
 
 /// Answer to calls that only succeed or fail.
@@ -213,6 +295,9 @@ pub struct CreateResponse {
     /// True when the container already existed and was adopted rather than created.
     pub adopted: bool,
     pub diagnostics: Vec<Diagnostic>,
+    /// What first boot did; `None` when the image has no first boot (busybox).
+    #[serde(default)]
+    pub first_boot: Option<FirstBoot>,
 }
 
 /// Run state of a container as the machine reports it.

@@ -9,6 +9,7 @@
 //! Every call takes a request struct and returns a response that carries [`Diagnostic`]s, so
 //! that a provider can warn without failing and fail with something an operator can act on.
 
+pub mod boot;
 pub mod compute;
 pub mod diag;
 pub mod integration;

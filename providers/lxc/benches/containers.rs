@@ -128,6 +128,7 @@ fn run(count: usize, workers: usize, run_id: usize, warm: bool) -> Result<Figure
                     ..net.clone()
                 },
                 driver_id: None,
+                boot: Default::default(),
             }
         })
         .collect();

@@ -265,6 +265,38 @@ mod tests {
         assert_eq!(configured_address(&resized).as_deref(), Some("10.40.0.17"));
     }
 
+    /// A machine that moved to unified cgroup v2 (a fresh Debian 12) gets v2 keys on resize,
+    /// and the v1 keys of the old config are gone, not left for LXC to refuse.
+    #[test]
+    fn set_limits_writes_v2_keys_and_drops_v1_ones() {
+        let merged = merge("lxc.rootfs.path = dir:/r\n", &render(&block(Cgroup::V1)));
+        let resized = set_limits(&merged, Cgroup::V2, 3, 1024);
+        assert!(
+            resized.contains("lxc.cgroup2.memory.max = 1073741824\n"),
+            "{resized}"
+        );
+        assert!(
+            resized.contains("lxc.cgroup2.cpu.max = 300000 100000\n"),
+            "{resized}"
+        );
+        assert!(!resized.contains("lxc.cgroup."), "{resized}");
+        assert_eq!(
+            limits(Cgroup::V2, 3, 1024),
+            vec![
+                ("memory.max", "1073741824".to_string()),
+                ("cpu.max", "300000 100000".to_string())
+            ]
+        );
+        assert_eq!(
+            limits(Cgroup::V1, 3, 1024),
+            vec![
+                ("memory.limit_in_bytes", "1073741824".to_string()),
+                ("cpu.cfs_period_us", "100000".to_string()),
+                ("cpu.cfs_quota_us", "300000".to_string())
+            ]
+        );
+    }
+
     #[test]
     fn parses_lxc_ls_fancy_output() {
         let out = "NAME        STATE   IPV4                 \n\

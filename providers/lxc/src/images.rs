@@ -1,8 +1,10 @@
 //! Which LXC template builds which image name, and how operators add their own.
 //!
-//! Only the `busybox` template builds without a network, so it is the only image known out of
-//! the box. Operators map more names to templates in a JSON file (`KLOUD_LXC_IMAGES`), e.g. a
-//! `debian-12` built by the `local` template from a rootfs tarball they keep on the machine.
+//! Two images are known out of the box: `busybox` (the offline LXC template: seconds to build,
+//! nobody logs in) and `debian-12`, a real Debian 12 system built by debootstrap from the
+//! machine's own apt sources (see [`crate::debian`]). Operators map more names in a JSON file
+//! (`KLOUD_LXC_IMAGES`): to an LXC template (`local` with a rootfs tarball they keep, say) or to
+//! another debootstrap recipe.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,11 +25,56 @@ pub struct ImageSpec {
     /// for the `busybox` template.
     #[serde(default)]
     pub busybox_init: Option<bool>,
+    /// Built by debootstrap instead of an LXC template: a systemd system that takes logins and
+    /// runs first boot.
+    #[serde(default)]
+    pub debootstrap: Option<Debootstrap>,
 }
+
+/// A Debian system built by `debootstrap --variant=minbase` from the machine's apt sources.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debootstrap {
+    /// `bookworm`.
+    pub suite: String,
+    /// Packages added to minbase.
+    pub include: Vec<String>,
+}
+
+/// What `debian-12` holds besides minbase: an init, a way in, and what first boot uses.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "systemd-sysv",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "ca-certificates",
+    "iputils-ping",
+    "netbase",
+    "procps",
+    "less",
+];
 
 impl ImageSpec {
     pub fn uses_busybox_init(&self) -> bool {
         self.busybox_init.unwrap_or(self.template == "busybox")
+    }
+
+    /// Whether containers of this image boot a real system that runs first boot.
+    pub fn boots(&self) -> bool {
+        self.debootstrap.is_some()
+    }
+
+    /// `debian-12`: bookworm minbase plus [`DEBIAN_PACKAGES`].
+    pub fn debian_12() -> Self {
+        ImageSpec {
+            template: "debootstrap".into(),
+            args: Vec::new(),
+            busybox_init: Some(false),
+            debootstrap: Some(Debootstrap {
+                suite: "bookworm".into(),
+                include: DEBIAN_PACKAGES.iter().map(|p| p.to_string()).collect(),
+            }),
+        }
     }
 }
 
@@ -63,8 +110,10 @@ impl Default for ImageMap {
                 template: "busybox".into(),
                 args: Vec::new(),
                 busybox_init: None,
+                debootstrap: None,
             },
         );
+        m.insert("debian-12".to_string(), ImageSpec::debian_12());
         ImageMap(m)
     }
 }
@@ -116,11 +165,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_know_only_busybox() {
+    fn defaults_know_busybox_and_debian() {
         let m = ImageMap::default();
-        assert_eq!(m.names(), vec!["busybox"]);
+        assert_eq!(m.names(), vec!["busybox", "debian-12"]);
         assert!(m.get("busybox").unwrap().uses_busybox_init());
-        assert!(m.get("debian-12").is_none());
+        assert!(!m.get("busybox").unwrap().boots());
+        let d = m.get("debian-12").unwrap();
+        assert!(d.boots() && !d.uses_busybox_init());
+        let deb = d.debootstrap.as_ref().unwrap();
+        assert_eq!(deb.suite, "bookworm");
+        for p in ["systemd-sysv", "openssh-server", "sudo"] {
+            assert!(deb.include.iter().any(|i| i == p), "{p}");
+        }
     }
 
     #[test]
@@ -134,6 +190,7 @@ mod tests {
         assert_eq!(m.names(), vec!["busybox", "debian-12"]);
         let d = m.get("debian-12").unwrap();
         assert_eq!(d.template, "local");
+        assert!(!d.boots(), "the file's entry replaces the built-in recipe");
         assert_eq!(d.args, vec!["-m", "/srv/m.tar.xz"]);
         assert!(!d.uses_busybox_init());
         assert!(!m.get("busybox").unwrap().uses_busybox_init());

@@ -12,6 +12,7 @@
 //! in place.
 
 pub mod conf;
+pub mod debian;
 pub mod images;
 pub mod names;
 
@@ -20,9 +21,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use kloud_provider_api::boot;
 use kloud_provider_api::compute::{
-    ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, ListResponse,
-    MachineRef, Observed, Response,
+    ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, FirstBoot,
+    ListResponse, MachineRef, Observed, Response,
 };
 use kloud_provider_api::Diagnostic;
 use kloud_provider_exec::{failed, quote_argv, Runner, SshOptions};
@@ -67,6 +69,11 @@ pub struct LxcConfig {
     /// Build each image once per computer as a base container (under `<root>/.images`) and
     /// make containers by copying it, instead of running the template for every container.
     pub clone_images: bool,
+    /// Where debootstrap images (`debian-12`) are built, once per computer, shared by every
+    /// LXC root on it.
+    pub image_cache: PathBuf,
+    /// Seconds first boot may take inside a container before it counts as failed.
+    pub first_boot_timeout_s: u32,
     pub ssh: SshOptions,
 }
 
@@ -78,6 +85,8 @@ impl Default for LxcConfig {
             images: ImageMap::default(),
             stop_timeout_s: 10,
             clone_images: true,
+            image_cache: PathBuf::from("/var/lib/kloud/images"),
+            first_boot_timeout_s: 1800,
             ssh: SshOptions::default(),
         }
     }
@@ -95,6 +104,7 @@ pub enum ConfigError {
 impl LxcConfig {
     /// Defaults, changed by `KLOUD_LXC_ROOT` (directory), `KLOUD_LXC_BACKING` (`dir`|`loop`),
     /// `KLOUD_LXC_CLONE=0` (run the template for every container)
+    /// `KLOUD_IMAGE_CACHE` (where `debian-12` is built), `KLOUD_FIRST_BOOT_TIMEOUT` (seconds)
     /// and `KLOUD_LXC_IMAGES` (path of a JSON image map, see [`ImageMap::with_file`]), with
     /// ssh settings from [`SshOptions::from_env`].
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -115,6 +125,15 @@ impl LxcConfig {
         }
         if std::env::var("KLOUD_LXC_CLONE").is_ok_and(|v| v == "0") {
             c.clone_images = false;
+        }
+        if let Some(dir) = std::env::var_os("KLOUD_IMAGE_CACHE") {
+            c.image_cache = PathBuf::from(dir);
+        }
+        if let Some(s) = std::env::var("KLOUD_FIRST_BOOT_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            c.first_boot_timeout_s = s;
         }
         if let Some(path) = std::env::var_os("KLOUD_LXC_IMAGES") {
             c.images = ImageMap::with_file(&PathBuf::from(path))?;
@@ -187,6 +206,7 @@ if [ "$MODE" = copy ]; then
   ) 9>>"$I/.lock"
   step copy
   lxc-copy -P "$I" -n "$B" -p "$P" -N "$N" "$@" >/dev/null
+  echo "$P/$N" >> "$I/$B/users"
 else
   step create
   eval "lxc-create -P \"\$P\" -n \"\$N\" -f \"\$f\" \"\$@\" $TARGS" >/dev/null
@@ -315,6 +335,10 @@ impl LxcDriver {
         &self.config
     }
 
+    fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
     /// The LXC path (`-P`) of a machine on that machine.
     pub fn machine_path(&self, m: &MachineRef) -> Result<String, DriverError> {
         if !names::is_safe_component(&m.name) {
@@ -421,6 +445,37 @@ impl LxcDriver {
         self.runner.check(m, argv, None)
     }
 
+    /// Runs first boot in a running container (see [`kloud_provider_api::boot`]), under the
+    /// container's lock: the script goes in on stdin, is written to `/run` inside, and runs
+    /// from there with its input closed, so no command can read the rest of it.
+    fn first_boot(
+        &self,
+        m: &MachineRef,
+        path: &str,
+        spec: &ContainerSpec,
+    ) -> Result<FirstBoot, DriverError> {
+        let script = boot::script(spec);
+        let timeout = self.config.first_boot_timeout_s.to_string();
+        let argv = [
+            "timeout",
+            "-s",
+            "KILL",
+            &timeout,
+            "lxc-attach",
+            "-P",
+            path,
+            "-n",
+            &spec.name,
+            "--clear-env",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat > /run/kloud-first-boot.sh && exec /bin/sh /run/kloud-first-boot.sh </dev/null",
+        ];
+        let out = self.locked(m, path, &spec.name, &argv, Some(script.as_bytes()))?;
+        Ok(boot::parse(&out.stdout, &out.stderr, out.status))
+    }
+
     fn start_in(&self, m: &MachineRef, path: &str, name: &str) -> Result<(), DriverError> {
         self.lxc_locked(m, path, name, &["lxc-start", "-P", path, "-n", name])
             .map(drop)
@@ -484,8 +539,14 @@ impl LxcDriver {
         let rcs = image
             .uses_busybox_init()
             .then(|| format!("{path}/{}/kloud-rcS", spec.name));
+        // A real system's hostname is its FQDN (design §9); busybox keeps the short name.
+        let hostname = if image.boots() {
+            &spec.name
+        } else {
+            &spec.hostname
+        };
         let block = conf::render(&conf::Block {
-            hostname: &spec.hostname,
+            hostname,
             bridge: &bridge,
             address,
             prefix_len: net.prefix_len,
@@ -517,7 +578,7 @@ impl LxcDriver {
 
         // Either copy the image's base container (built once), or run the template. An
         // overlay is a snapshot of the base, so it always copies.
-        let clone = self.config.clone_images || backing == Backing::Overlay;
+        let clone = self.config.clone_images || backing == Backing::Overlay || image.boots();
         let mut opts: Vec<String> = Vec::new();
         if clone && backing == Backing::Overlay {
             opts.push("-s".into());
@@ -608,10 +669,17 @@ impl ComputeDriver for LxcDriver {
                 })?;
         Self::check_name(m, &spec.name)?;
         let path = self.machine_path(m)?;
-        let p = self.prepare(m, &path, spec, image)?;
+        let mut p = self.prepare(m, &path, spec, image)?;
+        // A debootstrap image is built once per computer in the image cache (waiting for a
+        // build another apply runs), and copied from its current generation.
+        let images = if image.boots() {
+            p.base = self.ensure_image(m, &spec.image, image, false)?;
+            self.image_cache()
+        } else {
+            self.images_path()
+        };
 
         let targs = quote_argv(&p.template.iter().map(String::as_str).collect::<Vec<_>>());
-        let images = self.images_path();
         let mut argv: Vec<&str> = vec![
             "sh",
             "-c",
@@ -651,6 +719,12 @@ impl ComputeDriver for LxcDriver {
             return Err(failed(m, &shown, &cleaned));
         }
         let result = out.stdout.lines().next_back().unwrap_or("").trim();
+        // First boot runs on an adopted container too: it finishes what did not finish.
+        let first_boot = if image.boots() {
+            Some(self.first_boot(m, &path, spec)?)
+        } else {
+            None
+        };
         if result == "ADOPTED" {
             // An adopted container keeps what it has; the checks' warnings are about a
             // container that was not made now.
@@ -658,9 +732,19 @@ impl ComputeDriver for LxcDriver {
                 driver_id: None,
                 adopted: true,
                 diagnostics: Vec::new(),
+                first_boot,
             });
         }
         let mut diagnostics = p.diagnostics;
+        if !image.boots() && (spec.boot.login.is_some() || !spec.boot.commands.is_empty()) {
+            diagnostics.push(
+                Diagnostic::warning(format!(
+                    "image `{}` of `{}` runs no first boot: its login and first_boot are ignored",
+                    spec.image, spec.name
+                ))
+                .with_detail("use image \"debian-12\" for hosts people log into"),
+            );
+        }
         if let Some(why) = result.strip_prefix("RECREATED") {
             // A container that exists but cannot start is most likely the remains of a
             // create that was interrupted; it held nothing worth keeping.
@@ -676,6 +760,7 @@ impl ComputeDriver for LxcDriver {
             driver_id: None,
             adopted: false,
             diagnostics,
+            first_boot,
         })
     }
 
@@ -906,6 +991,7 @@ mod tests {
             template: t.into(),
             args: args.iter().map(|a| a.to_string()).collect(),
             busybox_init: None,
+            debootstrap: None,
         };
         let a = base_name("busybox", &spec("busybox", &[]));
         assert_eq!(a, base_name("busybox", &spec("busybox", &[])));

@@ -153,15 +153,18 @@ fn unknown_image_is_a_clear_error_listing_known_images() {
     let guard = Cleanup::new();
     let d = driver(&guard.root);
     let mut s = spec("x.test", &network(), 5);
-    s.image = "debian-12".into();
+    s.image = "centos-7".into();
     match d.create(&local_machine("hw"), &s) {
         Err(DriverError::UnknownImage { image, known, .. }) => {
-            assert_eq!(image, "debian-12");
-            assert_eq!(known, vec!["busybox".to_string()]);
+            assert_eq!(image, "centos-7");
+            assert_eq!(known, vec!["busybox".to_string(), "debian-12".to_string()]);
         }
         other => panic!("expected UnknownImage, got {other:?}"),
     }
-    assert_eq!(d.images(), vec!["busybox".to_string()]);
+    assert_eq!(
+        d.images(),
+        vec!["busybox".to_string(), "debian-12".to_string()]
+    );
 }
 
 #[test]

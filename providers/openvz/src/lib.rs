@@ -15,9 +15,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use kloud_provider_api::boot;
 use kloud_provider_api::compute::{
-    ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, ListResponse,
-    MachineRef, Observed, Response,
+    ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, FirstBoot,
+    ListResponse, MachineRef, Observed, Response,
 };
 use kloud_provider_api::Diagnostic;
 use kloud_provider_exec::{failed, Output, Runner, SshOptions};
@@ -174,6 +175,42 @@ impl OpenVzDriver {
         }
     }
 
+    /// First boot (see [`kloud_provider_api::boot`]) through `vzctl exec2`, which runs a
+    /// command in the container and returns its exit status: the script goes in on stdin, is
+    /// written to `/run` inside and runs from there with its input closed. vzctl already set
+    /// the hostname, so a container whose class asks for nothing (no login, commands, resolvers
+    /// or puppet) gets no first boot.
+    fn first_boot(
+        &self,
+        m: &MachineRef,
+        ctid: &str,
+        spec: &ContainerSpec,
+    ) -> Result<Option<FirstBoot>, DriverError> {
+        let b = &spec.boot;
+        if b.login.is_none()
+            && b.commands.is_empty()
+            && b.dns.is_empty()
+            && b.puppet_server.is_none()
+        {
+            return Ok(None);
+        }
+        let script = boot::script(spec);
+        let argv = [
+            "vzctl",
+            "exec2",
+            ctid,
+            "cat > /run/kloud-first-boot.sh && exec /bin/sh /run/kloud-first-boot.sh </dev/null",
+        ];
+        let deadline = Instant::now() + self.config.lock_wait;
+        loop {
+            let out = self.runner.run(m, &argv, Some(script.as_bytes()))?;
+            if out.status != Some(VZ_LOCKED) || Instant::now() >= deadline {
+                return Ok(Some(boot::parse(&out.stdout, &out.stderr, out.status)));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     fn find(&self, m: &MachineRef, name: &str) -> Result<Option<Observed>, DriverError> {
         Ok(self
             .list(m)?
@@ -283,10 +320,13 @@ impl ComputeDriver for OpenVzDriver {
                 if o.state != ContainerState::Running {
                     self.vz(m, &["vzctl", "start", &ctid])?;
                 }
+                // An adopted container finishes the first boot it did not finish.
+                let first_boot = self.first_boot(m, &ctid, spec)?;
                 return Ok(CreateResponse {
                     driver_id: Some(ctid),
                     adopted: true,
                     diagnostics: Vec::new(),
+                    first_boot,
                 });
             }
             let mut running: BTreeSet<u32> = listed
@@ -326,10 +366,12 @@ impl ComputeDriver for OpenVzDriver {
                 let _ = self.remove(m, &ctid, false);
                 return Err(e);
             }
+            let first_boot = self.first_boot(m, &ctid, spec)?;
             return Ok(CreateResponse {
                 driver_id: Some(ctid),
                 adopted: false,
                 diagnostics: Vec::new(),
+                first_boot,
             });
         }
         Err(DriverError::Invalid {

@@ -110,6 +110,7 @@ fn spec(name: &str, host: u8) -> ContainerSpec {
             prefix_len: 16,
         },
         driver_id: None,
+        boot: Default::default(),
     }
 }
 
@@ -389,4 +390,58 @@ fn a_container_locked_by_another_vzctl_is_waited_for() {
         other => panic!("expected CommandFailed, got {other:?}"),
     }
     std::fs::remove_dir(&lock).unwrap();
+}
+
+/// First boot goes through `vzctl exec2` with the script on stdin (the stand-in emulates the
+/// steps and runs the commands, see tests/standin/vzctl): commands once, in order, with the
+/// KLOUD_* variables; an adopting create skips what finished; a failing command comes back
+/// with its step, exit status and output.
+#[test]
+fn first_boot_through_vzctl_exec2() {
+    let Some(vz) = Machine::new("first_boot") else {
+        return;
+    };
+    let (d, m) = (&vz.driver, &vz.machine);
+    let mut s = spec("web-1.dc1.test", 7);
+    s.boot.class = "web".into();
+    s.boot.roles = vec!["role::web".into()];
+    s.boot.commands = vec![
+        "echo one >> ran".into(),
+        "echo \"$KLOUD_FQDN $KLOUD_CLASS $KLOUD_ROLES\" > env".into(),
+    ];
+    let created = d.create(m, &s).unwrap();
+    let fb = created.first_boot.expect("first boot ran");
+    assert!(fb.succeeded(), "{fb:?}");
+    assert_eq!(fb.ran, ["hostname", "sshd", "command 1", "command 2"]);
+    let ct = vz.state.join("ct/101");
+    assert!(vz
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("vzctl exec2 101 cat > /run/kloud-first-boot.sh")));
+    assert_eq!(
+        std::fs::read_to_string(ct.join("env")).unwrap(),
+        "web-1.dc1.test web role::web\n"
+    );
+
+    let again = d.create(m, &s).unwrap();
+    assert!(again.adopted);
+    let fb = again.first_boot.unwrap();
+    assert!(fb.ran.is_empty() && fb.skipped.len() == 4, "{fb:?}");
+    assert_eq!(std::fs::read_to_string(ct.join("ran")).unwrap(), "one\n");
+
+    let mut bad = spec("web-2.dc1.test", 8);
+    bad.boot.commands = vec!["echo bad-output; exit 4".into()];
+    let f = d
+        .create(m, &bad)
+        .unwrap()
+        .first_boot
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!((f.step.as_str(), f.exit), ("command 1", Some(4)));
+    assert_eq!(f.output, "bad-output");
+
+    // A class that asks for nothing gets no first boot (vzctl set the hostname).
+    let plain = d.create(m, &spec("web-3.dc1.test", 9)).unwrap();
+    assert!(plain.first_boot.is_none());
 }

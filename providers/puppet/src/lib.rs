@@ -24,7 +24,8 @@ use serde_json::{Map, Value};
 pub const PROVIDER: &str = "puppet";
 
 /// Attributes of a `provider "puppet"` block: (name, required).
-pub const ATTRIBUTES: &[(&str, bool)] = &[("environment", false)];
+/// `server` is read by first boot (its `puppet agent --onetime`), not by the ENC.
+pub const ATTRIBUTES: &[(&str, bool)] = &[("environment", false), ("server", false)];
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 

@@ -135,6 +135,7 @@ pub fn spec(name: &str, net: &NetworkSpec, host: u8) -> ContainerSpec {
             ..net.clone()
         },
         driver_id: None,
+        boot: Default::default(),
     }
 }
 
