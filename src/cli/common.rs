@@ -1,7 +1,7 @@
 //! What several commands share: opening HostDB for a config, making a plan, printing it.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use miette::miette;
@@ -103,7 +103,7 @@ pub fn print_json(value: &impl serde::Serialize) -> miette::Result<()> {
 }
 
 /// Save a plan to a file (JSON; it holds no secrets: provider settings are not part of a plan).
-pub fn save_plan(plan: &Plan, path: &PathBuf) -> miette::Result<()> {
+pub fn save_plan(plan: &Plan, path: &Path) -> miette::Result<()> {
     // 0600 from the start, through a temp file created new (never a planted symlink).
     let body = serde_json::to_vec_pretty(plan)
         .map_err(|e| miette!(code = "kloud::plan::save", "cannot encode the plan: {e}"))?;
