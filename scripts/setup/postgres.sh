@@ -8,6 +8,11 @@
 #
 # Exports: KLOUD_TEST_PG_URL (superuser URL of the `postgres` database) and KLOUD_TEST_PG_BIN
 #          (the server's bin directory, for tests that start and restart a private cluster).
+#
+# TLS: the cluster gets a server certificate (for 127.0.0.1 and localhost) signed by a test CA
+# made here with openssl, and `ssl = on`. Exports KLOUD_TEST_PG_TLS_URL (the same database,
+# `sslmode=verify-full&sslrootcert=CA`), KLOUD_TEST_PG_CA (that CA) and KLOUD_TEST_PG_OTHER_CA
+# (a CA that signed nothing, for the wrong-CA test).
 
 kloud_setup_postgres() {
     local dir=${KLOUD_TEST_PG_DIR:-/var/tmp/kloud-test-pg}
@@ -45,6 +50,35 @@ kloud_setup_postgres() {
     fi
     export KLOUD_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
     export KLOUD_TEST_PG_BIN="$bin"
+    kloud_setup_postgres_tls "$dir" "$bin" "$port" || echo "postgres.sh: TLS setup failed; TLS tests will skip (or fail under CI=true)" >&2
+}
+
+# A test CA, a server certificate it signs, `ssl = on` (a reload is enough).
+kloud_setup_postgres_tls() {
+    local dir=$1 bin=$2 port=$3 tls=$1/tls
+    command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null || return 1
+    mkdir -p "$tls" && chmod 755 "$tls" || return 1
+    if [ ! -f "$tls/server.pem" ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kloud test CA" \
+            -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null || return 1
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kloud other CA" \
+            -keyout "$tls/other-ca.key" -out "$tls/other-ca.pem" 2>/dev/null || return 1
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null || return 1
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$tls/server.ext"
+        openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+            -CAcreateserial -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" 2>/dev/null || return 1
+    fi
+    install -o postgres -g postgres -m 600 "$tls/server.key" "$dir/data/server.key" || return 1
+    install -o postgres -g postgres -m 644 "$tls/server.pem" "$dir/data/server.crt" || return 1
+    if [ "$(runuser -u postgres -- "$bin/psql" -h "$dir" -p "$port" -U postgres -Atc 'SHOW ssl' 2>/dev/null)" != on ]; then
+        runuser -u postgres -- "$bin/psql" -h "$dir" -p "$port" -U postgres -qAt \
+            -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null || return 1
+        sleep 0.5
+    fi
+    export KLOUD_TEST_PG_CA="$tls/ca.pem"
+    export KLOUD_TEST_PG_OTHER_CA="$tls/other-ca.pem"
+    export KLOUD_TEST_PG_TLS_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=verify-full&sslrootcert=$tls/ca.pem"
 }
 
 kloud_setup_postgres

@@ -1,7 +1,7 @@
 //! What several commands share: opening HostDB for a config, making a plan, printing it.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use miette::miette;
@@ -103,23 +103,19 @@ pub fn print_json(value: &impl serde::Serialize) -> miette::Result<()> {
 }
 
 /// Save a plan to a file (JSON; it holds no secrets: provider settings are not part of a plan).
-pub fn save_plan(plan: &Plan, path: &PathBuf) -> miette::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let written = std::fs::File::create(&tmp).and_then(|file| {
-        let mut out = std::io::BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut out, plan)?;
-        out.flush()
-    });
-    written
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
+pub fn save_plan(plan: &Plan, path: &Path) -> miette::Result<()> {
+    // 0600 from the start, through a temp file created new (never a planted symlink).
+    let body = serde_json::to_vec_pretty(plan)
+        .map_err(|e| miette!(code = "kloud::plan::save", "cannot encode the plan: {e}"))?;
+    kloud_provider_api::integration::write_atomically_with_mode(path, &body, Some(0o600)).map_err(
+        |e| {
             miette!(
                 code = "kloud::plan::save",
                 "cannot write `{}`: {e}",
                 path.display()
             )
-        })
+        },
+    )
 }
 
 /// Read a saved plan.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod location;
 pub mod model;
 pub mod names;
+pub mod pg_tls;
 mod pool;
 pub mod postgres;
 pub mod protocol;

@@ -31,6 +31,8 @@ struct PgConn {
 /// The PostgreSQL backend; use through [`open`].
 pub struct Postgres {
     config: postgres::Config,
+    /// The TLS client (`None`: `sslmode=disable`); see [`super::pg_tls`].
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     shown_url: String,
     pool: Pool<PgConn>,
 }
@@ -57,7 +59,20 @@ fn err(e: postgres::Error) -> StoreError {
     // `db error` alone says nothing; the server's own message does.
     let text = match e.as_db_error() {
         Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
-        None => format!("postgres: {e}"),
+        None => {
+            // The reason (a TLS certificate check, a refused connection) is in the sources.
+            let mut text = format!("postgres: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let part = s.to_string();
+                if !text.contains(&part) {
+                    text.push_str(": ");
+                    text.push_str(&part);
+                }
+                source = s.source();
+            }
+            text
+        }
     };
     if unavailable || e.is_closed() {
         StoreError::Unavailable(text)
@@ -142,33 +157,30 @@ impl<C: GenericClient> Sql for Conn<'_, C> {
     }
 }
 
-/// The URL without its password, for display.
+/// The URL without its password (in any of its forms), for display.
 fn shown(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    super::location::redact(url)
 }
 
 impl Postgres {
     /// Connect to `url` and create the schema if it is missing.
     pub fn open(url: &str) -> Result<Postgres, StoreError> {
-        let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Url {
+        let bad = |reason: String| StoreError::Url {
             url: shown(url),
-            reason: format!("{e}"),
-        })?;
+            reason,
+        };
+        let tls = super::pg_tls::settings(url).map_err(|e| bad(e.to_string()))?;
+        let (ssl_mode, tls_connect) =
+            super::pg_tls::connector(&tls).map_err(|e| bad(e.to_string()))?;
+        let mut config: postgres::Config = tls.url.parse().map_err(|e| bad(format!("{e}")))?;
+        config.ssl_mode(ssl_mode);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.keepalives_idle(Duration::from_secs(30));
         let pg = Postgres {
             config,
+            tls: tls_connect,
             shown_url: shown(url),
             pool: Pool::new(MAX_CONNECTIONS),
         };
@@ -195,7 +207,11 @@ impl Postgres {
     }
 
     fn connect(&self) -> Result<PgConn, StoreError> {
-        let client = self.config.connect(NoTls).map_err(err)?;
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        }
+        .map_err(err)?;
         Ok(PgConn {
             client,
             cache: HashMap::new(),

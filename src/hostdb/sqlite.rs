@@ -51,6 +51,34 @@ fn dialect(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
+/// Create a new database file 0600 (never through a symlink), so SQLite, which gives its
+/// `-wal` and `-shm` files the database's mode, makes them 0600 too. An existing file is
+/// left as it is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // `:memory:`, `file:` URIs and the like are SQLite's to resolve.
+        Err(_)
+            if path.to_string_lossy().starts_with(':')
+                || path.to_string_lossy().starts_with("file:") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Backend(format!(
+            "creating `{}`: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
@@ -125,6 +153,7 @@ impl Sqlite {
                 })?;
             }
         }
+        create_private(path)?;
         let writer = connect(path)?;
         let tx = writer.unchecked_transaction().map_err(err)?;
         for stmt in SCHEMA {

@@ -45,17 +45,20 @@ struct AppState {
     notifier: Notifier,
     tokens: Arc<TokenCache>,
     shared: Arc<SharedReads>,
+    held: super::limits::HeldQueries,
 }
 
 pub(super) fn router(store: Arc<dyn Store>, config: ServerConfig, notifier: Notifier) -> Router {
     notifier.spawn_poller(store.clone(), config.poll_every);
     let max_body = config.max_body;
+    let held = super::limits::HeldQueries::new(config.limits.max_held);
     let state = AppState {
         store,
         config: Arc::new(config),
         notifier,
         tokens: Arc::new(TokenCache::default()),
         shared: Arc::new(SharedReads::default()),
+        held,
     };
     Router::new()
         .route("/v1/index", get(get_index))
@@ -141,7 +144,10 @@ impl AppState {
         self.auth(headers, Role::Reader).await?;
         let allowed: Vec<&str> = allowed.iter().chain(&WATCH).copied().collect();
         let p = params(query, &allowed)?;
-        let w = watch_args(&p, self.config.max_wait)?;
+        let mut w = watch_args(&p, self.config.max_wait)?;
+        if w.index.is_some() {
+            w.held = Some(self.held.admit()?);
+        }
         Ok((p, w))
     }
 
@@ -290,6 +296,8 @@ fn single<'a>(p: &'a [(String, String)], key: &str) -> Result<Option<&'a str>, A
 struct WatchArgs {
     index: Option<u64>,
     wait: Duration,
+    /// The permit a held query keeps until it is answered (see `limits::HeldQueries`).
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 const WATCH: [&str; 2] = ["index", "wait"];
@@ -313,7 +321,11 @@ fn watch_args(p: &[(String, String)], max: Duration) -> Result<WatchArgs, ApiErr
         .transpose()?
         .unwrap_or(DEFAULT_WAIT)
         .min(max);
-    Ok(WatchArgs { index, wait })
+    Ok(WatchArgs {
+        index,
+        wait,
+        held: None,
+    })
 }
 
 fn with_index(index: u64, body: impl IntoResponse) -> Response {
@@ -811,6 +823,7 @@ async fn create_token(
     let (info, secret) = st
         .run(move |s| s.token_create(&body.name, body.role))
         .await?;
+    st.tokens.clear();
     Ok((
         StatusCode::CREATED,
         Json(json!({ "token": info, "secret": secret })),

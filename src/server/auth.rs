@@ -3,6 +3,12 @@
 //! Tokens are looked up by their SHA-256 in the store. Verified tokens are cached for a few
 //! seconds so a hot read path does not hit the database on every request; a revoked token
 //! therefore keeps working for at most [`CACHE_TTL`].
+//!
+//! Failed lookups are cached too ([`MISS_TTL`]), and at most [`MAX_LOOKUPS`] lookups run at
+//! once, so a client sending wrong tokens in a loop costs the database one read per token per
+//! [`MISS_TTL`], and a flood of random tokens cannot take every blocking thread. A token made
+//! in the database by another process is therefore refused for up to [`MISS_TTL`] after a
+//! failed try with it (one made through this server clears the cache).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +23,10 @@ use crate::hostdb::util::token_hash;
 
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 10_000;
+/// How long an unknown token is answered 401 without asking the store again.
+pub const MISS_TTL: Duration = Duration::from_secs(5);
+/// Token lookups running at once; more wait their turn.
+pub const MAX_LOOKUPS: usize = 8;
 
 /// Who is calling: a token, or nobody (allowed for reads with `--anonymous-read`).
 #[derive(Debug, Clone)]
@@ -34,13 +44,44 @@ impl Caller {
     }
 }
 
-/// Recently verified tokens by hash.
-#[derive(Default)]
+/// Recently verified tokens by hash, and recently refused ones.
 pub struct TokenCache {
     map: Mutex<HashMap<String, (TokenInfo, Instant)>>,
+    misses: Mutex<HashMap<String, Instant>>,
+    lookups: tokio::sync::Semaphore,
+}
+
+impl Default for TokenCache {
+    fn default() -> TokenCache {
+        TokenCache {
+            map: Mutex::default(),
+            misses: Mutex::default(),
+            lookups: tokio::sync::Semaphore::new(MAX_LOOKUPS),
+        }
+    }
 }
 
 impl TokenCache {
+    /// Whether `hash` was refused less than [`MISS_TTL`] ago.
+    fn missed(&self, hash: &str) -> bool {
+        self.misses
+            .lock()
+            .ok()
+            .and_then(|m| m.get(hash).map(|at| at.elapsed() < MISS_TTL))
+            .unwrap_or(false)
+    }
+
+    fn put_miss(&self, hash: String) {
+        if let Ok(mut m) = self.misses.lock() {
+            if m.len() >= CACHE_MAX {
+                m.retain(|_, at| at.elapsed() < MISS_TTL);
+            }
+            if m.len() < CACHE_MAX {
+                m.insert(hash, Instant::now());
+            }
+        }
+    }
+
     fn get(&self, hash: &str) -> Option<TokenInfo> {
         let map = self.map.lock().ok()?;
         let (info, at) = map.get(hash)?;
@@ -62,6 +103,9 @@ impl TokenCache {
     pub fn clear(&self) {
         if let Ok(mut map) = self.map.lock() {
             map.clear();
+        }
+        if let Ok(mut m) = self.misses.lock() {
+            m.clear();
         }
     }
 }
@@ -105,14 +149,25 @@ pub async fn authorize(
     let hash = token_hash(&secret);
     let info = match cache.get(&hash) {
         Some(info) => info,
+        None if cache.missed(&hash) => return Err(unauthorized("unknown token")),
         None => {
+            let internal =
+                |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+            let _turn = cache
+                .lookups
+                .acquire()
+                .await
+                .map_err(|e| internal(e.to_string()))?;
+            // Another request may have looked this token up while we waited.
+            if cache.missed(&hash) {
+                return Err(unauthorized("unknown token"));
+            }
             let store = store.clone();
             let found = tokio::task::spawn_blocking(move || store.token_verify(&secret))
                 .await
-                .map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-                })??;
+                .map_err(|e| internal(e.to_string()))??;
             let Some(info) = found else {
+                cache.put_miss(hash);
                 return Err(unauthorized("unknown token"));
             };
             cache.put(hash, info.clone());

@@ -8,6 +8,7 @@ mod api;
 
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod sd;
 pub mod watch;
 
@@ -19,6 +20,7 @@ use axum::Router;
 
 pub use crate::hostdb::protocol as api_consts;
 use crate::hostdb::store::Store;
+pub use limits::Limits;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct ServerConfig {
     pub max_wait: Duration,
     /// How often to look for writes made by other processes sharing the database.
     pub poll_every: Duration,
+    /// Timeouts, connection and held-query caps, page size (see [`limits`]).
+    pub limits: Limits,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
             // A one-row read five times a second; it bounds how late watchers (`sync --watch`
             // over HTTP) see writes made straight into the database by other processes.
             poll_every: Duration::from_millis(200),
+            limits: Limits::default(),
         }
     }
 }
@@ -49,7 +54,16 @@ impl Default for ServerConfig {
 /// The HTTP service over `store`. Must be called inside a tokio runtime (it starts the poller).
 pub fn router(store: Arc<dyn Store>, config: ServerConfig) -> Router {
     let notifier = watch::Notifier::new(store.index().unwrap_or(0));
-    api::router(store, config, notifier)
+    let timeout = config.limits.request_timeout;
+    with_limits(api::router(store, config, notifier), timeout)
+}
+
+/// The request-timeout layer over the routes.
+fn with_limits(app: Router, request_timeout: Duration) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        request_timeout,
+        limits::request_timeout,
+    ))
 }
 
 /// Serve on `listener` until `shutdown` resolves.
@@ -65,14 +79,17 @@ pub async fn serve(
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;
     let notifier = watch::Notifier::new(index);
-    let app = api::router(store, config, notifier.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Let held queries answer now instead of holding the shutdown for minutes.
-            notifier.close();
-        })
-        .await
+    let lim = config.limits.clone();
+    let app = with_limits(
+        api::router(store, config, notifier.clone()),
+        lim.request_timeout,
+    );
+    limits::serve(listener, app, &lim, async move {
+        shutdown.await;
+        // Let held queries answer now instead of holding the shutdown for minutes.
+        notifier.close();
+    })
+    .await
 }
 
 /// A server running on its own thread; stops when dropped.

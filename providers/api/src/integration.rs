@@ -251,7 +251,19 @@ impl<'a> Attrs<'a> {
 /// never a half-written one: a temp file in the same directory, fsync, rename, fsync of the
 /// directory (so the rename itself survives a crash).
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), IntegrationError> {
+    write_atomically_with_mode(path, contents, None)
+}
+
+/// [`write_atomically`], the new file getting exactly `mode` (e.g. `0o640`). The temp file is
+/// created new (`O_EXCL`, so a symlink planted at its name is never followed) with `mode`
+/// from the start, so the contents are never readable more widely.
+pub fn write_atomically_with_mode(
+    path: &Path,
+    contents: &[u8],
+    mode: Option<u32>,
+) -> Result<(), IntegrationError> {
     use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -277,11 +289,17 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), IntegrationE
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err("creating", &tmp))?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        if let Some(m) = mode {
+            opts.mode(m);
+        }
+        let mut f = opts.open(&tmp).map_err(io_err("creating", &tmp))?;
+        if let Some(m) = mode {
+            // The umask may have taken bits away; set exactly what was asked.
+            f.set_permissions(std::fs::Permissions::from_mode(m))
+                .map_err(io_err("setting the mode of", &tmp))?;
+        }
         f.write_all(contents).map_err(io_err("writing", &tmp))?;
         f.sync_all().map_err(io_err("syncing", &tmp))?;
         drop(f);

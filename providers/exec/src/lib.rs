@@ -6,14 +6,18 @@
 //! and what it printed, so an operator can rerun the command by hand.
 
 mod quote;
+mod timeout;
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use kloud_provider_api::compute::{Connect, DriverError, MachineRef};
 
 pub use quote::{quote, quote_argv};
+pub use timeout::{parse_timeout, timeout_from_env, COMMAND_TIMEOUT_ENV, DEFAULT_COMMAND_TIMEOUT};
 
 /// How much of a failed command's stderr an error keeps: the end is where the reason is.
 const STDERR_TAIL_LINES: usize = 8;
@@ -49,6 +53,11 @@ pub struct SshOptions {
     /// after the last call. Saves the handshake on every one of a create's several calls.
     pub control_dir: Option<PathBuf>,
     pub control_persist_s: u32,
+    /// ssh keep-alives (`ServerAliveInterval` / `ServerAliveCountMax`): a connection whose
+    /// machine stops answering is dropped after about interval × count seconds instead of
+    /// hanging the command. `0` leaves ssh's own setting.
+    pub server_alive_interval_s: u32,
+    pub server_alive_count_max: u32,
 }
 
 impl Default for SshOptions {
@@ -60,6 +69,8 @@ impl Default for SshOptions {
             connect_timeout_s: 10,
             control_dir: None,
             control_persist_s: 60,
+            server_alive_interval_s: 15,
+            server_alive_count_max: 3,
         }
     }
 }
@@ -89,14 +100,33 @@ impl SshOptions {
 }
 
 /// Runs argument vectors on machines.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Runner {
     pub ssh: SshOptions,
+    /// How long one command may run; `None`: no limit. See [`timeout_from_env`].
+    pub timeout: Option<Duration>,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Self::new(SshOptions::default())
+    }
 }
 
 impl Runner {
+    /// A runner with the command time limit from `KLOUD_COMMAND_TIMEOUT` (default
+    /// [`DEFAULT_COMMAND_TIMEOUT`]).
     pub fn new(ssh: SshOptions) -> Self {
-        Self { ssh }
+        Self {
+            ssh,
+            timeout: timeout_from_env(),
+        }
+    }
+
+    /// The same runner with another command time limit (`None`: none).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Runs `argv` on the machine and returns what it printed, whatever its exit status.
@@ -129,7 +159,9 @@ impl Runner {
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills what it started too.
+        .process_group(0);
         let io_err = |context: String, source| DriverError::Io {
             machine: m.name.clone(),
             context,
@@ -145,9 +177,17 @@ impl Runner {
                 let _ = pipe.write_all(input);
             }
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| io_err(format!("waiting for `{prog}`"), e))?;
+        let out = timeout::wait(child, self.timeout).map_err(|e| match e {
+            Some(e) => io_err(format!("waiting for `{prog}`"), e),
+            None => io_err(
+                format!(
+                    "`{}` did not finish within {}; killed it and its process group",
+                    quote_argv(argv),
+                    self.timeout.map(show_duration).unwrap_or_default()
+                ),
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            ),
+        })?;
         let output = Output {
             status: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -233,6 +273,16 @@ impl Runner {
         // apply; fail and say so instead.
         opt("BatchMode=yes".into());
         opt(format!("ConnectTimeout={}", self.ssh.connect_timeout_s));
+        if self.ssh.server_alive_interval_s > 0 {
+            opt(format!(
+                "ServerAliveInterval={}",
+                self.ssh.server_alive_interval_s
+            ));
+            opt(format!(
+                "ServerAliveCountMax={}",
+                self.ssh.server_alive_count_max
+            ));
+        }
         if let Some(dir) = &self.ssh.control_dir {
             opt("ControlMaster=auto".into());
             opt(format!("ControlPath={}/%C", dir.display()));
@@ -256,6 +306,17 @@ impl Runner {
             Connect::Local => prog.to_string(),
             Connect::Ssh { .. } => self.ssh.program.display().to_string(),
         }
+    }
+}
+
+/// `90s`, `1.5s`, `250ms`: how a limit is named in an error.
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
 
@@ -323,6 +384,69 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_hung_command_is_killed_with_its_process_group_at_its_limit() {
+        let dir = std::env::temp_dir().join(format!("kloud-exec-timeout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("child.pid");
+        let r = Runner::default().with_timeout(Some(Duration::from_millis(300)));
+        let t = std::time::Instant::now();
+        // The shell starts a child `sleep` (same process group) and waits for it.
+        let err = r
+            .script(
+                &local(),
+                "sleep 30 & echo $! > \"$1\"; wait",
+                &[pidfile.to_str().unwrap()],
+                None,
+            )
+            .unwrap_err();
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert!(took >= Duration::from_millis(300), "took {took:?}");
+        match &err {
+            DriverError::Io {
+                machine,
+                context,
+                source,
+            } => {
+                assert_eq!(machine, "this-computer");
+                assert!(context.contains("did not finish within 300ms"), "{context}");
+                assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild got SIGKILL too: give the kernel a moment, then it is gone.
+        let mut alive = true;
+        for _ in 0..100 {
+            // SAFETY: signal 0 only checks that the process exists.
+            alive = unsafe { libc::kill(pid, 0) } == 0
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true);
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive, "sleep {pid} survived the timeout");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_quick_command_under_a_limit_returns_its_output() {
+        let r = Runner::default().with_timeout(Some(Duration::from_secs(5)));
+        let out = r
+            .run(&local(), &["sh", "-c", "echo hi; echo err >&2"], None)
+            .unwrap();
+        assert_eq!(out.stdout, "hi\n");
+        assert_eq!(out.stderr, "err\n");
     }
 
     #[test]

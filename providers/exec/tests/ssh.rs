@@ -98,3 +98,44 @@ fn shared_connections_are_made_and_closed() {
     }
     assert_eq!(sockets(), 0, "close leaves no master behind");
 }
+
+#[test]
+fn a_command_hung_over_ssh_fails_its_machine_at_its_limit() {
+    let Some((m, ssh)) = machine("ssh_timeout") else {
+        return;
+    };
+    let pidfile = std::env::temp_dir().join(format!("kloud-ssh-hang-{}.pid", std::process::id()));
+    let r = Runner::new(ssh.clone()).with_timeout(Some(std::time::Duration::from_secs(5)));
+    let t = std::time::Instant::now();
+    let err = r
+        .script(
+            &m,
+            "echo $$ > \"$1\"; exec sleep 30",
+            &[pidfile.to_str().unwrap()],
+            None,
+        )
+        .unwrap_err();
+    let took = t.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("did not finish within 5s"), "{msg}");
+    assert!(msg.contains("loopback.test"), "{msg}");
+    // The machine answers its next command (a handshake on a busy machine can take >1s).
+    let next = Runner::new(ssh).with_timeout(Some(std::time::Duration::from_secs(30)));
+    assert_eq!(next.check(&m, &["echo", "ok"], None).unwrap(), "ok\n");
+    // The remote command started (its pid file is there). OpenSSH does not signal a
+    // command without a tty when its client goes, so it may outlive the session: end it here
+    // (the test started it, by pid). The driver's next call finds the machine reachable.
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    if stat.contains("(sleep)") {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    let _ = std::fs::remove_file(&pidfile);
+}

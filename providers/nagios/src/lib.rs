@@ -21,11 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use kloud_provider_api::integration::{
-    check_attributes, write_atomically, Attrs, ConfigError, ConvergeRequest, ConvergeResponse,
-    HostRecord, Integration, IntegrationError,
+    check_attributes, write_atomically_with_mode, Attrs, ConfigError, ConvergeRequest,
+    ConvergeResponse, HostRecord, Integration, IntegrationError,
 };
 use kloud_provider_api::Diagnostic;
 use serde_json::Value;
+
+/// The mode of the files written here: the monitoring group may read them, others not.
+pub const FILE_MODE: u32 = 0o640;
 
 /// The provider name as written in the config.
 pub const PROVIDER: &str = "nagios";
@@ -361,7 +364,7 @@ impl Integration for NagiosProvider {
             source,
         })?;
         for (name, content) in writes {
-            write_atomically(&self.dir.join(name), content.as_bytes())?;
+            write_atomically_with_mode(&self.dir.join(name), content.as_bytes(), Some(FILE_MODE))?;
         }
         for name in stale {
             let path = self.dir.join(name);

@@ -12,12 +12,15 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use kloud_provider_api::integration::{
-    check_attributes, write_atomically, Attrs, ConfigError, ConvergeRequest, ConvergeResponse,
-    HostRecord, Integration, IntegrationError,
+    check_attributes, write_atomically_with_mode, Attrs, ConfigError, ConvergeRequest,
+    ConvergeResponse, HostRecord, Integration, IntegrationError,
 };
 use kloud_provider_api::Diagnostic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The mode of the files written here: the monitoring group may read them, others not.
+pub const FILE_MODE: u32 = 0o640;
 
 /// The provider name as written in the config.
 pub const PROVIDER: &str = "prometheus";
@@ -238,7 +241,7 @@ impl Integration for PrometheusProvider {
                 source,
             })?;
         }
-        write_atomically(path, body.as_bytes())?;
+        write_atomically_with_mode(path, body.as_bytes(), Some(FILE_MODE))?;
         Ok(resp)
     }
 }
