@@ -905,6 +905,8 @@ pub fn load_sources(
     }
     let _ = &mc_spans;
 
+    let auth_items: Vec<_> = items("auth").iter().map(|i| (i.file, i.block)).collect();
+    let auth = super::auth::decode(&auth_items, dir, &eval, diags);
     let digest = digest(&files, &variables);
     Some(Config {
         dir: dir.to_path_buf(),
@@ -917,6 +919,7 @@ pub fn load_sources(
         providers,
         machines,
         hosts,
+        auth,
         digest,
     })
 }

@@ -105,4 +105,3 @@ pub fn host_record(store: &dyn Store, name: &str) -> Result<Option<HostRecord>, 
     rec.properties = properties;
     Ok(Some(rec))
 }
-

@@ -115,7 +115,11 @@ pub async fn authorize(
             let Some(info) = found else {
                 return Err(unauthorized("unknown token"));
             };
-            cache.put(hash, info.clone());
+            // Sessions (people signed in) are never cached: a logout or revocation on any
+            // replica sharing the database ends them at once.
+            if info.expires_ms.is_none() {
+                cache.put(hash, info.clone());
+            }
             info
         }
     };

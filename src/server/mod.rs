@@ -9,6 +9,8 @@ mod api;
 pub mod auth;
 pub mod error;
 pub mod sd;
+pub mod tls;
+pub mod v1;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -17,8 +19,8 @@ use std::time::Duration;
 
 use axum::Router;
 
-use crate::hostdb::store::Store;
 pub use crate::hostdb::protocol as api_consts;
+use crate::hostdb::store::Store;
 
 /// Server settings.
 #[derive(Debug, Clone)]
