@@ -238,7 +238,12 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("kloud-tls".to_string())
         .spawn(move || {
-            let app = rt.block_on(async { make_app() });
+            // Inside the runtime's context (routers start tasks) but not inside `block_on`:
+            // a synchronous store (PostgreSQL's client) may block while the router is built.
+            let app = {
+                let _context = rt.enter();
+                make_app()
+            };
             let _ = rt.block_on(serve(listener, app, tls, timeouts, async {
                 let _ = rx.await;
             }));

@@ -181,7 +181,7 @@ fn member_writes(
                 writes.push(Write::PutHost { host, expect });
             }
             Member::Tag(name) => {
-                if adding && name == tag {
+                if adding && (name == tag || is_ancestor(v1, name, tag)?) {
                     return Err(V1Error::bad_request(format!(
                         "Adding {name} to {tag} will result in a cycle."
                     )));
@@ -197,6 +197,23 @@ fn member_writes(
         }
     }
     Ok(writes)
+}
+
+/// Whether `ancestor` is `tag` or a tag `tag` is nested in, at any depth.
+fn is_ancestor(v1: &V1, ancestor: &str, tag: &str) -> Result<bool, V1Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![tag.to_string()];
+    while let Some(t) = todo.pop() {
+        if t == ancestor {
+            return Ok(true);
+        }
+        if seen.insert(t.clone()) {
+            if let Some(found) = v1.store.get_tag(&t)? {
+                todo.extend(found.tags);
+            }
+        }
+    }
+    Ok(false)
 }
 
 fn edit(tags: &mut Vec<String>, tag: &str, adding: bool) {
