@@ -14,12 +14,14 @@ use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 
 pub struct Server {
+    /// First, so the server stops before the test's own handle on the store is dropped: the
+    /// PostgreSQL client must not be dropped on one of the server's runtime threads.
+    _running: tls::Running,
     pub base: String,
     pub client: Client,
     pub store: Arc<dyn Store>,
     /// A person's session that may write everything (operator).
     pub session: String,
-    _running: tls::Running,
 }
 
 impl Server {
