@@ -685,3 +685,72 @@ mod pg {
 
     v1_suite!(open());
 }
+
+/// The TLS helper: a certificate from PEM files, HSTS on every answer, the fingerprint as
+/// openssl prints it, plain http refused, and a connection that sends nothing is closed.
+#[test]
+fn tls_serving_from_pem_files_with_hsts_and_timeouts() {
+    use std::io::{Read, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = tls::self_signed(&["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    if let Ok(out) = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert_path)
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.trim().ends_with(&cert.fingerprint),
+            "{text} vs {}",
+            cert.fingerprint
+        );
+    }
+    assert!(
+        tls::load_pem_files(&key_path, &key_path).is_err(),
+        "a key is no certificate"
+    );
+    let config = tls::load_pem_files(&cert_path, &key_path).unwrap();
+    let timeouts = tls::Timeouts {
+        handshake: Duration::from_secs(2),
+        header_read: Duration::from_secs(1),
+    };
+    let running = tls::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        || axum::Router::new().route("/", axum::routing::get(|| async { "hello" })),
+        config,
+        timeouts,
+        1,
+    )
+    .unwrap();
+    let client = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", running.addr)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{}/", running.addr.port()))
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["strict-transport-security"], tls::HSTS);
+    assert_eq!(r.text().unwrap(), "hello");
+    // Plain http to the TLS port gets no HTTP answer.
+    let plain = reqwest::blocking::get(format!("http://127.0.0.1:{}/", running.addr.port()));
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    // A client that connects and sends nothing is cut off by the handshake timeout.
+    let mut idle = std::net::TcpStream::connect(running.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = idle.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server closes the connection");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    let _ = idle.write_all(b"x");
+}
