@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kloud::hostdb::{Actor, Expect, Host, HostQuery, Role, Store, Tag, Write};
 use kloud::server::{spawn, ServerConfig};
+use kloud::hostdb::{Actor, Expect, Host, HostQuery, Role, Store, Tag, Write};
 
 const HOSTS: usize = 100_000;
 const MACHINES: usize = 1_000;

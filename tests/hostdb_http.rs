@@ -6,8 +6,8 @@ mod hostdb_suite;
 use std::sync::Arc;
 
 use kloud::hostdb::client::HttpStore;
-use kloud::hostdb::{Role, Store};
 use kloud::server::{spawn, Running, ServerConfig};
+use kloud::hostdb::{Role, Store};
 
 pub struct Fixture {
     pub store: Box<dyn Store>,

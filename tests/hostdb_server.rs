@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kloud::hostdb::client::HttpStore;
-use kloud::hostdb::{Actor, Expect, Host, Role, Store, StoreError, Write};
 use kloud::server::{spawn, Running, ServerConfig};
+use kloud::hostdb::{Actor, Expect, Host, Role, Store, StoreError, Write};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 

@@ -386,8 +386,8 @@ fn sync_watch_through_the_http_api_survives_a_hostdb_server_restart() {
 #[test]
 fn wait_for_change_blocks_over_http_and_polls_sqlite() {
     use kloud::hostdb::client::HttpStore;
-    use kloud::hostdb::{Role, Store};
     use kloud::server::{spawn, ServerConfig};
+    use kloud::hostdb::{Role, Store};
     use std::sync::Arc;
     use std::time::Instant;
 

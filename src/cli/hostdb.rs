@@ -8,10 +8,10 @@ use std::sync::Arc;
 use miette::{miette, IntoDiagnostic};
 
 use super::hosts::{print_table, report};
+use crate::server::{serve, ServerConfig};
 use crate::hostdb::url::resolve;
 use crate::hostdb::util::format_time;
 use crate::hostdb::{Role, Store};
-use crate::server::{serve, ServerConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -105,3 +105,4 @@ pub fn host_record(store: &dyn Store, name: &str) -> Result<Option<HostRecord>, 
     rec.properties = properties;
     Ok(Some(rec))
 }
+

@@ -18,11 +18,9 @@ use super::error::{json_errors, ApiError};
 use super::sd::{prometheus_body, PrometheusQuery, PROMETHEUS_PARAMS};
 use super::watch::{self, Covers, Notifier};
 use super::ServerConfig;
+use crate::hostdb::protocol::{ACTOR_HEADER, DEFAULT_LIMIT, INDEX_HEADER, MAX_LIMIT, MESSAGE_HEADER};
 use crate::hostdb::error::StoreError;
 use crate::hostdb::model::{Actor, Expect, Host, HostQuery, Kind, Lease, Role, Tag, Write};
-use crate::hostdb::protocol::{
-    ACTOR_HEADER, DEFAULT_LIMIT, INDEX_HEADER, MAX_LIMIT, MESSAGE_HEADER,
-};
 use crate::hostdb::store::Store;
 use crate::hostdb::util::parse_duration;
 
