@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use axum::Router;
 
-pub use crate::hostdb::protocol as api_consts;
 use crate::hostdb::store::Store;
+pub use crate::hostdb::protocol as api_consts;
 
 /// Server settings.
 #[derive(Debug, Clone)]
