@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod hostdb;
+pub mod identity;
 pub mod integrations;
 pub mod ops;
 pub mod place;

@@ -210,6 +210,9 @@ pub fn load_sources(
     };
     let login = super::login::decode(&blocks("host_class"), &blocks("network"), &eval, diags);
 
+    let auth_items: Vec<_> = items("auth").iter().map(|i| (i.file, i.block)).collect();
+    let auth = super::auth::decode(&auth_items, dir, &eval, diags);
+
     let digest = digest(&files, &variables);
     Some(Config {
         dir: dir.to_path_buf(),
@@ -225,6 +228,7 @@ pub fn load_sources(
         hosts,
         digest,
         login,
+        auth,
     })
 }
 

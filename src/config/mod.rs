@@ -4,6 +4,7 @@
 //! [`Diagnostic`] with a stable code, a file:line:col, a label and a help line. Nothing outside
 //! this module sees raw HCL.
 
+pub mod auth;
 mod decode;
 pub mod diag;
 pub mod eval;

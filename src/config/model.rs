@@ -30,6 +30,8 @@ pub struct Config {
     pub machines: Vec<Machine>,
     /// Every host the config wants, sorted by class then index.
     pub hosts: Vec<DesiredHost>,
+    /// The `auth {}` block, if any (people from LDAP, design §10).
+    pub auth: Option<super::auth::AuthConfig>,
     /// A digest of the sources and variable values, recorded in plans to detect a changed config.
     pub digest: String,
     /// Logins, first-boot commands and resolvers (design §9; `config/login.rs`).

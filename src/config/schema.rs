@@ -13,8 +13,21 @@ pub const BLOCKS: &[(&str, usize)] = &[
     ("host_class", 1),
     ("provider", 1),
     ("template", 1),
+    ("auth", 0),
 ];
 
+pub const AUTH_ATTRS: &[&str] = &["roles", "session_ttl"];
+pub const AUTH_BLOCKS: &[&str] = &["ldap", "hostdb_v1"];
+pub const AUTH_LDAP_ATTRS: &[&str] = &[
+    "url",
+    "user_dn",
+    "groups",
+    "ssh_key_attribute",
+    "start_tls",
+    "ca_file",
+    "timeout",
+];
+pub const AUTH_HOSTDB_V1_ATTRS: &[&str] = &["anonymous_read", "writers"];
 pub const KLOUD_ATTRS: &[&str] = &["domain", "hostdb", "owner"];
 pub const VARIABLE_ATTRS: &[&str] = &["default", "description"];
 pub const MACHINE_CLASS_ATTRS: &[&str] = &["cpu", "memory", "disk"];

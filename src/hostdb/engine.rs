@@ -13,10 +13,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::derive::derive_config;
+use super::documents;
 use super::error::StoreError;
 use super::model::{
-    Actor, Change, Expect, Host, HostQuery, Lease, Members, ObjectKind, Page, Role, Snapshot, Tag,
-    TokenInfo, Write,
+    Actor, Change, Document, Expect, Host, HostQuery, Lease, Members, ObjectKind, Page, Role,
+    Snapshot, Tag, TokenInfo, Write,
 };
 use super::names;
 use super::store::Store;
@@ -140,6 +141,11 @@ pub(crate) const SCHEMA: &[&str] = &[
      id TEXT NOT NULL UNIQUE, since_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, \
      name TEXT NOT NULL, role TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+    // Added for the HostDB v1 API and sessions (design §10, §11); see `documents`.
+    "CREATE TABLE IF NOT EXISTS documents (ns TEXT NOT NULL, key TEXT NOT NULL, \
+     modified_index BIGINT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (ns, key))",
+    "CREATE TABLE IF NOT EXISTS token_sessions (id TEXT PRIMARY KEY, \
+     expires_ms BIGINT NOT NULL, groups TEXT NOT NULL)",
 ];
 
 fn parse<T: DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
@@ -257,6 +263,14 @@ fn validate(w: &mut Write) -> Result<(), StoreError> {
         Write::DeleteHost { name, .. } => names::check("host", name)?,
         Write::DeleteTag { name, .. } => names::check("tag", name)?,
         Write::Fence { lock, .. } => check_lock_name(lock)?,
+        Write::PutDocument { document, .. } => {
+            documents::check_namespace(&document.namespace)?;
+            documents::check_key(&document.key)?;
+        }
+        Write::DeleteDocument { namespace, key, .. } => {
+            documents::check_namespace(namespace)?;
+            documents::check_key(key)?;
+        }
     }
     Ok(())
 }
@@ -705,6 +719,16 @@ fn apply_one(
             }
             record(sql, at, &name, ObjectKind::Tag, before, None)?;
         }
+        Write::PutDocument { document, expect } => {
+            documents::apply_put(sql, idx, at.now, at.actor, document, expect)?;
+        }
+        Write::DeleteDocument {
+            namespace,
+            key,
+            expect,
+        } => {
+            documents::apply_delete(sql, idx, at.now, at.actor, (&namespace, &key), expect)?;
+        }
         // Checked before anything was written (see `apply_writes`).
         Write::Fence { .. } => {}
     }
@@ -808,11 +832,14 @@ fn token_from(row: Vec<Val>) -> Result<TokenInfo, StoreError> {
         return Err(corrupt("short tokens row".to_string()));
     };
     let role = role.text()?;
+    let (expires_ms, groups) = documents::session_columns(it.next(), it.next())?;
     Ok(TokenInfo {
         id: id.text()?,
         name: name.text()?,
         role: Role::parse(&role).ok_or_else(|| corrupt(format!("unknown role `{role}`")))?,
         created_ms: created.u64()?,
+        expires_ms,
+        groups,
     })
 }
 
@@ -979,6 +1006,8 @@ impl<B: Backend> Store for SqlStore<B> {
                 };
                 let kind = match kind.text()?.as_str() {
                     "tag" => ObjectKind::Tag,
+                    "document" => ObjectKind::Document,
+                    "event" => ObjectKind::Event,
                     _ => ObjectKind::Host,
                 };
                 Ok(Change {
@@ -1138,6 +1167,8 @@ impl<B: Backend> Store for SqlStore<B> {
             name: name.to_string(),
             role,
             created_ms: now_ms(),
+            expires_ms: None,
+            groups: Vec::new(),
         };
         self.backend.write(|sql| {
             sql.exec(
@@ -1157,33 +1188,68 @@ impl<B: Backend> Store for SqlStore<B> {
     fn token_verify(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError> {
         let rows = self.backend.read(|sql| {
             sql.query(
-                "SELECT id, name, role, created_ms FROM tokens WHERE hash = $1",
+                "SELECT t.id, t.name, t.role, t.created_ms, s.expires_ms, s.groups \
+                 FROM tokens t LEFT JOIN token_sessions s ON s.id = t.id WHERE t.hash = $1",
                 &[Val::T(token_hash(secret))],
             )
         })?;
-        rows.into_iter().next().map(token_from).transpose()
+        let found = rows.into_iter().next().map(token_from).transpose()?;
+        // An expired session is no token at all.
+        Ok(found.filter(|t| !t.expired(now_ms())))
     }
 
     fn token_list(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let rows = self.backend.read(|sql| {
             sql.query(
-                "SELECT id, name, role, created_ms FROM tokens ORDER BY name, id",
+                "SELECT t.id, t.name, t.role, t.created_ms, s.expires_ms, s.groups \
+                 FROM tokens t LEFT JOIN token_sessions s ON s.id = t.id ORDER BY t.name, t.id",
                 &[],
             )
         })?;
-        rows.into_iter().map(token_from).collect()
+        let now = now_ms();
+        let tokens: Vec<TokenInfo> = rows.into_iter().map(token_from).collect::<Result<_, _>>()?;
+        Ok(tokens.into_iter().filter(|t| !t.expired(now)).collect())
     }
 
     fn token_delete(&self, id: &str) -> Result<(), StoreError> {
-        let n = self
-            .backend
-            .write(|sql| sql.exec("DELETE FROM tokens WHERE id = $1", &[text(id)]))?;
+        let n = self.backend.write(|sql| {
+            sql.exec("DELETE FROM token_sessions WHERE id = $1", &[text(id)])?;
+            sql.exec("DELETE FROM tokens WHERE id = $1", &[text(id)])
+        })?;
         if n == 0 {
             return Err(StoreError::NotFound {
                 object: format!("token {id}"),
             });
         }
         Ok(())
+    }
+
+    fn session_create(
+        &self,
+        name: &str,
+        role: Role,
+        groups: &[String],
+        ttl: Duration,
+    ) -> Result<(TokenInfo, String), StoreError> {
+        self.backend
+            .write(|sql| documents::session_create(sql, name, role, groups, ttl))
+    }
+
+    fn record_event(&self, object: &str, event: &Value, actor: &Actor) -> Result<(), StoreError> {
+        self.backend
+            .write(|sql| documents::record_event(sql, object, event, actor))
+    }
+
+    fn get_document(&self, namespace: &str, key: &str) -> Result<Option<Document>, StoreError> {
+        self.backend.read(|sql| documents::get(sql, namespace, key))
+    }
+
+    fn list_documents(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
+        self.backend.read(|sql| documents::keys(sql, namespace))
+    }
+
+    fn document_namespaces(&self) -> Result<Vec<String>, StoreError> {
+        self.backend.read(documents::namespaces)
     }
 }
 

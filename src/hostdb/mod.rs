@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod derive;
+pub(crate) mod documents;
 mod engine;
 pub mod error;
 pub mod location;
@@ -25,8 +26,8 @@ use std::path::Path;
 pub use engine::SqlStore;
 pub use error::StoreError;
 pub use model::{
-    Actor, Change, Expect, Host, HostQuery, Kind, Lease, Members, ObjectKind, Page, Role, Snapshot,
-    State, Tag, TokenInfo, Write,
+    Actor, Change, Document, Expect, Host, HostQuery, Kind, Lease, Members, ObjectKind, Page, Role,
+    Snapshot, State, Tag, TokenInfo, Write,
 };
 pub use store::Store;
 

@@ -259,6 +259,16 @@ pub enum Write {
         lock: String,
         id: String,
     },
+    /// A keyed document of a namespace other than hosts and tags (the HostDB v1 API's).
+    PutDocument {
+        document: Document,
+        expect: Expect,
+    },
+    DeleteDocument {
+        namespace: String,
+        key: String,
+        expect: Expect,
+    },
 }
 
 impl Write {
@@ -269,6 +279,9 @@ impl Write {
             Write::DeleteHost { name, .. } | Write::DeleteTag { name, .. } => name,
             Write::PutTag { tag, .. } => &tag.name,
             Write::Fence { lock, .. } => lock,
+            // A document is named by its key within its namespace.
+            Write::PutDocument { document, .. } => &document.key,
+            Write::DeleteDocument { key, .. } => key,
         }
     }
 }
@@ -295,6 +308,11 @@ pub struct Snapshot {
 pub enum ObjectKind {
     Host,
     Tag,
+    /// A keyed document; its change-log object is `NAMESPACE/KEY`.
+    Document,
+    /// Something that happened without changing data (a sign-in); recorded at the current
+    /// index without bumping it.
+    Event,
 }
 
 impl ObjectKind {
@@ -302,6 +320,8 @@ impl ObjectKind {
         match self {
             ObjectKind::Host => "host",
             ObjectKind::Tag => "tag",
+            ObjectKind::Document => "document",
+            ObjectKind::Event => "event",
         }
     }
 }
@@ -340,6 +360,9 @@ pub struct Lease {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// A person signed in from LDAP without an operator group: self-service only (design §10),
+    /// and HostDB v1 writes in the namespaces their groups are granted.
+    User,
     /// Reads everything except tokens.
     Reader,
     /// Also writes hosts, tags and locks.
@@ -351,6 +374,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::User => "user",
             Role::Reader => "reader",
             Role::Operator => "operator",
             Role::Admin => "admin",
@@ -359,6 +383,7 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Role> {
         match s {
+            "user" => Some(Role::User),
             "reader" => Some(Role::Reader),
             "operator" => Some(Role::Operator),
             "admin" => Some(Role::Admin),
@@ -374,6 +399,33 @@ pub struct TokenInfo {
     pub name: String,
     pub role: Role,
     pub created_ms: u64,
+    /// Set for a session (a person signed in): when it stops working, milliseconds since the
+    /// Unix epoch. API tokens do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// A session's LDAP groups, sorted (per-namespace write access of the HostDB v1 API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl TokenInfo {
+    /// Whether this is a session that has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|e| e <= now_ms)
+    }
+}
+
+/// A keyed document of a HostDB v1 namespace other than `hosts` and `tags`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    pub namespace: String,
+    pub key: String,
+    /// Any JSON value (the YAML the v1 API was given).
+    pub value: Value,
+    /// Set by the store; ignored on input.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub modified_index: u64,
 }
 
 /// Filters of a host listing; all given filters must hold (AND).

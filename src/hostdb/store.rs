@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::error::StoreError;
 use super::model::{
-    Actor, Change, Expect, Host, HostQuery, Lease, Members, Page, Role, Snapshot, Tag, TokenInfo,
-    Write,
+    Actor, Change, Document, Expect, Host, HostQuery, Lease, Members, Page, Role, Snapshot, Tag,
+    TokenInfo, Write,
 };
 
 /// HostDB. Every method is one transaction; every write bumps the global index once.
@@ -136,4 +136,45 @@ pub trait Store: Send + Sync {
             }
         }
     }
+
+    /// Create a session for a person signed in (design §10): a token of `role` that stops
+    /// working after `ttl`, carrying the person's groups. Verified and revoked like any token.
+    fn session_create(
+        &self,
+        name: &str,
+        role: Role,
+        groups: &[String],
+        ttl: Duration,
+    ) -> Result<(TokenInfo, String), StoreError> {
+        let _ = (name, role, groups, ttl);
+        Err(unsupported("sessions"))
+    }
+
+    /// Record in the change log that something happened to `object` (a sign-in), at the
+    /// current index and without bumping it. `event` must hold no secret.
+    fn record_event(&self, object: &str, event: &Value, actor: &Actor) -> Result<(), StoreError> {
+        let _ = (object, event, actor);
+        Err(unsupported("events"))
+    }
+
+    /// A document of a HostDB v1 namespace (written with [`Write::PutDocument`]).
+    fn get_document(&self, namespace: &str, key: &str) -> Result<Option<Document>, StoreError> {
+        let _ = (namespace, key);
+        Err(unsupported("documents"))
+    }
+
+    /// The keys of a document namespace, sorted.
+    fn list_documents(&self, namespace: &str) -> Result<Vec<String>, StoreError> {
+        let _ = namespace;
+        Err(unsupported("documents"))
+    }
+
+    /// The namespaces that hold documents, sorted.
+    fn document_namespaces(&self) -> Result<Vec<String>, StoreError> {
+        Err(unsupported("documents"))
+    }
+}
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::Backend(format!("this store does not keep {what}"))
 }

@@ -170,7 +170,11 @@ pub async fn authorize(
                 cache.put_miss(hash);
                 return Err(unauthorized("unknown token"));
             };
-            cache.put(hash, info.clone());
+            // Sessions (people signed in) are never cached: a logout or revocation on any
+            // replica sharing the database ends them at once.
+            if info.expires_ms.is_none() {
+                cache.put(hash, info.clone());
+            }
             info
         }
     };

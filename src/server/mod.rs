@@ -10,6 +10,8 @@ pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod sd;
+pub mod tls;
+pub mod v1;
 pub mod watch;
 
 use std::net::SocketAddr;
