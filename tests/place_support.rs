@@ -14,14 +14,15 @@ pub fn assert_sound(problem: &Problem, placement: &Placement) {
     assert!(v.is_empty(), "invariants broken: {v:#?}");
 }
 
-/// The benchmark directory: `../shared/benchmarks/vbp` next to the repository, else `KLOUD_VBP_DIR`.
+/// The benchmark directory: `KLOUD_VBP_DIR` when set (an optional override), else the copy kept
+/// in the repository under `benches/data/vbp`.
 pub fn vbp_dir() -> Option<PathBuf> {
-    let near = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/benchmarks/vbp");
-    if near.join("known.tsv").is_file() {
-        return Some(near);
+    if let Some(env) = std::env::var_os("KLOUD_VBP_DIR") {
+        let env = PathBuf::from(env);
+        return env.join("known.tsv").is_file().then_some(env);
     }
-    let env = PathBuf::from(std::env::var_os("KLOUD_VBP_DIR")?);
-    env.join("known.tsv").is_file().then_some(env)
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data/vbp");
+    here.join("known.tsv").is_file().then_some(here)
 }
 
 /// Per instance: (LB, best_overall, best_IC, best_BC).
