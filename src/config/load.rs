@@ -298,7 +298,7 @@ pub fn load_sources(
     let mut mc_spans = BTreeMap::new();
     for item in first_of_each(&items("machine_class")) {
         let mut r = reader(item, MACHINE_CLASS_ATTRS, &[], &eval, diags);
-        let cpu = r.uint("cpu", true, 1);
+        let cpu = r.uint("cpu", true, 0);
         let memory = r.size("memory", MEMORY_UNIT, true);
         let disk = r.size("disk", DISK_UNIT, true);
         if let (Some(cpu), Some(memory_mib), Some(disk_gib)) = (cpu, memory, disk) {
@@ -457,7 +457,7 @@ pub fn load_sources(
     for item in first_of_each(&items("host_class")) {
         let mut r = reader(item, HOST_CLASS_ATTRS, HOST_CLASS_BLOCKS, &eval, diags);
         let count = r.uint("count", true, 0);
-        let cpu = r.uint("cpu", true, 1);
+        let cpu = r.uint("cpu", true, 0);
         let memory = r.size("memory", MEMORY_UNIT, true);
         let disk = r.size("disk", DISK_UNIT, true);
         let image = r.string("image", true);

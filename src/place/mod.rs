@@ -9,12 +9,14 @@
 //! [`check`] verifies the invariants of any placement; [`ip`] hands out addresses.
 
 mod bins;
+mod bounds;
 pub mod check;
 mod explain;
 mod fleet;
 mod improve;
 pub mod ip;
 mod model;
+mod repair;
 mod score;
 mod select;
 mod stages;
@@ -58,15 +60,16 @@ pub fn place_with(problem: &Problem, options: &Options) -> Placement {
     let base = Fleet::new(problem, &statics, classes);
     // Identical requests (class, driver, size) form a group the stages see as one.
     let hosts = Hosts::new(problem, &base);
-    // First pass: large hosts first, each onto the best machine that passes every stage.
-    let mut best = construct(&base, &hosts, Order::Sum);
+    // First pass: the groups their rules hold tightest first, then large hosts first, each
+    // onto the best machine that passes every stage.
+    let mut best = construct(&base, &hosts, Order::Tight);
     // Improve the new hosts' assignment within a work budget: other orderings and fits, then
     // emptying the least used machines.
     let n = problem.requests.len().max(1) as u128;
     let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
-    improve::improve(&base, &hosts, &mut best, budget as u64);
+    improve::improve(&base, &hosts, &mut best, budget as u64, options.work_budget);
     // Whatever is left unplaced is explained against the final state of the fleet.
-    finish(&hosts, &best)
+    finish(&base, &hosts, &best)
 }
 
 /// The requests, grouped, with the order they are considered in.
@@ -81,6 +84,11 @@ pub(crate) struct Hosts<'p> {
     /// Hosts per class, existing and new, for sentences like "for 4 lb hosts".
     pub class_hosts: Vec<u32>,
     pub reference: [u64; 3],
+    /// Per group: its room on the fleet before any new host is placed ([`bounds::slots`]).
+    pub slots: Vec<bounds::Slots>,
+    /// Per group: how tight it is, slots per host in thousandths (lower is tighter), for groups
+    /// with rules whose slots are fewer than twice their hosts; `u64::MAX` for the others.
+    pub tight: Vec<u64>,
 }
 
 impl<'p> Hosts<'p> {
@@ -112,12 +120,30 @@ impl<'p> Hosts<'p> {
                 }))
             })
             .collect();
-        Hosts {
+        let mut hosts = Hosts {
             requests,
             groups,
             group_of,
             class_hosts,
             reference: statics.reference,
+            slots: Vec::new(),
+            tight: Vec::new(),
+        };
+        hosts.measure_room(fleet);
+        hosts
+    }
+
+    /// Slots and tightness of every group against the fleet before placement.
+    fn measure_room(&mut self, fleet: &Fleet) {
+        let counts = self.counts(|_| true);
+        for (g, group) in self.groups.iter().enumerate() {
+            let n = counts[g].max(1);
+            let s = bounds::slots(fleet, group, n.saturating_mul(2));
+            let ruled = !fleet.classes[group.class as usize].rules.is_empty();
+            let ratio = u64::from(s.total) * 1000 / u64::from(n);
+            self.tight
+                .push(if ruled && ratio < 2000 { ratio } else { u64::MAX });
+            self.slots.push(s);
         }
     }
 
@@ -134,12 +160,13 @@ impl<'p> Hosts<'p> {
 
     /// Request indices, large hosts first (ties by name) under the given measure of size.
     pub fn ordered(&self, order: Order) -> Vec<usize> {
-        let mut idx: Vec<(u128, usize)> = (0..self.requests.len())
+        let mut idx: Vec<(u64, u128, usize)> = (0..self.requests.len())
             .filter_map(|i| {
                 let g = self.group_of[i]?;
                 let size = self.groups[g].size;
+                let rank = if order == Order::Tight { self.tight[g] } else { 0 };
                 let w = match order {
-                    Order::Sum => score::weight(self.reference, size),
+                    Order::Sum | Order::Tight => score::weight(self.reference, size),
                     Order::Max => (0..3)
                         .map(|d| {
                             let mut unit = [0; 3];
@@ -149,14 +176,15 @@ impl<'p> Hosts<'p> {
                         .max()
                         .unwrap_or(0),
                 };
-                Some((w, i))
+                Some((rank, w, i))
             })
             .collect();
         idx.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| self.requests[a.1].name.cmp(&self.requests[b.1].name))
+            a.0.cmp(&b.0)
+                .then(b.1.cmp(&a.1))
+                .then_with(|| self.requests[a.2].name.cmp(&self.requests[b.2].name))
         });
-        idx.into_iter().map(|(_, i)| i).collect()
+        idx.into_iter().map(|(_, _, i)| i).collect()
     }
 }
 
@@ -167,6 +195,8 @@ pub(crate) enum Order {
     Sum,
     /// The largest dimension, relative to the largest machine.
     Max,
+    /// Tight groups first (fewest slots per host under their rules), then by [`Order::Sum`].
+    Tight,
 }
 
 /// A complete assignment of the new hosts and the fleet state it leads to.
@@ -206,9 +236,15 @@ pub(crate) fn construct<'p>(base: &Fleet<'p>, hosts: &Hosts, order: Order) -> So
     }
 }
 
-fn finish(hosts: &Hosts, best: &Solution) -> Placement {
+fn finish(base: &Fleet, hosts: &Hosts, best: &Solution) -> Placement {
     let fleet = &best.fleet;
     let mut placement = Placement::default();
+    let wanted = hosts.counts(|_| true);
+    let demand = if best.cost().0 > 0 {
+        bounds::demand(base, hosts.group_of.iter().flatten().map(|&g| &hosts.groups[g]))
+    } else {
+        Vec::new()
+    };
     for (i, r) in hosts.requests.iter().enumerate() {
         match (hosts.group_of[i], best.assign[i]) {
             (_, Some(m)) => {
@@ -226,7 +262,12 @@ fn finish(hosts: &Hosts, best: &Solution) -> Placement {
             (Some(g), None) => {
                 let group = &hosts.groups[g];
                 let total = hosts.class_hosts[group.class as usize];
-                let (reasons, explanation) = explain::explain(fleet, group, total);
+                let proof = explain::Proof {
+                    slots: &hosts.slots[g],
+                    wanted: wanted[g],
+                    demand: &demand[group.driver as usize],
+                };
+                let (reasons, explanation) = explain::explain(fleet, group, total, &proof);
                 placement.unplaced.push(Unplaced {
                     name: r.name.clone(),
                     class: r.class.clone(),
