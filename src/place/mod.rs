@@ -11,6 +11,7 @@
 mod bins;
 mod bounds;
 pub mod check;
+mod exact;
 mod explain;
 mod fleet;
 mod improve;
@@ -38,15 +39,22 @@ pub struct Options {
     /// bounded in time. Counting work rather than time keeps the result the same on a slow
     /// computer as on a fast one. Zero turns the phase off.
     pub work_budget: u64,
+    /// Exact mode (`solver = "exact"`): search nodes the exact branch and bound may spend
+    /// ([`exact`]) before falling back to the heuristic with a note; `None` is the heuristic.
+    pub exact_nodes: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             work_budget: 20_000_000,
+            exact_nodes: None,
         }
     }
 }
+
+/// Search nodes of exact mode by default: a few seconds at most.
+pub const EXACT_NODES: u64 = 2_000_000;
 
 /// Place every request of `problem` (see [`Placement`]). Same input, same output.
 pub fn place(problem: &Problem) -> Placement {
@@ -55,21 +63,50 @@ pub fn place(problem: &Problem) -> Placement {
 
 /// [`place`] with explicit tuning.
 pub fn place_with(problem: &Problem, options: &Options) -> Placement {
+    place_noted(problem, options).0
+}
+
+/// [`place_with`], and notes on how the placement was made (exact mode and its fallback).
+pub fn place_noted(problem: &Problem, options: &Options) -> (Placement, Vec<String>) {
     // Index the machines and count the existing hosts in: they stay where they are.
     let (statics, classes) = Statics::build(problem);
     let base = Fleet::new(problem, &statics, classes);
     // Identical requests (class, driver, size) form a group the stages see as one.
     let hosts = Hosts::new(problem, &base);
+    let Some(nodes) = options.exact_nodes else {
+        return (heuristic(&base, &hosts, problem, options), Vec::new());
+    };
+    let note = match exact::solve(&base, &hosts, nodes) {
+        exact::Outcome::Complete { solution, optimal } => {
+            let note = if optimal {
+                "exact: a complete placement on the fewest machines"
+            } else {
+                "exact: a complete placement; the search budget ran out before it proved the fewest machines"
+            };
+            return (finish(&base, &hosts, &solution), vec![note.to_string()]);
+        }
+        exact::Outcome::Infeasible => "exact: no complete placement exists; this is the heuristic's",
+        exact::Outcome::Unknown => {
+            "exact: the search budget ran out before a complete placement was found; this is the heuristic's"
+        }
+    };
+    (
+        heuristic(&base, &hosts, problem, options),
+        vec![note.to_string()],
+    )
+}
+
+fn heuristic(base: &Fleet, hosts: &Hosts, problem: &Problem, options: &Options) -> Placement {
     // First pass: the groups their rules hold tightest first, then large hosts first, each
     // onto the best machine that passes every stage.
-    let mut best = construct(&base, &hosts, Order::Tight);
+    let mut best = construct(base, hosts, Order::Tight);
     // Improve the new hosts' assignment within a work budget: other orderings and fits, then
     // emptying the least used machines.
     let n = problem.requests.len().max(1) as u128;
     let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
-    improve::improve(&base, &hosts, &mut best, budget as u64, options.work_budget);
+    improve::improve(base, hosts, &mut best, budget as u64, options.work_budget);
     // Whatever is left unplaced is explained against the final state of the fleet.
-    finish(&base, &hosts, &best)
+    finish(base, hosts, &best)
 }
 
 /// The requests, grouped, with the order they are considered in.
