@@ -60,7 +60,11 @@ pub(crate) fn slots(fleet: &Fleet, group: &Group, want: u32) -> Slots {
     let class = &fleet.classes[group.class as usize];
     let mut out = Slots::default();
     // Per rule (not machine): room summed per label value.
-    let mut per_value: Vec<Vec<u64>> = class.rules.iter().map(|r| vec![0; r.counts.len()]).collect();
+    let mut per_value: Vec<Vec<u64>> = class
+        .rules
+        .iter()
+        .map(|r| vec![0; r.counts.len()])
+        .collect();
     let mut machines = 0u64;
     for m in 0..statics.machines.len() as u32 {
         let r = room(fleet, group, m, want);
@@ -101,12 +105,15 @@ pub(crate) fn slots(fleet: &Fleet, group: &Group, want: u32) -> Slots {
 
 /// Whether the rules of the group's class (not capacity) still allow one more host on `m`.
 pub(crate) fn rules_allow(fleet: &Fleet, group: &Group, m: u32) -> bool {
-    fleet.classes[group.class as usize].rules.iter().all(|rule| {
-        fleet
-            .statics
-            .value(m, rule.key)
-            .is_some_and(|v| rule.counts[v as usize] < rule.limit)
-    })
+    fleet.classes[group.class as usize]
+        .rules
+        .iter()
+        .all(|rule| {
+            fleet
+                .statics
+                .value(m, rule.key)
+                .is_some_and(|v| rule.counts[v as usize] < rule.limit)
+        })
 }
 
 /// What all the new hosts of one driver need, against what its machines have free.

@@ -18,7 +18,10 @@ use std::collections::{HashMap, HashSet};
 /// What the search found.
 pub(crate) enum Outcome<'p> {
     /// A complete placement; `optimal` when the search space was exhausted.
-    Complete { solution: Solution<'p>, optimal: bool },
+    Complete {
+        solution: Solution<'p>,
+        optimal: bool,
+    },
     /// The search space was exhausted: no complete placement exists.
     Infeasible,
     /// The budget ran out before any complete placement was found.
@@ -33,7 +36,12 @@ pub(crate) fn solve<'p>(base: &Fleet<'p>, hosts: &Hosts, nodes: u64) -> Outcome<
     let signature: Vec<u32> = (0..n as u32)
         .map(|m| {
             let info = &base.statics.machines[m as usize];
-            let mut s = vec![u64::from(info.driver), info.cap[0], info.cap[1], info.cap[2]];
+            let mut s = vec![
+                u64::from(info.driver),
+                info.cap[0],
+                info.cap[1],
+                info.cap[2],
+            ];
             for (k, key) in base.statics.keys.iter().enumerate() {
                 if key != MACHINE_KEY {
                     s.push(base.statics.value(m, k as u32).map_or(u64::MAX, u64::from));

@@ -98,7 +98,11 @@ fn sentence(
         };
     }
     if let Some(d) = proof.demand.short() {
-        let (need, free, largest) = (proof.demand.need[d], proof.demand.free[d], proof.demand.largest[d]);
+        let (need, free, largest) = (
+            proof.demand.need[d],
+            proof.demand.free[d],
+            proof.demand.largest[d],
+        );
         let more = (need - free).div_ceil(largest.max(1));
         return format!(
             "needs {more} more {}: the new `{driver}` hosts need {} in total and the `{driver}` machines have {} free; add machines",
@@ -113,13 +117,18 @@ fn sentence(
         .map(|(r, n)| format!("{n} {}", r.key(fleet)))
         .collect();
     format!(
-        "no complete placement found within the search budget; the bound does not rule one out (machines now rejected for {}); try `solver = \"exact\"`, add machines or relax the rules",
+        "no complete placement found within the search budget; the bound does not rule one out (machines now rejected for {}); add machines or relax the rules",
         if found.is_empty() { "other reasons".to_string() } else { found.join(", ") }
     )
 }
 
 /// "needs a 5th switch": a rule whose ⌈hosts / max_per⌉ exceeds the label values there are.
-fn rule_bound(fleet: &Fleet, group: &Group, class_hosts: u32, with_driver: &[u32]) -> Option<String> {
+fn rule_bound(
+    fleet: &Fleet,
+    group: &Group,
+    class_hosts: u32,
+    with_driver: &[u32],
+) -> Option<String> {
     let statics = fleet.statics;
     let class = &fleet.classes[group.class as usize];
     for rule in &class.rules {
@@ -188,7 +197,11 @@ fn label_room(
     let others: Vec<String> = counts
         .iter()
         .filter(|(r, _)| !matches!(r, Reason::Driver | Reason::MaxPer(_)))
-        .chain(counts.iter().filter(|(r, _)| matches!(r, Reason::MaxPer(x) if *x != k)))
+        .chain(
+            counts
+                .iter()
+                .filter(|(r, _)| matches!(r, Reason::MaxPer(x) if *x != k)),
+        )
         .map(|(r, n)| format!("{n} {}", r.key(fleet)))
         .collect();
     let plural_key = plural(key);

@@ -15,9 +15,9 @@
 //! 3. Hosts still unplaced get one more look at every machine, since moves may have made room.
 
 use super::bins;
-use super::repair;
 use super::fleet::{FastMap, Fleet, Vec3};
 use super::model::Strategy;
+use super::repair;
 use super::score::{self, Affinity, Fit};
 use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};

@@ -121,8 +121,9 @@ pub(crate) struct Hosts<'p> {
     /// Hosts per class, existing and new, for sentences like "for 4 lb hosts".
     pub class_hosts: Vec<u32>,
     pub reference: [u64; 3],
-    /// Per group: its room on the fleet before any new host is placed ([`bounds::slots`]).
-    pub slots: Vec<bounds::Slots>,
+    /// Per group: its room on the fleet before any new host is placed ([`bounds::slots`]), for
+    /// the groups [`Hosts::measure_room`] measures.
+    pub slots: Vec<Option<bounds::Slots>>,
     /// Per group: how tight it is, slots per host in thousandths (lower is tighter), for groups
     /// with rules whose slots are fewer than twice their hosts; `u64::MAX` for the others.
     pub tight: Vec<u64>,
@@ -170,17 +171,35 @@ impl<'p> Hosts<'p> {
         hosts
     }
 
-    /// Slots and tightness of every group against the fleet before placement.
+    /// Slots and tightness of every group against the fleet before placement. A group whose
+    /// rules alone allow twice its hosts (label values × max_per) is not measured here: it is not
+    /// tight, and its slots are only needed if it ends up unplaced ([`Hosts::slots_of`]).
     fn measure_room(&mut self, fleet: &Fleet) {
         let counts = self.counts(|_| true);
         for (g, group) in self.groups.iter().enumerate() {
             let n = counts[g].max(1);
+            let rules = &fleet.classes[group.class as usize].rules;
+            let rule_cap = rules
+                .iter()
+                .map(|r| r.counts.len() as u64 * u64::from(r.limit))
+                .min();
+            if rule_cap.is_none_or(|c| c >= 2 * u64::from(n)) {
+                self.tight.push(u64::MAX);
+                self.slots.push(None);
+                continue;
+            }
             let s = bounds::slots(fleet, group, n.saturating_mul(2));
-            let ruled = !fleet.classes[group.class as usize].rules.is_empty();
             let ratio = u64::from(s.total) * 1000 / u64::from(n);
-            self.tight
-                .push(if ruled && ratio < 2000 { ratio } else { u64::MAX });
-            self.slots.push(s);
+            self.tight.push(if ratio < 2000 { ratio } else { u64::MAX });
+            self.slots.push(Some(s));
+        }
+    }
+
+    /// The slots of group `g` on the fleet before placement (`base`).
+    fn slots_of(&self, base: &Fleet, g: usize, n: u32) -> bounds::Slots {
+        match &self.slots[g] {
+            Some(s) => s.clone(),
+            None => bounds::slots(base, &self.groups[g], n.saturating_mul(2)),
         }
     }
 
@@ -201,7 +220,11 @@ impl<'p> Hosts<'p> {
             .filter_map(|i| {
                 let g = self.group_of[i]?;
                 let size = self.groups[g].size;
-                let rank = if order == Order::Tight { self.tight[g] } else { 0 };
+                let rank = if order == Order::Tight {
+                    self.tight[g]
+                } else {
+                    0
+                };
                 let w = match order {
                     Order::Sum | Order::Tight => score::weight(self.reference, size),
                     Order::Max => (0..3)
@@ -278,7 +301,10 @@ fn finish(base: &Fleet, hosts: &Hosts, best: &Solution) -> Placement {
     let mut placement = Placement::default();
     let wanted = hosts.counts(|_| true);
     let demand = if best.cost().0 > 0 {
-        bounds::demand(base, hosts.group_of.iter().flatten().map(|&g| &hosts.groups[g]))
+        bounds::demand(
+            base,
+            hosts.group_of.iter().flatten().map(|&g| &hosts.groups[g]),
+        )
     } else {
         Vec::new()
     };
@@ -299,8 +325,9 @@ fn finish(base: &Fleet, hosts: &Hosts, best: &Solution) -> Placement {
             (Some(g), None) => {
                 let group = &hosts.groups[g];
                 let total = hosts.class_hosts[group.class as usize];
+                let slots = hosts.slots_of(base, g, wanted[g]);
                 let proof = explain::Proof {
-                    slots: &hosts.slots[g],
+                    slots: &slots,
                     wanted: wanted[g],
                     demand: &demand[group.driver as usize],
                 };

@@ -241,7 +241,9 @@ impl<'a, 'p> Repair<'a, 'p> {
                 }
                 let mut by: ByValue = vec![Vec::new(); rule.counts.len()];
                 for &e in &self.of_class[group.class as usize] {
-                    let Some(m) = self.sol.assign[e] else { continue };
+                    let Some(m) = self.sol.assign[e] else {
+                        continue;
+                    };
                     if !self.ejectable(e) {
                         continue;
                     }
