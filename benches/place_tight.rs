@@ -54,7 +54,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let mut out = Out { dir, rows: Vec::new() };
+    let mut out = Out {
+        dir,
+        rows: Vec::new(),
+    };
     let mut sizes = vec![1_000, 10_000, 20_000];
     if std::env::var_os("KLOUD_PLACE_BIG").is_some() {
         sizes.push(100_000);
@@ -63,7 +66,10 @@ fn main() {
         sizes = only.split(',').filter_map(|s| s.parse().ok()).collect();
     }
     println!("completeness (tight rules), {seeds} seeds per size");
-    println!("{:>8} {:>8} {:>8} {:>14} {:>10}", "hosts", "machines", "unplaced", "incomplete", "median s");
+    println!(
+        "{:>8} {:>8} {:>8} {:>14} {:>10}",
+        "hosts", "machines", "unplaced", "incomplete", "median s"
+    );
     for &hosts in &sizes {
         let shape = support::TightShape::standard(hosts);
         let (mut unplaced, mut incomplete, mut times) = (0, 0, Vec::new());

@@ -559,10 +559,13 @@ fn a_tight_class_is_placed_around_the_large_ones() {
     };
     let p = placed(&problem);
     assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
-    let first_pass = kloud::place::place_with(&problem, &kloud::place::Options {
-        work_budget: 0,
-        ..Default::default()
-    });
+    let first_pass = kloud::place::place_with(
+        &problem,
+        &kloud::place::Options {
+            work_budget: 0,
+            ..Default::default()
+        },
+    );
     assert_sound(&problem, &first_pass);
     assert!(first_pass.unplaced.is_empty(), "{:?}", first_pass.unplaced);
 }

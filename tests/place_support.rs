@@ -224,7 +224,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -233,7 +233,7 @@ impl Rng {
 
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
@@ -293,7 +293,10 @@ pub fn tight_fleet(shape: TightShape, seed: u64) -> Problem {
                 capacity,
                 labels: BTreeMap::from([
                     ("rack".to_string(), format!("r{rack:03}")),
-                    ("switch".to_string(), format!("sw{:03}", rack / racks_per_switch)),
+                    (
+                        "switch".to_string(),
+                        format!("sw{:03}", rack / racks_per_switch),
+                    ),
                 ]),
                 driver: "lxc".into(),
             }
@@ -321,7 +324,10 @@ pub fn tight_fleet(shape: TightShape, seed: u64) -> Problem {
                 max_per: BTreeMap::from([
                     ("machine".to_string(), 1 + rng.below(4) as u32),
                     ("rack".to_string(), (count.div_ceil(shape.racks) + 1) as u32),
-                    ("switch".to_string(), (count.div_ceil(shape.switches) + 2) as u32),
+                    (
+                        "switch".to_string(),
+                        (count.div_ceil(shape.switches) + 2) as u32,
+                    ),
                 ]),
                 strategy: Strategy::Pack,
             },

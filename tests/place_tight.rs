@@ -15,8 +15,21 @@ fn tight_fleets_of_a_thousand_hosts_are_placed_completely() {
         let problem = support::tight_fleet(shape, seed);
         let p = place(&problem);
         support::assert_sound(&problem, &p);
-        let unplaced: Vec<_> = p.unplaced.iter().map(|u| (&u.name, &u.explanation)).take(3).collect();
-        eprintln!("seed {seed}: {} unplaced, {} machines", p.unplaced.len(), support::machines_used(&p));
-        assert!(p.unplaced.is_empty(), "seed {seed}: {} unplaced: {unplaced:?}", p.unplaced.len());
+        let unplaced: Vec<_> = p
+            .unplaced
+            .iter()
+            .map(|u| (&u.name, &u.explanation))
+            .take(3)
+            .collect();
+        eprintln!(
+            "seed {seed}: {} unplaced, {} machines",
+            p.unplaced.len(),
+            support::machines_used(&p)
+        );
+        assert!(
+            p.unplaced.is_empty(),
+            "seed {seed}: {} unplaced: {unplaced:?}",
+            p.unplaced.len()
+        );
     }
 }

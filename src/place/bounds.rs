@@ -40,9 +40,9 @@ pub(crate) fn room(fleet: &Fleet, group: &Group, m: u32, cap: u32) -> u32 {
     }
     let mut n = cap;
     let free = fleet.free(m);
-    for d in 0..3 {
-        if group.size[d] > 0 {
-            n = n.min((free[d] / group.size[d]).min(u64::from(u32::MAX)) as u32);
+    for (f, s) in free.iter().zip(group.size) {
+        if let Some(fits) = f.checked_div(s) {
+            n = n.min(fits.min(u64::from(u32::MAX)) as u32);
         }
     }
     for rule in &fleet.classes[group.class as usize].rules {
@@ -71,8 +71,8 @@ pub(crate) fn slots(fleet: &Fleet, group: &Group, want: u32) -> Slots {
         if r == 0 {
             if statics.machines[m as usize].driver == group.driver && rules_allow(fleet, group, m) {
                 let free = fleet.free(m);
-                for d in 0..3 {
-                    out.short[d] += u32::from(group.size[d] > free[d]);
+                for ((short, s), f) in out.short.iter_mut().zip(group.size).zip(free) {
+                    *short += u32::from(s > f);
                 }
             }
             continue;
@@ -144,8 +144,8 @@ pub(crate) fn demand<'a>(
         let info = &statics.machines[m as usize];
         let free = fleet.free(m);
         let e = &mut out[info.driver as usize];
-        for d in 0..3 {
-            e.free[d] = e.free[d].saturating_add(free[d]);
+        for (d, f) in free.into_iter().enumerate() {
+            e.free[d] = e.free[d].saturating_add(f);
             e.largest[d] = e.largest[d].max(info.cap[d]);
         }
     }

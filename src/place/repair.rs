@@ -81,13 +81,13 @@ impl<'a, 'p> Repair<'a, 'p> {
         let mut of_class = vec![Vec::new(); sol.fleet.classes.len()];
         let mut base_weight = vec![0; n];
         let mut pending = Vec::new();
-        for i in 0..n {
+        for (i, weight) in base_weight.iter_mut().enumerate() {
             let Some(g) = hosts.group_of[i] else { continue };
             let group = &hosts.groups[g];
             // Relative size (each dimension up to 1,024), twice as heavy for tight groups: they
             // are the hard ones to place again.
             let w = (score::weight(hosts.reference, group.size) >> 10) as u64 + 1;
-            base_weight[i] = if hosts.tight[g] < u64::MAX { w * 2 } else { w };
+            *weight = if hosts.tight[g] < u64::MAX { w * 2 } else { w };
             match sol.assign[i] {
                 Some(m) => {
                     on[m as usize].push(i);
