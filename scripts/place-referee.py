@@ -66,6 +66,7 @@ def build(problem, optimise):
     x = {}
     per_machine = defaultdict(list)
     per_value = defaultdict(list)
+    bounds = {}
     for gi, ((cls, driver, s), count) in enumerate(sorted(groups.items())):
         max_per = rules.get(cls, {}).get("max_per", {})
         terms = []
@@ -91,6 +92,7 @@ def build(problem, optimise):
             x[(gi, n)] = (var, s)
             terms.append(var)
             per_machine[n].append((var, s))
+            bounds[var.Name()] = k
             for key in max_per:
                 per_value[(cls, key, value(m, key))].append(var)
         if not terms:
@@ -115,7 +117,7 @@ def build(problem, optimise):
                 continue
             y = model.NewBoolVar(f"y_{n}")
             for var, _ in items:
-                model.Add(var <= var.Proto().domain[-1] * y)
+                model.Add(var <= bounds[var.Name()] * y)
             model.Add(sum(v for v, _ in items) >= 1).OnlyEnforceIf(y)
             ys.append(y)
         model.Minimize(sum(ys))
