@@ -20,7 +20,7 @@ fn cpu_time() -> f64 {
 
 fn main() {
     let Some(dir) = support::vbp_dir() else {
-        eprintln!("vbp benchmark not found: set KLOUD_VBP_DIR");
+        eprintln!("vbp benchmark not found in benches/data/vbp or KLOUD_VBP_DIR");
         std::process::exit(1);
     };
     let filter = std::env::var("KLOUD_VBP_FILTER").unwrap_or_default();

@@ -127,7 +127,7 @@ proptest! {
         }
 
         // The first pass alone (no improvement budget) must be as complete.
-        let first = place_with(&problem, &Options { work_budget: 0 });
+        let first = place_with(&problem, &Options { work_budget: 0, ..Options::default() });
         support::assert_sound(&problem, &first);
         for u in &first.unplaced {
             prop_assert_eq!(u.reasons.values().sum::<u32>() as usize, problem.machines.len(), "{:?}", u);
@@ -141,5 +141,68 @@ proptest! {
         let mut rotated = problem.clone();
         rotated.requests.reverse();
         prop_assert_eq!(&p, &place(&rotated));
+    }
+}
+
+prop_compose! {
+    /// Tiny fleets with tight rules: few enough hosts and machines for the exact search to
+    /// settle every case.
+    fn tight_problem()(
+        machines in proptest::collection::vec((2u32..9, 0u8..3), 2..6),
+        classes in proptest::collection::vec(
+            (1u32..5, 1u64..4, 1u32..4, proptest::option::of(1u32..4), 1usize..5), 1..4),
+    ) -> Problem {
+        let machines: Vec<Machine> = machines
+            .into_iter()
+            .enumerate()
+            .map(|(i, (cpu, rack))| Machine {
+                name: format!("m{i}"),
+                capacity: Resources::new(cpu, 8192, 100),
+                labels: BTreeMap::from([("rack".to_string(), format!("r{rack}"))]),
+                driver: "lxc".into(),
+            })
+            .collect();
+        let mut rules = BTreeMap::new();
+        let mut requests = Vec::new();
+        for (c, (cpu, mem, per_machine, per_rack, count)) in classes.into_iter().enumerate() {
+            let mut max_per = BTreeMap::from([("machine".to_string(), per_machine)]);
+            if let Some(r) = per_rack {
+                max_per.insert("rack".to_string(), r);
+            }
+            rules.insert(format!("c{c}"), Rules { max_per, strategy: Spreading::Pack });
+            for i in 0..count {
+                requests.push(Request {
+                    name: format!("c{c}-{i}"),
+                    class: format!("c{c}"),
+                    size: Resources::new(cpu, mem * 1024, 10),
+                    driver: "lxc".into(),
+                });
+            }
+        }
+        Problem { machines, existing: vec![], rules, requests }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// The exact search is the referee: when it finds a complete placement, the heuristic finds
+    /// one too; when it proves there is none, the heuristic leaves someone unplaced.
+    #[test]
+    fn complete_whenever_the_referee_finds_a_complete_placement(problem in tight_problem()) {
+        let exact = Options { exact_nodes: Some(5_000_000), ..Options::default() };
+        let (referee, notes) = kloud::place::place_noted(&problem, &exact);
+        support::assert_sound(&problem, &referee);
+        let p = place(&problem);
+        support::assert_sound(&problem, &p);
+        let note = notes.first().cloned().unwrap_or_default();
+        prop_assert!(!note.contains("budget ran out"), "{}", note);
+        if referee.unplaced.is_empty() {
+            prop_assert!(p.unplaced.is_empty(), "referee: {:?}\nheuristic: {:?}", referee.assigned, p.unplaced);
+            prop_assert!(support::machines_used(&referee) <= support::machines_used(&p));
+        } else {
+            prop_assert!(note.contains("no complete placement exists"), "{}", note);
+            prop_assert!(!p.unplaced.is_empty());
+        }
     }
 }

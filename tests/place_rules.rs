@@ -476,3 +476,96 @@ fn a_full_switch_and_full_machines_elsewhere_are_both_named() {
          rejected for 2 capacity:cpu; add machines there or raise max_per switch"
     );
 }
+
+#[test]
+fn a_machine_rule_that_binds_is_named_not_capacity() {
+    // Three c2 hosts of 2 cpus, at most one per machine, on two machines with 32 cpus free: the
+    // sentence names max_per machine and never "no machine has 2 cpus free: largest free is 32".
+    // A third machine is full: the rule bound (3 machines for 3 hosts) does not rule it out.
+    let problem = Problem {
+        machines: four_switches()[..3].to_vec(),
+        existing: vec![Existing {
+            name: "full".into(),
+            class: "batch".into(),
+            machine: "m2".into(),
+            size: Resources::new(32, 4 * GIB, 10),
+        }],
+        rules: BTreeMap::from([("c2".into(), rules(&[("machine", 1)], Strategy::Pack))]),
+        requests: (0..3)
+            .map(|i| request(&format!("c2-{i}"), "c2", 2, 4))
+            .collect(),
+    };
+    let p = placed(&problem);
+    assert_eq!(p.assigned.len(), 2);
+    let u = &p.unplaced[0];
+    assert_eq!(
+        u.reasons,
+        BTreeMap::from([
+            ("capacity:cpu".to_string(), 1),
+            ("max_per:machine".to_string(), 2)
+        ])
+    );
+    assert_eq!(
+        u.explanation,
+        "needs 1 more machine: max_per machine = 1 lets the 2 machines with room take 2 of the 3 new \
+         c2 hosts; add machines or raise max_per machine"
+    );
+}
+
+#[test]
+fn a_capacity_shortfall_says_how_many_machines_are_missing() {
+    // Ten hosts of 16 cpus on four machines of 32: eight fit, two need one more machine.
+    let problem = Problem {
+        machines: four_switches()[..4].to_vec(),
+        existing: vec![],
+        rules: BTreeMap::new(),
+        requests: (0..10)
+            .map(|i| request(&format!("big-{i}"), "big", 16, 8))
+            .collect(),
+    };
+    let p = placed(&problem);
+    assert_eq!(p.assigned.len(), 8);
+    assert_eq!(p.unplaced.len(), 2);
+    for u in &p.unplaced {
+        assert_eq!(
+            u.explanation,
+            "needs 1 more machine with ≥ 16 cpus free: the machines can take 8 of the 10 new big \
+             hosts; add machines or shrink the class"
+        );
+    }
+}
+
+#[test]
+fn a_tight_class_is_placed_around_the_large_ones() {
+    // One rack rule leaves no slack: the six c2 hosts (at most one per machine, three per rack)
+    // need six distinct machines over both racks, while the large hosts alone would fill three
+    // machines of rack r0 first by name. Ordering by size alone strands c2 hosts; placing the
+    // tight class first (or repairing) places everything.
+    let machines: Vec<Machine> = (0..6)
+        .map(|i| machine(&format!("m{i}"), &format!("r{}", i / 3), "sw", 8, 32))
+        .collect();
+    let mut requests: Vec<Request> = (0..6)
+        .map(|i| request(&format!("c2-{i}"), "c2", 2, 2))
+        .collect();
+    requests.extend((0..6).map(|i| request(&format!("big-{i}"), "big", 6, 8)));
+    let problem = Problem {
+        machines,
+        existing: vec![],
+        rules: BTreeMap::from([(
+            "c2".into(),
+            rules(&[("machine", 1), ("rack", 3)], Strategy::Pack),
+        )]),
+        requests,
+    };
+    let p = placed(&problem);
+    assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
+    let first_pass = kloud::place::place_with(
+        &problem,
+        &kloud::place::Options {
+            work_budget: 0,
+            ..Default::default()
+        },
+    );
+    assert_sound(&problem, &first_pass);
+    assert!(first_pass.unplaced.is_empty(), "{:?}", first_pass.unplaced);
+}

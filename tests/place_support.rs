@@ -14,14 +14,15 @@ pub fn assert_sound(problem: &Problem, placement: &Placement) {
     assert!(v.is_empty(), "invariants broken: {v:#?}");
 }
 
-/// The benchmark directory: `../shared/benchmarks/vbp` next to the repository, else `KLOUD_VBP_DIR`.
+/// The benchmark directory: `KLOUD_VBP_DIR` when set (an optional override), else the copy kept
+/// in the repository under `benches/data/vbp`.
 pub fn vbp_dir() -> Option<PathBuf> {
-    let near = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/benchmarks/vbp");
-    if near.join("known.tsv").is_file() {
-        return Some(near);
+    if let Some(env) = std::env::var_os("KLOUD_VBP_DIR") {
+        let env = PathBuf::from(env);
+        return env.join("known.tsv").is_file().then_some(env);
     }
-    let env = PathBuf::from(std::env::var_os("KLOUD_VBP_DIR")?);
-    env.join("known.tsv").is_file().then_some(env)
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data/vbp");
+    here.join("known.tsv").is_file().then_some(here)
 }
 
 /// Per instance: (LB, best_overall, best_IC, best_BC).
@@ -213,4 +214,156 @@ pub fn settle(problem: &Problem, placement: &Placement) -> Problem {
         });
     }
     next
+}
+
+/// A small deterministic generator (xorshift64*), so that fleets are the same on every computer.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// The shape of a fleet with tight rules (issue 14, "Figures 1").
+#[derive(Clone, Copy, Debug)]
+pub struct TightShape {
+    pub hosts: usize,
+    pub machines: usize,
+    pub racks: usize,
+    pub switches: usize,
+    pub classes: usize,
+}
+
+impl TightShape {
+    /// The fleets of the completeness figure: 1k / 240 (12 racks, 2 switches), 10k / 2,500
+    /// (125 racks, 25 switches), 20k / 5,000 (125, 25), 100k / 25,000 (625, 125).
+    pub fn standard(hosts: usize) -> TightShape {
+        let (machines, racks, switches) = match hosts {
+            0..=1_999 => (240 * hosts / 1000, 12, 2),
+            2_000..=14_999 => (hosts / 4, 125, 25),
+            15_000..=49_999 => (hosts / 4, 125, 25),
+            _ => (hosts / 4, 625, 125),
+        };
+        TightShape {
+            hosts,
+            machines: machines.max(racks),
+            racks,
+            switches,
+            classes: (hosts / 100).clamp(4, 40),
+        }
+    }
+}
+
+/// A fleet with tight rules: 80% machines of 32 cpus / 128 GiB / 2 TiB and 20% of 24 cpus /
+/// 64 GiB / 4 TiB, in `racks` racks spread evenly over `switches` switches; `classes` classes
+/// of random size (1 cpu / 1 GiB / 10 GiB up to 16 cpus / 64 GiB / 400 GiB), each with a random
+/// `max_per machine` of 1 to 4, `max_per rack` = ⌈count / racks⌉ + 1 and `max_per switch` =
+/// ⌈count / switches⌉ + 2.
+pub fn tight_fleet(shape: TightShape, seed: u64) -> Problem {
+    let mut rng = Rng::new(seed);
+    let per_rack = shape.machines.div_ceil(shape.racks);
+    let racks_per_switch = shape.racks.div_ceil(shape.switches);
+    let machines = (0..shape.machines)
+        .map(|i| {
+            let rack = i / per_rack;
+            let capacity = if rng.below(5) == 0 {
+                Resources::new(24, 64 * 1024, 4096)
+            } else {
+                Resources::new(32, 128 * 1024, 2048)
+            };
+            Machine {
+                name: format!("hw-r{rack:03}-{:03}", i % per_rack),
+                capacity,
+                labels: BTreeMap::from([
+                    ("rack".to_string(), format!("r{rack:03}")),
+                    (
+                        "switch".to_string(),
+                        format!("sw{:03}", rack / racks_per_switch),
+                    ),
+                ]),
+                driver: "lxc".into(),
+            }
+        })
+        .collect();
+    // Class sizes: random weights, scaled to the host count.
+    let weights: Vec<u64> = (0..shape.classes).map(|_| 1 + rng.below(10)).collect();
+    let total: u64 = weights.iter().sum();
+    let mut counts: Vec<usize> = weights
+        .iter()
+        .map(|w| (*w as usize * shape.hosts) / total as usize)
+        .collect();
+    let short = shape.hosts - counts.iter().sum::<usize>();
+    counts[0] += short;
+    let mut rules = BTreeMap::new();
+    let mut requests = Vec::with_capacity(shape.hosts);
+    for (c, &count) in counts.iter().enumerate() {
+        let class = format!("c{c}");
+        let cpu = rng.pick(&[1u32, 1, 2, 2, 4, 4, 8, 16]);
+        let memory = (u64::from(cpu) * rng.pick(&[1u64, 2, 4])).clamp(1, 64) * 1024;
+        let disk = rng.pick(&[10u64, 20, 40, 80, 160, 400]);
+        rules.insert(
+            class.clone(),
+            Rules {
+                max_per: BTreeMap::from([
+                    ("machine".to_string(), 1 + rng.below(4) as u32),
+                    ("rack".to_string(), (count.div_ceil(shape.racks) + 1) as u32),
+                    (
+                        "switch".to_string(),
+                        (count.div_ceil(shape.switches) + 2) as u32,
+                    ),
+                ]),
+                strategy: Strategy::Pack,
+            },
+        );
+        for i in 0..count {
+            requests.push(Request {
+                name: format!("{class}-{i:05}"),
+                class: class.clone(),
+                size: Resources::new(cpu, memory, disk),
+                driver: "lxc".into(),
+            });
+        }
+    }
+    Problem {
+        machines,
+        existing: vec![],
+        rules,
+        requests,
+    }
+}
+
+/// A small fleet for the quality figure: 3 to 6 classes of 3 to 10 hosts, on 8 to 16 machines in
+/// 4 racks behind 2 switches, with the rules of [`tight_fleet`]; the referee says whether it is
+/// feasible and how few machines suffice.
+pub fn small_fleet(seed: u64) -> Problem {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let classes = 3 + rng.below(4) as usize;
+    let machines = 8 + rng.below(9) as usize;
+    tight_fleet(
+        TightShape {
+            hosts: classes * (3 + rng.below(8) as usize),
+            machines,
+            racks: 4,
+            switches: 2,
+            classes,
+        },
+        seed,
+    )
 }

@@ -18,7 +18,7 @@ pub(crate) fn fill<'p>(base: &Fleet<'p>, hosts: &Hosts, kind: Affinity) -> Solut
     let mut assign = vec![None; hosts.requests.len()];
     // Per group, its hosts in reverse name order so that `pop` hands out the first name.
     let mut queue: Vec<Vec<usize>> = vec![Vec::new(); hosts.groups.len()];
-    for i in hosts.ordered(Order::Sum) {
+    for i in hosts.ordered(Order::Tight) {
         let Some(g) = hosts.group_of[i] else { continue };
         let group = &hosts.groups[g];
         if fleet.classes[group.class as usize].strategy == Strategy::Spread {

@@ -17,11 +17,14 @@
 use super::bins;
 use super::fleet::{FastMap, Fleet, Vec3};
 use super::model::Strategy;
+use super::repair;
 use super::score::{self, Affinity, Fit};
 use super::stages::feasible;
 use super::{construct, Hosts, Order, Solution};
 
-const ORDERS: [Order; 1] = [Order::Max];
+/// Orderings the portfolio tries after the first pass ([`Order::Tight`]); [`Order::Sum`] only
+/// differs from it when some group is tight.
+const ORDERS: [Order; 2] = [Order::Sum, Order::Max];
 
 /// Moves an attempt to empty one machine may make before it is given up.
 const MOVES_PER_ATTEMPT: u32 = 5000;
@@ -29,11 +32,18 @@ const MOVES_PER_ATTEMPT: u32 = 5000;
 /// Attempts that may fail in a row before the search stops.
 const FAILURES: u32 = 10;
 
-pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'p>, budget: u64) {
+pub(crate) fn improve<'p>(
+    base: &Fleet<'p>,
+    hosts: &Hosts,
+    best: &mut Solution<'p>,
+    budget: u64,
+    repair_budget: u64,
+) {
     let opened = (0..base.hosts_on.len())
         .filter(|&m| base.hosts_on[m] == 0 && best.fleet.hosts_on[m] > 0)
         .count();
     if budget == 0 || (opened <= 1 && best.cost().0 == 0) {
+        repair::repair(base, hosts, best, repair_budget);
         // Everything fits on machines already in use, or on one more that the largest host
         // opened because none in use could take it: rarely anything to gain, and adding a host
         // to a large fleet must stay fast.
@@ -41,7 +51,11 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
     }
     let mut left = budget;
     let pass_cost = best.work.max(1);
+    let any_tight = hosts.tight.iter().any(|&t| t < u64::MAX);
     for order in ORDERS {
+        if order == Order::Sum && !any_tight {
+            continue;
+        }
         if left < pass_cost {
             break;
         }
@@ -61,6 +75,8 @@ pub(crate) fn improve<'p>(base: &Fleet<'p>, hosts: &Hosts, best: &mut Solution<'
             *best = s;
         }
     }
+    // Hosts still unplaced: local search over the new hosts' assignment until they fit.
+    repair::repair(base, hosts, best, repair_budget);
     let mut search = Search::new(hosts, best.clone(), left);
     search.run();
     *best = search.sol;

@@ -9,12 +9,15 @@
 //! [`check`] verifies the invariants of any placement; [`ip`] hands out addresses.
 
 mod bins;
+mod bounds;
 pub mod check;
+mod exact;
 mod explain;
 mod fleet;
 mod improve;
 pub mod ip;
 mod model;
+mod repair;
 mod score;
 mod select;
 mod stages;
@@ -36,15 +39,22 @@ pub struct Options {
     /// bounded in time. Counting work rather than time keeps the result the same on a slow
     /// computer as on a fast one. Zero turns the phase off.
     pub work_budget: u64,
+    /// Exact mode (`solver = "exact"`): search nodes the exact branch and bound may spend
+    /// ([`exact`]) before falling back to the heuristic with a note; `None` is the heuristic.
+    pub exact_nodes: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             work_budget: 20_000_000,
+            exact_nodes: None,
         }
     }
 }
+
+/// Search nodes of exact mode by default: a few seconds at most.
+pub const EXACT_NODES: u64 = 2_000_000;
 
 /// Place every request of `problem` (see [`Placement`]). Same input, same output.
 pub fn place(problem: &Problem) -> Placement {
@@ -53,20 +63,50 @@ pub fn place(problem: &Problem) -> Placement {
 
 /// [`place`] with explicit tuning.
 pub fn place_with(problem: &Problem, options: &Options) -> Placement {
+    place_noted(problem, options).0
+}
+
+/// [`place_with`], and notes on how the placement was made (exact mode and its fallback).
+pub fn place_noted(problem: &Problem, options: &Options) -> (Placement, Vec<String>) {
     // Index the machines and count the existing hosts in: they stay where they are.
     let (statics, classes) = Statics::build(problem);
     let base = Fleet::new(problem, &statics, classes);
     // Identical requests (class, driver, size) form a group the stages see as one.
     let hosts = Hosts::new(problem, &base);
-    // First pass: large hosts first, each onto the best machine that passes every stage.
-    let mut best = construct(&base, &hosts, Order::Sum);
+    let Some(nodes) = options.exact_nodes else {
+        return (heuristic(&base, &hosts, problem, options), Vec::new());
+    };
+    let note = match exact::solve(&base, &hosts, nodes) {
+        exact::Outcome::Complete { solution, optimal } => {
+            let note = if optimal {
+                "exact: a complete placement on the fewest machines"
+            } else {
+                "exact: a complete placement; the search budget ran out before it proved the fewest machines"
+            };
+            return (finish(&base, &hosts, &solution), vec![note.to_string()]);
+        }
+        exact::Outcome::Infeasible => "exact: no complete placement exists; this is the heuristic's",
+        exact::Outcome::Unknown => {
+            "exact: the search budget ran out before a complete placement was found; this is the heuristic's"
+        }
+    };
+    (
+        heuristic(&base, &hosts, problem, options),
+        vec![note.to_string()],
+    )
+}
+
+fn heuristic(base: &Fleet, hosts: &Hosts, problem: &Problem, options: &Options) -> Placement {
+    // First pass: the groups their rules hold tightest first, then large hosts first, each
+    // onto the best machine that passes every stage.
+    let mut best = construct(base, hosts, Order::Tight);
     // Improve the new hosts' assignment within a work budget: other orderings and fits, then
     // emptying the least used machines.
     let n = problem.requests.len().max(1) as u128;
     let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
-    improve::improve(&base, &hosts, &mut best, budget as u64);
+    improve::improve(base, hosts, &mut best, budget as u64, options.work_budget);
     // Whatever is left unplaced is explained against the final state of the fleet.
-    finish(&hosts, &best)
+    finish(base, hosts, &best)
 }
 
 /// The requests, grouped, with the order they are considered in.
@@ -81,6 +121,12 @@ pub(crate) struct Hosts<'p> {
     /// Hosts per class, existing and new, for sentences like "for 4 lb hosts".
     pub class_hosts: Vec<u32>,
     pub reference: [u64; 3],
+    /// Per group: its room on the fleet before any new host is placed ([`bounds::slots`]), for
+    /// the groups [`Hosts::measure_room`] measures.
+    pub slots: Vec<Option<bounds::Slots>>,
+    /// Per group: how tight it is, slots per host in thousandths (lower is tighter), for groups
+    /// with rules whose slots are fewer than twice their hosts; `u64::MAX` for the others.
+    pub tight: Vec<u64>,
 }
 
 impl<'p> Hosts<'p> {
@@ -112,12 +158,48 @@ impl<'p> Hosts<'p> {
                 }))
             })
             .collect();
-        Hosts {
+        let mut hosts = Hosts {
             requests,
             groups,
             group_of,
             class_hosts,
             reference: statics.reference,
+            slots: Vec::new(),
+            tight: Vec::new(),
+        };
+        hosts.measure_room(fleet);
+        hosts
+    }
+
+    /// Slots and tightness of every group against the fleet before placement. A group whose
+    /// rules alone allow twice its hosts (label values × max_per) is not measured here: it is not
+    /// tight, and its slots are only needed if it ends up unplaced ([`Hosts::slots_of`]).
+    fn measure_room(&mut self, fleet: &Fleet) {
+        let counts = self.counts(|_| true);
+        for (g, group) in self.groups.iter().enumerate() {
+            let n = counts[g].max(1);
+            let rules = &fleet.classes[group.class as usize].rules;
+            let rule_cap = rules
+                .iter()
+                .map(|r| r.counts.len() as u64 * u64::from(r.limit))
+                .min();
+            if rule_cap.is_none_or(|c| c >= 2 * u64::from(n)) {
+                self.tight.push(u64::MAX);
+                self.slots.push(None);
+                continue;
+            }
+            let s = bounds::slots(fleet, group, n.saturating_mul(2));
+            let ratio = u64::from(s.total) * 1000 / u64::from(n);
+            self.tight.push(if ratio < 2000 { ratio } else { u64::MAX });
+            self.slots.push(Some(s));
+        }
+    }
+
+    /// The slots of group `g` on the fleet before placement (`base`).
+    fn slots_of(&self, base: &Fleet, g: usize, n: u32) -> bounds::Slots {
+        match &self.slots[g] {
+            Some(s) => s.clone(),
+            None => bounds::slots(base, &self.groups[g], n.saturating_mul(2)),
         }
     }
 
@@ -134,12 +216,17 @@ impl<'p> Hosts<'p> {
 
     /// Request indices, large hosts first (ties by name) under the given measure of size.
     pub fn ordered(&self, order: Order) -> Vec<usize> {
-        let mut idx: Vec<(u128, usize)> = (0..self.requests.len())
+        let mut idx: Vec<(u64, u128, usize)> = (0..self.requests.len())
             .filter_map(|i| {
                 let g = self.group_of[i]?;
                 let size = self.groups[g].size;
+                let rank = if order == Order::Tight {
+                    self.tight[g]
+                } else {
+                    0
+                };
                 let w = match order {
-                    Order::Sum => score::weight(self.reference, size),
+                    Order::Sum | Order::Tight => score::weight(self.reference, size),
                     Order::Max => (0..3)
                         .map(|d| {
                             let mut unit = [0; 3];
@@ -149,14 +236,15 @@ impl<'p> Hosts<'p> {
                         .max()
                         .unwrap_or(0),
                 };
-                Some((w, i))
+                Some((rank, w, i))
             })
             .collect();
         idx.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| self.requests[a.1].name.cmp(&self.requests[b.1].name))
+            a.0.cmp(&b.0)
+                .then(b.1.cmp(&a.1))
+                .then_with(|| self.requests[a.2].name.cmp(&self.requests[b.2].name))
         });
-        idx.into_iter().map(|(_, i)| i).collect()
+        idx.into_iter().map(|(_, _, i)| i).collect()
     }
 }
 
@@ -167,6 +255,8 @@ pub(crate) enum Order {
     Sum,
     /// The largest dimension, relative to the largest machine.
     Max,
+    /// Tight groups first (fewest slots per host under their rules), then by [`Order::Sum`].
+    Tight,
 }
 
 /// A complete assignment of the new hosts and the fleet state it leads to.
@@ -206,9 +296,18 @@ pub(crate) fn construct<'p>(base: &Fleet<'p>, hosts: &Hosts, order: Order) -> So
     }
 }
 
-fn finish(hosts: &Hosts, best: &Solution) -> Placement {
+fn finish(base: &Fleet, hosts: &Hosts, best: &Solution) -> Placement {
     let fleet = &best.fleet;
     let mut placement = Placement::default();
+    let wanted = hosts.counts(|_| true);
+    let demand = if best.cost().0 > 0 {
+        bounds::demand(
+            base,
+            hosts.group_of.iter().flatten().map(|&g| &hosts.groups[g]),
+        )
+    } else {
+        Vec::new()
+    };
     for (i, r) in hosts.requests.iter().enumerate() {
         match (hosts.group_of[i], best.assign[i]) {
             (_, Some(m)) => {
@@ -226,7 +325,13 @@ fn finish(hosts: &Hosts, best: &Solution) -> Placement {
             (Some(g), None) => {
                 let group = &hosts.groups[g];
                 let total = hosts.class_hosts[group.class as usize];
-                let (reasons, explanation) = explain::explain(fleet, group, total);
+                let slots = hosts.slots_of(base, g, wanted[g]);
+                let proof = explain::Proof {
+                    slots: &slots,
+                    wanted: wanted[g],
+                    demand: &demand[group.driver as usize],
+                };
+                let (reasons, explanation) = explain::explain(fleet, group, total, &proof);
                 placement.unplaced.push(Unplaced {
                     name: r.name.clone(),
                     class: r.class.clone(),

@@ -81,7 +81,6 @@ CASES = {
   "bad_size_unit": {"main.hcl": sub(('memory  = "1GiB"', 'memory  = "1GB"'))},
   "bad_size_fraction": {"main.hcl": sub(('disk    = "10GiB"', 'disk    = "512MiB"'))},
   "negative_count": {"main.hcl": sub(("count   = var.web_count", "count   = -1"))},
-  "zero_cpu": {"main.hcl": sub(("cpu     = 1", "cpu     = 0"))},
   "invalid_class_name": {"main.hcl": sub(('host_class "web"', 'host_class "Web_1"'))},
   "invalid_rendered_name": {"main.hcl": sub(('  image   = "busybox"\n', '  image   = "busybox"\n  name    = "web_{{ index }}"\n'))},
   "template_undefined_variable": {"main.hcl": sub(('  image   = "busybox"\n', '  image   = "busybox"\n  name    = "web-{{ idx }}"\n'))},

@@ -1,0 +1,35 @@
+//! Completeness on generated fleets with tight rules (issue 14): every host of a 1,000-host
+//! fleet whose rules leave little slack finds a machine, and every placement keeps the
+//! invariants. The figures over larger fleets and many seeds are `cargo bench --bench
+//! place_tight` with the referee (`scripts/bench-place.sh`).
+
+#[path = "place_support.rs"]
+mod support;
+
+use kloud::place::place;
+
+#[test]
+fn tight_fleets_of_a_thousand_hosts_are_placed_completely() {
+    let shape = support::TightShape::standard(1000);
+    for seed in 0..3 {
+        let problem = support::tight_fleet(shape, seed);
+        let p = place(&problem);
+        support::assert_sound(&problem, &p);
+        let unplaced: Vec<_> = p
+            .unplaced
+            .iter()
+            .map(|u| (&u.name, &u.explanation))
+            .take(3)
+            .collect();
+        eprintln!(
+            "seed {seed}: {} unplaced, {} machines",
+            p.unplaced.len(),
+            support::machines_used(&p)
+        );
+        assert!(
+            p.unplaced.is_empty(),
+            "seed {seed}: {} unplaced: {unplaced:?}",
+            p.unplaced.len()
+        );
+    }
+}
