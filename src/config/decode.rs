@@ -158,7 +158,7 @@ pub(super) fn machine_groups<'a>(
                 r.report(undefined(
                     "machine_class",
                     class,
-                    &known_classes,
+                    known_classes,
                     item.file,
                     span,
                 ));
@@ -219,7 +219,7 @@ pub(super) fn host_classes<'a>(
         if let Some(n) = &network {
             if !known_networks.contains(n) {
                 let span = r.span_or_header("network");
-                r.report(undefined("network", n, &known_networks, item.file, span));
+                r.report(undefined("network", n, known_networks, item.file, span));
             }
         }
         let name_template = r
@@ -229,7 +229,7 @@ pub(super) fn host_classes<'a>(
         for t in &class_tags {
             if !known_tags.contains(t) {
                 let span = r.span_or_header("tags");
-                r.report(undefined("tag", t, &known_tags, item.file, span));
+                r.report(undefined("tag", t, known_tags, item.file, span));
             }
         }
         let properties = r.json_map("properties").unwrap_or_default();

@@ -351,7 +351,7 @@ impl<'a> Planner<'a> {
         machine_ok: bool,
     ) -> Vec<ReplaceCause> {
         let mut out = Vec::new();
-        if self.opts.replace.iter().any(|n| *n == d.name) {
+        if self.opts.replace.contains(&d.name) {
             out.push(ReplaceCause::Requested);
         }
         if r.image.as_deref() != Some(d.image.as_str()) {
