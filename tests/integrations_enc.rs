@@ -127,7 +127,10 @@ fn enc_finds_hostdb_by_flag_or_environment_outside_the_config_dir() {
         "sqlite:missing.db",
     ]));
     assert!(!ok);
-    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("missing.db"),
+        "{err}"
+    );
     assert!(!elsewhere.path().join("missing.db").exists());
 }
 

@@ -188,8 +188,8 @@ fn after_apply_nothing_changes_and_each_action_is_planned() {
     std::fs::write(
         dir.path().join("hosts.hcl"),
         edited.replacen(
-            "image        = \"busybox\"",
-            "image        = \"busybox-2\"",
+            "image        = \"debian-12\"",
+            "image        = \"debian-12-slim\"",
             1,
         ),
     )
@@ -204,7 +204,7 @@ fn after_apply_nothing_changes_and_each_action_is_planned() {
     assert_eq!(by["web-1.qs.kloud.internal"].0, &Action::Replace);
     assert!(by["web-1.qs.kloud.internal"]
         .1
-        .contains("image changed from `busybox` to `busybox-2`"));
+        .contains("image changed from `debian-12` to `debian-12-slim`"));
     assert_eq!(
         by["lb-1.qs.kloud.internal"].0,
         &Action::Update,
@@ -266,9 +266,12 @@ fn a_rule_that_cannot_be_met_is_reported_never_violated() {
     let p = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
     assert_eq!(p.unplaced.len(), 1);
     let u = &p.unplaced[0];
-    assert_eq!(u.address, "lb-3.qs.kloud.internal");
+    // Two switches hold two of the three load balancers; which one is left out is placement's
+    // choice, the reason is not.
+    assert_eq!(u.class, "lb");
+    assert!(u.address.starts_with("lb-"), "{}", u.address);
     assert!(u.reasons.contains_key("max_per:switch"), "{:?}", u.reasons);
-    assert!(!u.explanation.is_empty());
+    assert!(u.explanation.contains("switch"), "{}", u.explanation);
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod hostdb;
 pub mod hosts;
 pub mod images;
 pub mod plan;
+pub mod serve;
 pub mod show;
 pub mod ssh;
 pub mod store;
@@ -63,6 +64,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Serve HostDB over HTTP and manage its tokens
     Hostdb(hostdb::Args),
+    /// Serve the config's HostDB, sign-in and the HostDB v1 API (https with --tls-*)
+    Serve(serve::Args),
     /// Print the puppet External Node Classifier YAML for a host
     Enc(enc::Args),
     /// Converge one integration from HostDB, once or continuously
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Tags(a) => tags::run_tags(a),
         Command::History(a) => history::run_history(a),
         Command::Hostdb(a) => hostdb::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Enc(a) => enc::run(a),
         Command::Sync(a) => sync::run(a),
         Command::Images(a) => images::run(a),

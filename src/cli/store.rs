@@ -50,7 +50,7 @@ pub fn open_at(loc: &Location, must_exist: bool) -> miette::Result<Box<dyn Store
         return Err(miette!(
             code = "kloud::hostdb::no_database",
             help = "run in a config directory, or pass `--hostdb URL` or set KLOUD_HOSTDB",
-            "no HostDB at `{}` (from {})",
+            "no HostDB at `{}` (from {}): the file does not exist",
             path.display(),
             loc.source
         ));

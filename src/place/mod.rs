@@ -106,8 +106,22 @@ fn heuristic(base: &Fleet, hosts: &Hosts, problem: &Problem, options: &Options) 
     let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
     improve::improve(base, hosts, &mut best, budget as u64, options.work_budget);
     // Whatever is left unplaced is explained against the final state of the fleet.
-    finish(base, hosts, &best)
+    let placed = finish(base, hosts, &best);
+    if placed.unplaced.is_empty() || problem.requests.len() > EXACT_FALLBACK_REQUESTS {
+        return placed;
+    }
+    // A small problem the heuristic could not finish: an exact search, within a budget,
+    // finds a complete placement whenever one exists (or proves there is none).
+    match exact::solve(base, hosts, EXACT_FALLBACK_NODES) {
+        exact::Outcome::Complete { solution, .. } => finish(base, hosts, &solution),
+        exact::Outcome::Infeasible | exact::Outcome::Unknown => placed,
+    }
 }
+
+/// Up to this many new hosts, a placement the heuristic leaves incomplete is searched exactly.
+const EXACT_FALLBACK_REQUESTS: usize = 64;
+/// The search budget of that fallback, in nodes (well under a second).
+const EXACT_FALLBACK_NODES: u64 = 200_000;
 
 /// The requests, grouped, with the order they are considered in.
 pub(crate) struct Hosts<'p> {
