@@ -166,22 +166,8 @@ fn record(
     before: Option<String>,
     after: Option<String>,
 ) -> Result<(), StoreError> {
-    let opt = |s: &Option<String>| s.as_deref().map_or(Val::Null, text);
-    sql.exec(
-        "INSERT INTO changes (idx, object, kind, before, after, actor, message, time_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            int(idx),
-            text(object),
-            text(kind.as_str()),
-            opt(&before),
-            opt(&after),
-            text(&actor.name),
-            opt(&actor.message),
-            int(now),
-        ],
-    )?;
-    Ok(())
+    let at = super::engine::Stamp { idx, now, actor };
+    super::engine::record(sql, &at, object, kind, before, after)
 }
 
 fn doc_text(value: &Value) -> Result<String, StoreError> {

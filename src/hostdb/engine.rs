@@ -284,13 +284,14 @@ fn prop_text(v: &Value) -> String {
 }
 
 /// The index and wall-clock time a write transaction stamps on its changes.
-struct Stamp<'a> {
-    idx: u64,
-    now: u64,
-    actor: &'a Actor,
+pub(super) struct Stamp<'a> {
+    pub(super) idx: u64,
+    pub(super) now: u64,
+    pub(super) actor: &'a Actor,
 }
 
-fn record(
+/// One change-log row: the history every write leaves (hosts, tags, documents, events).
+pub(super) fn record(
     sql: &mut dyn Sql,
     at: &Stamp<'_>,
     object: &str,
