@@ -105,6 +105,7 @@ CASES = {
   "bad_cidr": {"main.hcl": sub(('cidr    = "10.0.0.0/24"', 'cidr    = "10.0.0.0/33"'))},
   "gateway_outside_network": {"main.hcl": sub(('gateway = "10.0.0.1"', 'gateway = "10.1.0.1"'))},
   "bad_connect": {"main.hcl": sub(('connect = "local"', 'connect = "telnet://{{ name }}"'))},
+  "bad_connect_port": {"main.hcl": sub(('connect = "local"', 'connect = "ssh://root@{{ name }}:99999"'))},
   "unknown_driver": {"main.hcl": sub(('  connect = "local"\n', '  connect = "local"\n  driver  = "docker"\n'))},
   "bad_var_override": {"main.hcl": BASE, "vars": "web_count=many\n"},
   "unknown_var_override": {"main.hcl": BASE, "vars": "web_cnt=3\n"},
