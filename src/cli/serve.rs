@@ -1,11 +1,13 @@
 //! `kloud serve [DIR]`: one server over the config in DIR (design §10) — the HostDB API at
 //! `/v1/…`, sign-in with LDAP (`/v1/auth/login`, `/v1/auth/logout`) and the HostDB v1 API at
-//! `/hostdb/v1/…`. With `--tls-cert`/`--tls-key` (or `--tls-self-signed`) it serves https
-//! only, with HSTS. Self-service offers and the web UI are not served yet (issues 16, 17).
+//! `/hostdb/v1/…`, and self-service (`/v1/offers`, `/v1/self/hosts…`) with its background
+//! worker. With `--tls-cert`/`--tls-key` (or `--tls-self-signed`) it serves https only, with
+//! HSTS.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use miette::{miette, IntoDiagnostic};
@@ -13,7 +15,9 @@ use miette::{miette, IntoDiagnostic};
 use super::diagnostics::load_or_report;
 use super::hostdb::shutdown_signal;
 use super::store::open_for;
+use crate::apply::{DriverSet, Drivers};
 use crate::hostdb::Store;
+use crate::selfservice::{self, SelfService};
 use crate::identity::{self, Identity};
 use crate::server::{self, tls, v1, ServerConfig};
 
@@ -50,6 +54,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         Identity::new(store.clone(), config.auth.as_ref())
             .map_err(|e| miette!(code = "kloud::serve::identity", "{e}"))?,
     );
+    let config = Arc::new(config);
+    let drivers: Arc<dyn DriverSet + Send> = Arc::new(Drivers::from_env());
+    let service = SelfService::new(
+        store.clone(),
+        config.clone(),
+        drivers,
+        selfservice::Settings::default(),
+    );
     let access = config
         .auth
         .as_ref()
@@ -62,8 +74,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let served = store.clone();
     let result = rt.block_on(async move {
         // Routers that start tasks are built inside the runtime.
+        let stop = Arc::new(AtomicBool::new(false));
+        service.start_worker(stop.clone());
         let app = server::router(served.clone(), ServerConfig::default())
             .merge(identity::router(identity.clone()))
+            .merge(selfservice::router(service.clone(), identity.clone()))
             .merge(v1::router(served, identity, access));
         let listener = std::net::TcpListener::bind(args.listen).map_err(|e| {
             miette!(
