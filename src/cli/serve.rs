@@ -17,8 +17,8 @@ use super::hostdb::shutdown_signal;
 use super::store::open_for;
 use crate::apply::{DriverSet, Drivers};
 use crate::hostdb::Store;
-use crate::selfservice::{self, SelfService};
 use crate::identity::{self, Identity};
+use crate::selfservice::{self, SelfService};
 use crate::server::{self, tls, v1, ServerConfig};
 
 #[derive(Debug, clap::Args)]

@@ -308,7 +308,11 @@ pub(super) fn placement(
         }
         let mut pr = Reader::new(
             item.file,
-            format!("the placement of {} \"{}\"", item.block.ident.as_str(), item.label()),
+            format!(
+                "the placement of {} \"{}\"",
+                item.block.ident.as_str(),
+                item.label()
+            ),
             header_span(pb),
             &pb.body,
             PLACEMENT_ATTRS,

@@ -104,11 +104,9 @@ pub fn apply(
     })
 }
 
-/// What [`converge`] does: plan each config with `plan`, apply with `apply`, waiting up to
-/// `lock_wait` for the lock.
+/// How [`converge`] applies, waiting up to `lock_wait` for the lock.
 #[derive(Debug, Clone)]
 pub struct ConvergeRequest {
-    pub plan: PlanRequest,
     pub apply: ApplyRequest,
     pub lock_wait: Duration,
 }
@@ -123,11 +121,13 @@ pub struct ConvergeOutcome {
 }
 
 /// Plan and apply several owners' configs in one go while holding the lock, so nothing can
-/// change HostDB in between (a server carrying out many people's requests at once). A config
-/// whose plan fails or that `accept` refuses is left out and reported as an event; unplaced
-/// hosts are left out, not fatal. Owners are worked on `apply.parallelism` at a time.
+/// change HostDB in between (a server carrying out many people's requests at once). `configs`
+/// is called once the lock is held: configs made from HostDB records must be read under it,
+/// or a record written in between would be planned away. A config whose plan fails or that
+/// `accept` refuses is left out and reported as an event; unplaced hosts are left out, not
+/// fatal. Owners are worked on `apply.parallelism` at a time.
 pub fn converge(
-    configs: &[Config],
+    configs: &dyn Fn() -> Result<Vec<(Config, PlanRequest)>, OpsError>,
     store: &dyn Store,
     drivers: &dyn DriverSet,
     req: &ConvergeRequest,
@@ -141,9 +141,10 @@ pub fn converge(
     if let Some(lease) = guard.lease() {
         events.emit(Event::Locked { lock_id: lease.id });
     }
+    let configs = configs()?;
     let mut planned = Vec::new();
-    for config in configs {
-        match super::plan::plan(config, store, drivers, &req.plan, events)
+    for (config, plan_req) in &configs {
+        match super::plan::plan(config, store, drivers, plan_req, events)
             .and_then(|p| accept(config, &p).map(|()| p))
         {
             Ok(plan) => planned.push((plan, config)),
@@ -158,7 +159,11 @@ pub fn converge(
     }
     let items: Vec<(&Plan, &Config)> = planned.iter().map(|(p, c)| (p, *c)).collect();
     let held = run_held(&items, store, drivers, &req.apply, events, guard)?;
-    let applied = planned.into_iter().map(|(p, _)| p).zip(held.reports).collect();
+    let applied = planned
+        .into_iter()
+        .map(|(p, _)| p)
+        .zip(held.reports)
+        .collect();
     Ok(ConvergeOutcome {
         applied,
         integrations: held.integrations,
@@ -230,8 +235,10 @@ fn apply_each(
     events: &dyn Events,
 ) -> Result<Vec<Report>, OpsError> {
     if let [(plan, config)] = items {
-        return Ok(vec![apply::apply(plan, config, store, drivers, opts, events)
-            .map_err(OpsError::Apply)?]);
+        return Ok(vec![apply::apply(
+            plan, config, store, drivers, opts, events,
+        )
+        .map_err(OpsError::Apply)?]);
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Option<Result<Report, OpsError>>>> =
@@ -240,7 +247,9 @@ fn apply_each(
         for _ in 0..workers.clamp(1, items.len().max(1)) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((plan, config)) = items.get(i) else { break };
+                let Some((plan, config)) = items.get(i) else {
+                    break;
+                };
                 let r = apply::apply(plan, config, store, drivers, opts, events)
                     .map_err(OpsError::Apply);
                 if let Ok(mut all) = results.lock() {

@@ -183,7 +183,12 @@ impl SelfService {
 
     /// The offers, with how many of each `who` holds.
     pub async fn offers(&self, who: &Person) -> Result<Vec<OfferView>, SelfError> {
-        let mine = self.list(&Person { role: Role::User, ..who.clone() }).await?;
+        let mine = self
+            .list(&Person {
+                role: Role::User,
+                ..who.clone()
+            })
+            .await?;
         Ok(self
             .config
             .offers
@@ -258,8 +263,7 @@ impl SelfService {
                 .get_host(&name)?
                 .filter(|h| {
                     let owner = h.owner.as_deref().unwrap_or("");
-                    owner.starts_with(OWNER_PREFIX)
-                        && (who.sees_all() || owner == who.owner())
+                    owner.starts_with(OWNER_PREFIX) && (who.sees_all() || owner == who.owner())
                 })
                 .ok_or(SelfError::NotFound(name))?;
             Ok(host)

@@ -78,7 +78,9 @@ pub fn config_for(
     config.settings.owner = owner.to_string();
     config.host_classes = classes_for(base, &hosts);
     config.login.classes = logins_for(base, user, &hosts);
-    config.machines.retain(|m| recorded_machines.contains(&m.name));
+    config
+        .machines
+        .retain(|m| recorded_machines.contains(&m.name));
     config.templates.clear();
     config.digest = format!("{}+{owner}", base.digest);
     config.hosts = hosts;

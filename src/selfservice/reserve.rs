@@ -37,7 +37,10 @@ impl Context {
         who: &str,
         work: impl FnOnce(&[Write]) -> Result<R, SelfError>,
     ) -> Result<R, SelfError> {
-        let _gate = self.gate.lock().map_err(|_| SelfError::Engine("a request panicked".into()))?;
+        let _gate = self
+            .gate
+            .lock()
+            .map_err(|_| SelfError::Engine("a request panicked".into()))?;
         let guard = LockGuard::acquire_waiting(
             self.store.as_ref(),
             &format!("kloud serve ({who})"),
@@ -100,7 +103,8 @@ pub fn request(
             host: host.clone(),
             expect: Expect::Absent,
         });
-        ctx.store.write(writes, &actor(&who.name, "asked for a host"))?;
+        ctx.store
+            .write(writes, &actor(&who.name, "asked for a host"))?;
         Ok(ctx.store.get_host(&name)?.unwrap_or(host))
     })
 }
@@ -160,8 +164,14 @@ fn place(
         targets: vec![offer.clone()],
         ..PlanRequest::default()
     };
-    let plan = ops::plan(&config, ctx.store.as_ref(), ctx.drivers.as_ref(), &req, &Silent)
-        .map_err(|e| SelfError::Engine(e.to_string()))?;
+    let plan = ops::plan(
+        &config,
+        ctx.store.as_ref(),
+        ctx.drivers.as_ref(),
+        &req,
+        &Silent,
+    )
+    .map_err(|e| SelfError::Engine(e.to_string()))?;
     if let Some(u) = plan.unplaced.iter().find(|u| u.address == name) {
         return Err(SelfError::NoCapacity {
             offer,

@@ -75,7 +75,9 @@ pub fn api_error(e: SelfError) -> ApiError {
 /// The caller, from their session or API token.
 async fn person(ctx: &Ctx, headers: &HeaderMap) -> Result<Person, ApiError> {
     let Some(secret) = bearer(headers)? else {
-        return Err(unauthorized("sign in first: `kloud login URL` or POST /v1/auth/login"));
+        return Err(unauthorized(
+            "sign in first: `kloud login URL` or POST /v1/auth/login",
+        ));
     };
     let info = ctx
         .identity

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::hostdb::model::{Host, State};
-use crate::ops::{self, events::Silent, ApplyRequest, ConvergeRequest, PlanRequest};
+use crate::ops::{self, events::Silent, ApplyRequest, ConvergeRequest, OpsError, PlanRequest};
 
 use super::person::{self, RECREATE_LABEL};
 use super::{reserve, SelfError, SelfService};
@@ -44,30 +45,37 @@ pub fn start(service: Arc<SelfService>, stop: Arc<AtomicBool>) {
 /// One pass: converge every person with pending work. Returns how many people it worked on.
 pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, SelfError> {
     let store = service.store.as_ref();
-    let pending = pending(&person::hosts_of(store, None)?);
-    if pending.is_empty() {
+    // A cheap look first, without the lock: most passes find nothing to do.
+    if pending(&person::hosts_of(store, None)?).is_empty() {
         return Ok(0);
     }
-    let machines = reserve::machine_names(store)?;
-    let mut replace = Vec::new();
-    let configs: Vec<_> = pending
-        .iter()
-        .map(|(owner, hosts)| {
-            replace.extend(
-                hosts
+    // The records the plans are made from are read again under the lock (see `ops::converge`).
+    let configs = || -> Result<Vec<(Config, PlanRequest)>, OpsError> {
+        let read = |e: crate::hostdb::StoreError| OpsError::Read(e);
+        let pending = pending(&person::hosts_of(store, None).map_err(read)?);
+        let machines = reserve::machine_names(store).map_err(|e| match e {
+            SelfError::Store(e) => read(e),
+            other => read(crate::hostdb::StoreError::Backend(other.to_string())),
+        })?;
+        Ok(pending
+            .iter()
+            .map(|(owner, hosts)| {
+                let config = person::config_for(&service.config, owner, hosts, None, &machines);
+                let replace = hosts
                     .iter()
                     .filter(|h| h.labels.contains_key(RECREATE_LABEL))
-                    .map(|h| h.name.clone()),
-            );
-            person::config_for(&service.config, owner, hosts, None, &machines)
-        })
-        .collect();
+                    .map(|h| h.name.clone())
+                    .collect();
+                let req = PlanRequest {
+                    force: true,
+                    replace,
+                    ..PlanRequest::default()
+                };
+                (config, req)
+            })
+            .collect())
+    };
     let req = ConvergeRequest {
-        plan: PlanRequest {
-            force: true,
-            replace,
-            ..PlanRequest::default()
-        },
         apply: ApplyRequest {
             parallelism: service.settings.parallelism,
             actor: "kloud serve (self-service)".into(),
@@ -77,8 +85,8 @@ pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, 
         },
         lock_wait: service.settings.lock_wait,
     };
-    let accept = |_: &crate::config::Config, _: &crate::plan::Plan| Ok(());
-    ops::converge(
+    let accept = |_: &Config, _: &crate::plan::Plan| Ok(());
+    let outcome = ops::converge(
         &configs,
         store,
         service.drivers.as_ref(),
@@ -87,7 +95,7 @@ pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, 
         &Silent,
     )
     .map_err(|e| SelfError::Engine(e.to_string()))?;
-    Ok(configs.len())
+    Ok(outcome.applied.len())
 }
 
 /// Each person with something to do, with all their hosts (the plan needs them all).
