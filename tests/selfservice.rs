@@ -168,9 +168,33 @@ auth {{
     }
 
     fn start_serve(&mut self) {
+        self.start_serve_with(&[]);
+    }
+
+    /// Serve https with a certificate for `localhost` written beside the config (`cert.pem`).
+    fn start_serve_tls(&mut self) {
+        if let Some(mut c) = self.serve.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let cert = kloud::server::tls::self_signed(&["localhost".to_string()]).unwrap();
+        std::fs::write(self.dir.path().join("cert.pem"), &cert.cert_pem).unwrap();
+        std::fs::write(self.dir.path().join("key.pem"), &cert.key_pem).unwrap();
+        self.start_serve_with(&["--tls-cert", "cert.pem", "--tls-key", "key.pem"]);
+        let port = self.base.rsplit(':').next().unwrap().to_string();
+        self.base = format!("https://localhost:{port}");
+        self.http = Client::builder()
+            .timeout(Duration::from_secs(180))
+            .add_root_certificate(reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+    }
+
+    fn start_serve_with(&mut self, extra: &[&str]) {
         let mut child = self
             .kloud()
             .args(["serve", ".", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -180,7 +204,11 @@ auth {{
                 .next()
                 .expect("kloud serve says where it listens")
                 .unwrap();
-            if let Some(at) = line.find("http://") {
+            if let Some(at) = line
+                .find("://")
+                .filter(|_| line.contains("kloud serve: http"))
+            {
+                let at = line[..at].rfind(' ').map_or(0, |i| i + 1);
                 break line[at..].split_whitespace().next().unwrap().to_string();
             }
         };
@@ -701,4 +729,130 @@ fn a_person_signs_in_and_logs_into_their_debian_host_with_sudo() {
     assert_eq!(s, 202);
     lab.wait_for(&token, &name, "gone", |s, _| s == 404);
     let _ = lab.net;
+}
+
+/// The people's CLI over https: `kloud login` keeps the session in a 0600 file, then
+/// `offers`, `request --wait`, `mine`, `recreate --wait`, `release --wait` and `logout`.
+#[test]
+fn a_person_uses_the_cli_over_https() {
+    if !ready("cli", true) {
+        return;
+    }
+    let mut lab = Lab::new(15);
+    lab.start_serve_tls();
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("key.pub");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    let person = |args: &[&str], stdin: &str| -> Output {
+        let mut c = lab.kloud();
+        c.env("XDG_CONFIG_HOME", home.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let out = person(args, "");
+        assert!(
+            out.status.success(),
+            "kloud {}: {}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ca = lab.dir.path().join("cert.pem");
+    // A wrong password: refused, nothing kept.
+    let out = person(
+        &[
+            "login",
+            &lab.base,
+            "--user",
+            "carol",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        "wrong\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown user or wrong password"),
+        "{}",
+        text(&out)
+    );
+    let session_file = home.path().join("kloud/session.json");
+    assert!(!session_file.exists());
+    // The right one: the session is kept, for its owner only, and the token is not printed.
+    let out = person(
+        &[
+            "login",
+            &lab.base,
+            "--user",
+            "carol",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        "carol-secret\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&session_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&session_file).unwrap()).unwrap();
+    assert!(
+        !text(&out).contains(saved["token"].as_str().unwrap()),
+        "the token was printed"
+    );
+
+    let offers = ok(&["offers"]);
+    assert!(
+        offers
+            .lines()
+            .any(|l| l.starts_with("small") && l.contains("0 of 3")),
+        "{offers}"
+    );
+    let made = ok(&[
+        "request",
+        "small",
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--wait",
+    ]);
+    assert!(
+        made.starts_with("small-carol-1.s15.kloud.test: running"),
+        "{made}"
+    );
+    assert!(made.contains("ssh carol@10.251.15."), "{made}");
+    let mine = ok(&["mine"]);
+    assert!(
+        mine.lines()
+            .any(|l| l.starts_with("small-carol-1.s15.kloud.test") && l.contains("running")),
+        "{mine}"
+    );
+    let again = ok(&["recreate", "small-carol-1", "--wait"]);
+    assert!(again.contains("running"), "{again}");
+    ok(&["release", "small-carol-1", "--wait"]);
+    assert!(!ok(&["mine"]).contains("small-carol-1"));
+    // Quota and unknown offers are errors with a hint and a non-zero exit.
+    let out = person(&["request", "nope"], "");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("kloud offers"), "{}", text(&out));
+    ok(&["logout"]);
+    assert!(!session_file.exists());
+    let out = person(&["mine"], "");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("kloud login"), "{}", text(&out));
 }

@@ -16,6 +16,7 @@ pub mod history;
 pub mod hostdb;
 pub mod hosts;
 pub mod images;
+pub mod people;
 pub mod plan;
 pub mod serve;
 pub mod show;
@@ -74,6 +75,20 @@ pub enum Command {
     Images(images::Args),
     /// Log in to a host (or run a command there) by ssh, as its login user
     Ssh(ssh::Args),
+    /// Sign in to a `kloud serve` (self-service) and keep the session
+    Login(people::LoginArgs),
+    /// End the session kept by `kloud login`
+    Logout,
+    /// The offers you may take hosts of, with how many you hold
+    Offers(people::ListArgs),
+    /// Ask for a host of an offer
+    Request(people::RequestArgs),
+    /// Your hosts
+    Mine(people::ListArgs),
+    /// Give one of your hosts back (its container is destroyed)
+    Release(people::HostArgs),
+    /// Destroy one of your hosts and create it again under the same name
+    Recreate(people::HostArgs),
 }
 
 /// Parse the command line, run the command and turn its outcome into an exit code.
@@ -103,6 +118,13 @@ pub fn main() -> ExitCode {
         Command::Sync(a) => sync::run(a),
         Command::Images(a) => images::run(a),
         Command::Ssh(a) => ssh::run(a),
+        Command::Login(a) => people::run_login(a),
+        Command::Logout => people::run_logout(),
+        Command::Offers(a) => people::run_offers(a),
+        Command::Request(a) => people::run_request(a),
+        Command::Mine(a) => people::run_mine(a),
+        Command::Release(a) => people::run_release(a),
+        Command::Recreate(a) => people::run_recreate(a),
     };
     match outcome {
         Ok(code) => code,
