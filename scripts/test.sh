@@ -65,3 +65,7 @@ fi
 # The HostDB API against its OpenAPI spec, from outside: no 5xx, every response conforms.
 echo "==> schemathesis"
 bash scripts/schemathesis.sh --max-examples 20
+
+# kloud serve's sign-in and self-service routes against their spec, as a person signed in.
+echo "==> schemathesis (kloud serve)"
+bash scripts/schemathesis-serve.sh --max-examples 20
