@@ -53,6 +53,8 @@ struct Lab {
     serve: Option<Child>,
     base: String,
     http: Client,
+    /// A HostDB URL (PostgreSQL) instead of the config's SQLite file.
+    hostdb: Option<String>,
 }
 
 const OFFERS: &str = r#"
@@ -88,6 +90,10 @@ offer "deb" {
 
 impl Lab {
     fn new(n: u8) -> Lab {
+        Lab::with_hostdb(n, None)
+    }
+
+    fn with_hostdb(n: u8, hostdb: Option<String>) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let lxc_root = PathBuf::from(format!(
             "/var/lib/kloud/test-lxc/self-{n}-{}",
@@ -141,6 +147,7 @@ auth {{
             bridge: format!("kl-ss{n}"),
             net: n,
             serve: None,
+            hostdb,
             base: String::new(),
             http: Client::builder()
                 .timeout(Duration::from_secs(180))
@@ -164,6 +171,9 @@ auth {{
             .env("NO_COLOR", "1")
             .env("KLOUD_LXC_ROOT", &self.lxc_root)
             .env_remove("KLOUD_HOSTDB");
+        if let Some(url) = &self.hostdb {
+            c.env("KLOUD_HOSTDB", url);
+        }
         c
     }
 
@@ -222,7 +232,8 @@ auth {{
     }
 
     fn store(&self) -> Box<dyn Store> {
-        hostdb::open("sqlite:.kloud/hostdb.db", self.dir.path()).unwrap()
+        let url = self.hostdb.as_deref().unwrap_or("sqlite:.kloud/hostdb.db");
+        hostdb::open(url, self.dir.path()).unwrap()
     }
 
     /// An API token for `name` with `role` (a person without LDAP).
@@ -855,4 +866,155 @@ fn a_person_uses_the_cli_over_https() {
     let out = person(&["mine"], "");
     assert!(!out.status.success());
     assert!(text(&out).contains("kloud login"), "{}", text(&out));
+}
+
+/// A PostgreSQL URL on a new, empty schema of the test server (dropped with the guard).
+fn pg_schema() -> Option<(String, impl Drop)> {
+    struct Schema(String, String);
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            if let Ok(mut c) = postgres::Client::connect(&self.0, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.1));
+            }
+        }
+    }
+    let admin = match std::env::var("KLOUD_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ if kloud_provider_api::under_ci() => {
+            panic!("CI: KLOUD_TEST_PG_URL is not set: source scripts/setup/postgres.sh")
+        }
+        _ => return None,
+    };
+    let schema = format!("t_{}", kloud::hostdb::util::random_hex(8).unwrap());
+    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+    Some((url, Schema(admin, schema)))
+}
+
+/// Two `kloud serve` on one PostgreSQL HostDB: requests to either count against one quota; a
+/// watch on one wakes for a write through the other; one killed with -9 in the middle of
+/// requests leaves nothing orphaned — the other repairs what it left, every record gets its
+/// container and no container is without a record.
+#[test]
+fn two_servers_on_one_postgres_share_the_quota_and_repair_a_killed_ones_work() {
+    if !ready("replicas", false) {
+        return;
+    }
+    let Some((url, _schema)) = pg_schema() else {
+        return;
+    };
+    let mut a = Lab::with_hostdb(16, Some(url));
+    let a_base = a.base.clone();
+    let a_child = a.serve.take().unwrap();
+    a.start_serve();
+    let b_base = a.base.clone();
+    let lab = a;
+    let hana = lab.token("hana", Role::User);
+    let admin = lab.token("watcher", Role::Admin);
+    let at = |base: &str, method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
+        let url = format!("{base}{path}");
+        let req = match method {
+            "POST" => lab.http.post(url),
+            _ => lab.http.get(url),
+        };
+        let req = req.bearer_auth(&hana);
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        match req.send() {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (s, r.json().unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    };
+
+    // A watch on B wakes for a request through A.
+    let index: u64 = lab
+        .http
+        .get(format!("{b_base}/v1/index"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["index"]
+        .as_u64()
+        .unwrap();
+    let watched = std::thread::scope(|s| {
+        let watch = s.spawn(|| {
+            let started = Instant::now();
+            let r: Value = lab
+                .http
+                .get(format!("{b_base}/v1/index?index={index}&wait=20s"))
+                .bearer_auth(&admin)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            (r["index"].as_u64().unwrap(), started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let (s1, b1) = at(
+            &a_base,
+            "POST",
+            "/v1/self/hosts",
+            Some(json!({"offer": "small", "ssh_keys": [KEY]})),
+        );
+        assert_eq!(s1, 202, "{b1}");
+        watch.join().unwrap()
+    });
+    assert!(
+        watched.0 > index && watched.1 < Duration::from_secs(10),
+        "{watched:?}"
+    );
+
+    // Five more at once, to both servers: two more fit the quota of three.
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..5)
+            .map(|i| {
+                let base = if i % 2 == 0 {
+                    a_base.clone()
+                } else {
+                    b_base.clone()
+                };
+                let at = &at;
+                s.spawn(move || {
+                    at(
+                        &base,
+                        "POST",
+                        "/v1/self/hosts",
+                        Some(json!({"offer": "small", "ssh_keys": [KEY]})),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let count = |code: u16| answers.iter().filter(|s| **s == code).count();
+    assert_eq!((count(202), count(409)), (2, 3), "{answers:?}");
+
+    // Kill A with -9 while its worker is at the containers; B finishes and repairs.
+    let mut a_child = a_child;
+    std::thread::sleep(Duration::from_millis(150));
+    let _ = a_child.kill();
+    let _ = a_child.wait();
+    let (_, mine) = at(&b_base, "GET", "/v1/self/hosts", None);
+    let made = names(&mine);
+    assert_eq!(made.len(), 3, "{mine}");
+    for name in &made {
+        lab.wait_running(&hana, name);
+    }
+    let containers = lab.containers();
+    let recorded: std::collections::BTreeSet<&String> = made.iter().collect();
+    // Hosts are FQDNs; the driver's cached image bases (`busybox-HASH`) are not hosts.
+    let real: std::collections::BTreeSet<&String> = containers
+        .keys()
+        .filter(|n| n.ends_with(".s16.kloud.test"))
+        .collect();
+    assert_eq!(recorded, real, "records and containers differ");
 }

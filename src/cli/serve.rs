@@ -71,12 +71,16 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .enable_all()
         .build()
         .into_diagnostic()?;
+    // Read here, outside the runtime: PostgreSQL's client blocks on a runtime of its own.
+    let index = store
+        .index()
+        .map_err(|e| miette!(code = "kloud::serve::hostdb", "{e}"))?;
     let served = store.clone();
     let result = rt.block_on(async move {
         // Routers that start tasks are built inside the runtime.
         let stop = Arc::new(AtomicBool::new(false));
         service.start_worker(stop.clone());
-        let app = server::router(served.clone(), ServerConfig::default())
+        let app = server::router_at(served.clone(), ServerConfig::default(), index)
             .merge(identity::router(identity.clone()))
             .merge(selfservice::router(service.clone(), identity.clone()))
             .merge(v1::router(served, identity, access));

@@ -54,8 +54,16 @@ impl Default for ServerConfig {
 }
 
 /// The HTTP service over `store`. Must be called inside a tokio runtime (it starts the poller).
+/// Reads the index from the store on this thread: a store that blocks on its own runtime
+/// (PostgreSQL) needs [`router_at`] instead.
 pub fn router(store: Arc<dyn Store>, config: ServerConfig) -> Router {
-    let notifier = watch::Notifier::new(store.index().unwrap_or(0));
+    let index = store.index().unwrap_or(0);
+    router_at(store, config, index)
+}
+
+/// [`router`] starting from `index`, read by the caller outside the runtime.
+pub fn router_at(store: Arc<dyn Store>, config: ServerConfig, index: u64) -> Router {
+    let notifier = watch::Notifier::new(index);
     let timeout = config.limits.request_timeout;
     with_limits(api::router(store, config, notifier), timeout)
 }
