@@ -13,15 +13,32 @@ use kloud::server::tls;
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 
+/// The server under test: in this process, or a `kloud serve` process.
+enum Running {
+    InProcess(#[allow(dead_code)] tls::Running),
+    Binary(std::process::Child, #[allow(dead_code)] tempfile::TempDir),
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Running::Binary(child, _) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 pub struct Server {
     /// First, so the server stops before the test's own handle on the store is dropped: the
     /// PostgreSQL client must not be dropped on one of the server's runtime threads.
-    _running: tls::Running,
+    _running: Running,
     pub base: String,
     pub client: Client,
     pub store: Arc<dyn Store>,
     /// A person's session that may write everything (operator).
     pub session: String,
+    /// A token for kloud's own API (`/v1`), where reads are not anonymous.
+    pub api_token: String,
 }
 
 impl Server {
@@ -56,12 +73,83 @@ impl Server {
         let (_, session) = store
             .session_create("olivia", Role::Operator, &[], Duration::from_secs(3600))
             .unwrap();
+        let api_token = store.token_create("suite-reader", Role::Reader).unwrap().1;
         Server {
             base: format!("https://localhost:{}/hostdb/v1", running.addr.port()),
             client,
             store,
             session,
-            _running: running,
+            api_token,
+            _running: Running::InProcess(running),
+        }
+    }
+
+    /// A real `kloud serve` process with TLS over the HostDB at `url` (the one `store` opens),
+    /// its `auth { hostdb_v1 { } }` block saying what `access` says.
+    pub fn start_binary(store: Arc<dyn Store>, url: &str, access: HostDbV1Access) -> Server {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let cert = tls::self_signed(&["localhost".to_string()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &cert.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &cert.key_pem).unwrap();
+        let writers: Vec<String> = access
+            .writers
+            .iter()
+            .map(|(ns, groups)| format!("{ns} = {groups:?}"))
+            .collect();
+        std::fs::write(
+            dir.path().join("main.hcl"),
+            format!(
+                "kloud {{\n  domain = \"v1.test\"\n}}\n\nauth {{\n  hostdb_v1 {{\n    anonymous_read = {}\n    writers = {{ {} }}\n  }}\n}}\n",
+                access.anonymous_read,
+                writers.join(", ")
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kloud"))
+            .args([
+                "serve",
+                ".",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                "cert.pem",
+                "--tls-key",
+                "key.pem",
+            ])
+            .env("KLOUD_HOSTDB", url)
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr: std::net::SocketAddr = loop {
+            let line = lines
+                .next()
+                .expect("kloud serve says where it listens")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("kloud serve: https://") {
+                break rest.trim().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let client = Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap())
+            .resolve("localhost", addr)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let (_, session) = store
+            .session_create("olivia", Role::Operator, &[], Duration::from_secs(3600))
+            .unwrap();
+        let api_token = store.token_create("suite-reader", Role::Reader).unwrap().1;
+        Server {
+            base: format!("https://localhost:{}/hostdb/v1", addr.port()),
+            client,
+            store,
+            session,
+            api_token,
+            _running: Running::Binary(child, dir),
         }
     }
 
@@ -545,9 +633,10 @@ pub fn v1_writes_show_in_kloud_api_and_wake_watchers(s: &Server) {
     let api = s.base.replace("/hostdb/v1", "/v1");
     let url = format!("{api}/hosts?index={index}&wait=20s");
     let client = s.client.clone();
+    let token = s.api_token.clone();
     let watcher = std::thread::spawn(move || {
         let t = std::time::Instant::now();
-        let r = client.get(url).send().unwrap();
+        let r = client.get(url).bearer_auth(token).send().unwrap();
         (
             r.status(),
             r.headers().get("x-hostdb-index").cloned(),
@@ -572,6 +661,7 @@ pub fn v1_writes_show_in_kloud_api_and_wake_watchers(s: &Server) {
     let history: serde_json::Value = s
         .client
         .get(format!("{api}/history/watched.example"))
+        .bearer_auth(&s.api_token)
         .send()
         .unwrap()
         .json()
@@ -608,12 +698,29 @@ fn access() -> HostDbV1Access {
 
 macro_rules! v1_suite {
     ($open:expr) => {
+        v1_suite!($open, |store, _url| crate::Server::start(
+            store,
+            crate::access()
+        ));
+
+        #[test]
+        fn anonymous_reads_refused_when_configured() {
+            let Some((store, _url, _keep)) = $open else {
+                return;
+            };
+            crate::anonymous_reads_can_be_refused(store);
+        }
+    };
+    ($open:expr, $start:expr) => {
         macro_rules! case {
             ($name:ident) => {
                 #[test]
                 fn $name() {
-                    let Some((store, _keep)) = $open else { return };
-                    let s = crate::Server::start(store, crate::access());
+                    let Some((store, url, _keep)) = $open else {
+                        return;
+                    };
+                    let start: fn(Arc<dyn Store>, String) -> crate::Server = $start;
+                    let s = start(store, url);
                     crate::$name(&s);
                 }
             };
@@ -627,25 +734,37 @@ macro_rules! v1_suite {
         case!(documents_in_other_namespaces);
         case!(writes_need_a_session_log_and_permission);
         case!(v1_writes_show_in_kloud_api_and_wake_watchers);
-
-        #[test]
-        fn anonymous_reads_refused_when_configured() {
-            let Some((store, _keep)) = $open else { return };
-            crate::anonymous_reads_can_be_refused(store);
-        }
     };
 }
 
 mod sqlite {
     use super::*;
 
-    fn open() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
+    pub fn open() -> Option<(Arc<dyn Store>, String, tempfile::TempDir)> {
         let dir = tempfile::tempdir().unwrap();
-        let store = kloud::hostdb::sqlite::open(&dir.path().join("hostdb.db")).unwrap();
-        Some((Arc::new(store), dir))
+        let path = dir.path().join("hostdb.db");
+        let store = kloud::hostdb::sqlite::open(&path).unwrap();
+        Some((Arc::new(store), format!("sqlite:{}", path.display()), dir))
     }
 
     v1_suite!(open());
+}
+
+/// The same suite against a `kloud serve` process, on SQLite and on PostgreSQL.
+mod serve_sqlite {
+    use super::*;
+    v1_suite!(super::sqlite::open(), |store, url| {
+        crate::Server::start_binary(store, &url, crate::access())
+    });
+}
+
+mod serve_pg {
+    use super::*;
+    v1_suite!(super::pg::open(), |store, url| crate::Server::start_binary(
+        store,
+        &url,
+        crate::access()
+    ));
 }
 
 mod pg {
@@ -664,10 +783,10 @@ mod pg {
         }
     }
 
-    fn open() -> Option<(Arc<dyn Store>, Schema)> {
+    pub fn open() -> Option<(Arc<dyn Store>, String, Schema)> {
         let admin_url = match std::env::var("KLOUD_TEST_PG_URL") {
             Ok(u) if !u.is_empty() => u,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
+            _ if kloud_provider_api::under_ci() => {
                 panic!("CI=true but KLOUD_TEST_PG_URL is not set: source scripts/setup/postgres.sh")
             }
             _ => {
@@ -680,7 +799,7 @@ mod pg {
         c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
         let url = format!("{admin_url}?options=-c%20search_path%3D{schema}");
         let store = kloud::hostdb::postgres::open(&url).unwrap();
-        Some((Arc::new(store), Schema { admin_url, schema }))
+        Some((Arc::new(store), url, Schema { admin_url, schema }))
     }
 
     v1_suite!(open());
