@@ -34,15 +34,25 @@ pub fn start(service: Arc<SelfService>, stop: Arc<AtomicBool>) {
             let s = service.clone();
             let stopping = stop.clone();
             let pass = tokio::task::spawn_blocking(move || run_once(&s, &stopping)).await;
-            if let Ok(Err(e)) = pass {
-                eprintln!("kloud serve: self-service worker: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            match pass {
+                // More people are waiting than one pass takes: go on at once.
+                Ok(Ok(n)) if n >= PER_PASS => first = true,
+                Ok(Err(e)) => {
+                    eprintln!("kloud serve: self-service worker: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => {}
             }
         }
     });
 }
 
-/// One pass: converge every person with pending work. Returns how many people it worked on.
+/// People converged in one pass at most. The lock is held for the whole pass, and requests
+/// wait for it: small passes let them in between.
+const PER_PASS: usize = 8;
+
+/// One pass: converge people with pending work (at most [`PER_PASS`], those waiting longest
+/// first). Returns how many people it worked on.
 pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, SelfError> {
     let store = service.store.as_ref();
     // A cheap look first, without the lock: most passes find nothing to do.
@@ -57,10 +67,11 @@ pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, 
             SelfError::Store(e) => read(e),
             other => read(crate::hostdb::StoreError::Backend(other.to_string())),
         })?;
-        Ok(pending
-            .iter()
+        Ok(oldest_first(pending)
+            .into_iter()
+            .take(PER_PASS)
             .map(|(owner, hosts)| {
-                let config = person::config_for(&service.config, owner, hosts, None, &machines);
+                let config = person::config_for(&service.config, &owner, &hosts, None, &machines);
                 let replace = hosts
                     .iter()
                     .filter(|h| h.labels.contains_key(RECREATE_LABEL))
@@ -96,6 +107,24 @@ pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, 
     )
     .map_err(|e| SelfError::Engine(e.to_string()))?;
     Ok(outcome.applied.len())
+}
+
+/// People by the oldest change among their hosts with work to do.
+fn oldest_first(pending: BTreeMap<String, Vec<Host>>) -> Vec<(String, Vec<Host>)> {
+    let mut people: Vec<(u64, String, Vec<Host>)> = pending
+        .into_iter()
+        .map(|(owner, hosts)| {
+            let since = hosts
+                .iter()
+                .filter(|h| needs_work(h))
+                .map(|h| h.modified_index)
+                .min()
+                .unwrap_or(0);
+            (since, owner, hosts)
+        })
+        .collect();
+    people.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    people.into_iter().map(|(_, o, h)| (o, h)).collect()
 }
 
 /// Each person with something to do, with all their hosts (the plan needs them all).
