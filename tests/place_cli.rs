@@ -84,3 +84,70 @@ fn zero_sizes_load_and_place_through_plan_json() {
         .unwrap();
     assert_eq!(zero_cpu["after"]["cpu"], 0, "cpu stays a number");
 }
+
+fn plan(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kloud"))
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("KLOUD_HOSTDB")
+        .args(["plan", "."])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `kloud plan --exact` and `placement { solver = "exact" }` place with the exact search and
+/// say so in the plan (`notes`, and a line for people); without either, the plan has no note.
+/// The placement the invariant checker accepts is complete either way here.
+#[test]
+fn exact_mode_from_the_flag_or_the_config_is_noted_in_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.hcl"), CONFIG).unwrap();
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let out = plan(dir.path(), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let heuristic = json(&[]);
+    assert!(heuristic.get("notes").is_none(), "{heuristic}");
+    let exact = json(&["--exact"]);
+    assert_eq!(exact["summary"]["unplaced"], 0);
+    assert_eq!(
+        exact["notes"],
+        serde_json::json!(["exact: a complete placement on the fewest machines"])
+    );
+    let human = plan(dir.path(), &["--exact"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("Note: exact: a complete placement on the fewest machines"),
+        "{text}"
+    );
+
+    let with_solver = CONFIG.replacen(
+        "  network = \"pool\"\n}",
+        "  network = \"pool\"\n  placement {\n    solver = \"exact\"\n  }\n}",
+        1,
+    );
+    std::fs::write(dir.path().join("main.hcl"), &with_solver).unwrap();
+    assert_eq!(json(&[])["notes"], exact["notes"]);
+
+    let bad = CONFIG.replacen(
+        "  network = \"pool\"\n}",
+        "  network = \"pool\"\n  placement {\n    solver = \"exakt\"\n  }\n}",
+        1,
+    );
+    std::fs::write(dir.path().join("main.hcl"), bad).unwrap();
+    let out = plan(dir.path(), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown placement solver `exakt`") && err.contains("exact"),
+        "{err}"
+    );
+}

@@ -38,6 +38,10 @@ pub struct PlanOpts {
     /// container is replaced without a config change
     #[arg(long = "replace", value_name = "FQDN")]
     pub replace: Vec<String>,
+    /// Place new hosts with an exact search (small plans; within a budget, falling back to the
+    /// heuristic with a note), as `placement { solver = "exact" }` does
+    #[arg(long)]
+    pub exact: bool,
 }
 
 /// Load the config, snapshot HostDB and diff.
@@ -54,6 +58,7 @@ pub fn make_plan(
         force: opts.force,
         refresh: opts.refresh,
         replace: opts.replace.clone(),
+        exact: opts.exact,
     };
     let plan = ops::plan(
         &config,

@@ -345,6 +345,27 @@ pub(super) fn placement(
                 }
             }
         }
+        if let Some(s) = pr.string("solver", false) {
+            match s.as_str() {
+                "heuristic" => placement.solver = Solver::Heuristic,
+                "exact" => placement.solver = Solver::Exact,
+                other => {
+                    let span = pr.span_or_header("solver");
+                    pr.report(
+                        Diagnostic::new(
+                            "kloud::config::invalid_value",
+                            format!("unknown placement solver `{other}`"),
+                        )
+                        .at(item.file, span)
+                        .label("unknown solver")
+                        .help(
+                            did_you_mean(other, ["heuristic", "exact"])
+                                .unwrap_or_else(|| "use \"heuristic\" or \"exact\"".into()),
+                        ),
+                    );
+                }
+            }
+        }
     }
     (placement, max_per_span)
 }

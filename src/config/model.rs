@@ -114,6 +114,17 @@ pub struct Placement {
     /// `machine` or a machine label → at most this many hosts of the class per distinct value.
     pub max_per: BTreeMap<String, u32>,
     pub strategy: Strategy,
+    pub solver: Solver,
+}
+
+/// How a plan places new hosts: `placement { solver = "exact" }` in any class makes the whole
+/// placement exact (one problem: every class shares the machines).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    #[default]
+    Heuristic,
+    Exact,
 }
 
 #[derive(Debug, Clone, PartialEq)]

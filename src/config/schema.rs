@@ -67,7 +67,7 @@ pub const OFFER_ATTRS: &[&str] = &[
 pub const OFFER_BLOCKS: &[&str] = &["placement", "login"];
 /// An offer's `login {}`: the user and keys are the person's own.
 pub const OFFER_LOGIN_ATTRS: &[&str] = &["sudo"];
-pub const PLACEMENT_ATTRS: &[&str] = &["max_per", "strategy"];
+pub const PLACEMENT_ATTRS: &[&str] = &["max_per", "strategy", "solver"];
 pub const TEMPLATE_ATTRS: &[&str] = &[
     "source",
     "destination",

@@ -20,6 +20,8 @@ pub struct PlanRequest {
     pub refresh: bool,
     /// Hosts (FQDNs) to destroy and create again although nothing requires it.
     pub replace: Vec<String>,
+    /// Exact placement within a budget (`kloud plan --exact`).
+    pub exact: bool,
 }
 
 /// Make the plan for `config` against `store`. Nothing is written, except by `refresh`, which
@@ -47,6 +49,7 @@ pub fn plan(
         targets: req.targets.clone(),
         force: req.force,
         replace: req.replace.clone(),
+        exact: req.exact,
     };
     plan::diff(config, &snapshot, &used, &store.url(), &opts).map_err(OpsError::Refused)
 }

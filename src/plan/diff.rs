@@ -36,6 +36,9 @@ pub struct Options {
     /// Replace these hosts (FQDNs) even though nothing requires it (`--replace NAME`): the only
     /// way a container that exists is destroyed and made again without a config change.
     pub replace: Vec<String>,
+    /// Exact placement (`--exact`, or `placement { solver = "exact" }` in any class): an exact
+    /// search within a budget, falling back to the heuristic with a note.
+    pub exact: bool,
 }
 
 /// Why no plan could be made.
@@ -134,6 +137,8 @@ struct Planner<'a> {
     existing: Vec<place::Existing>,
     /// Deletes per class, for the mass-delete guard.
     deletes: BTreeMap<String, usize>,
+    /// How placement went, when there is something to say (exact mode).
+    notes: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -193,6 +198,7 @@ impl<'a> Planner<'a> {
             to_address: Vec::new(),
             existing: Vec::new(),
             deletes: BTreeMap::new(),
+            notes: Vec::new(),
         };
         planner.count_usage();
         planner
@@ -612,8 +618,22 @@ impl<'a> Planner<'a> {
     /// Step 4: a machine for every host that needs one; those that get none are unplaced.
     fn place_new_hosts(&mut self) -> Vec<Unplaced> {
         let problem = self.placement_problem();
+        let exact = self.opts.exact
+            || self
+                .config
+                .host_classes
+                .values()
+                .any(|c| c.placement.solver == crate::config::Solver::Exact);
         let placement = if problem.requests.is_empty() {
             place::Placement::default()
+        } else if exact {
+            let options = place::Options {
+                exact_nodes: Some(place::EXACT_NODES),
+                ..place::Options::default()
+            };
+            let (placement, notes) = place::place_noted(&problem, &options);
+            self.notes.extend(notes);
+            placement
         } else {
             place::place(&problem)
         };
@@ -753,6 +773,7 @@ impl<'a> Planner<'a> {
             }),
             destroy: self.opts.destroy,
             targets: self.opts.targets.clone(),
+            notes: self.notes,
         };
         plan.summarize();
         plan

@@ -171,6 +171,10 @@ pub struct Plan {
     /// Made with `--target CLASS`: only these classes were considered.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// How the plan was made, when there is something to say (exact placement and whether it
+    /// fell back to the heuristic). An extension of the contract; absent means nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Plan {

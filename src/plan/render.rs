@@ -324,6 +324,9 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
+    for note in &plan.notes {
+        let _ = writeln!(out, "Note: {note}");
+    }
     let _ = writeln!(out, "{}", bold(style, &summary_line(plan)));
     out
 }
