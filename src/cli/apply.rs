@@ -156,7 +156,7 @@ fn execute(
         eprintln!("\ninterrupted: finishing the hosts in flight, starting no new ones (Ctrl-C again to exit now)");
     });
     let view = Lines::new();
-    let outcome = ops::apply(plan, config, store, &Drivers::from_env(), &req, &view);
+    let outcome = ops::apply(plan, config, store, &Drivers::for_config(config), &req, &view);
     view.finish();
     Ok(if view::summary(&outcome?) {
         ExitCode::SUCCESS
@@ -186,7 +186,7 @@ pub fn run_refresh(args: RefreshArgs) -> miette::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let store = open_for(&config, args.hostdb.as_deref())?;
-    let drivers = Drivers::from_env();
+    let drivers = Drivers::for_config(&config);
     let drift = apply::refresh::refresh(&config, store.as_ref(), &drivers)
         .map_err(|e| miette!(code = "kloud::refresh::failed", "{e}"))?;
     for line in drift.lines() {
@@ -212,7 +212,7 @@ pub fn run_import(args: ImportArgs) -> miette::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let store = open_for(&config, args.hostdb.as_deref())?;
-    let drivers = Drivers::from_env();
+    let drivers = Drivers::for_config(&config);
     let imported =
         apply::refresh::import(&config, store.as_ref(), &drivers, &args.name).map_err(|e| {
             miette!(

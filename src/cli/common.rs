@@ -58,7 +58,7 @@ pub fn make_plan(
     let plan = ops::plan(
         &config,
         store.as_ref(),
-        &Drivers::from_env(),
+        &Drivers::for_config(&config),
         &req,
         &Lines::new(),
     )
