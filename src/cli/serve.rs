@@ -40,10 +40,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    let config = match load_or_report(&args.dir, &[]) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let config = load_or_report(&args.dir, &[])?;
     let store: Arc<dyn Store> = Arc::from(open_for(&config, args.hostdb.as_deref())?);
     let tls = tls_config(&args)?;
     let identity = Arc::new(

@@ -176,10 +176,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let Which::Integration(kind) = args.integration else {
         return super::template::run(args);
     };
-    let config = match load_or_report(&args.dir, &args.vars) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let config = load_or_report(&args.dir, &args.vars)?;
     let integration = integrations::one_provider(&config, kind).map_err(|e| {
         miette!(
             code = "kloud::sync::provider",

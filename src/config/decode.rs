@@ -355,12 +355,10 @@ pub(super) fn providers(
                 )
                 .at(item.file, item.label_span())
                 .label("no such provider")
-                .help(
-                    did_you_mean(&kind, providers::names()).unwrap_or_else(|| {
-                        let names: Vec<&str> = providers::names().collect();
-                        format!("the providers are: {}", names.join(", "))
-                    }),
-                ),
+                .help(did_you_mean(&kind, providers::names()).unwrap_or_else(|| {
+                    let names: Vec<&str> = providers::names().collect();
+                    format!("the providers are: {}", names.join(", "))
+                })),
             );
             continue;
         };

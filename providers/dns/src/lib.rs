@@ -17,10 +17,10 @@ use std::path::Path;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::Name;
-use kloud_provider_api::registry::{self, Build};
 use kloud_provider_api::integration::{
     ConfigError, ConvergeRequest, ConvergeResponse, Integration, IntegrationError,
 };
+use kloud_provider_api::registry::{self, Build};
 use serde_json::Value;
 
 pub use config::{DnsConfig, Secret, ATTRIBUTES, PROVIDER};
@@ -294,7 +294,6 @@ impl Integration for DnsProvider {
         self.run(req, &mut |_| {})
     }
 }
-
 
 /// This provider's entry in kloud's provider table.
 pub const REGISTRY: registry::Provider = registry::Provider {

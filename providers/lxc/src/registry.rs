@@ -91,7 +91,10 @@ mod tests {
         }));
         apply_block(&mut c, &a, Path::new("/etc/kloud"), &|_| None).unwrap();
         assert_eq!(c.root, Path::new("/etc/kloud/lxc-root"));
-        assert_eq!(c.images.get("alpine").map(|s| s.template.as_str()), Some("download"));
+        assert_eq!(
+            c.images.get("alpine").map(|s| s.template.as_str()),
+            Some("download")
+        );
         // The built-in images stay.
         assert!(c.images.get("busybox").is_some());
     }
@@ -100,7 +103,8 @@ mod tests {
     fn the_environment_wins_over_the_block() {
         let mut c = LxcConfig::default();
         let before = c.clone();
-        let a = attrs(json!({"lxcpath": "/srv/lxc", "images": {"alpine": {"template": "download"}}}));
+        let a =
+            attrs(json!({"lxcpath": "/srv/lxc", "images": {"alpine": {"template": "download"}}}));
         let env = |v: &str| {
             ["KLOUD_LXC_ROOT", "KLOUD_LXC_IMAGES"]
                 .contains(&v)

@@ -379,7 +379,6 @@ impl Integration for NagiosProvider {
     }
 }
 
-
 /// This provider's entry in kloud's provider table.
 pub const REGISTRY: registry::Provider = registry::Provider {
     name: PROVIDER,

@@ -251,7 +251,6 @@ impl Integration for PrometheusProvider {
     }
 }
 
-
 /// This provider's entry in kloud's provider table.
 pub const REGISTRY: registry::Provider = registry::Provider {
     name: PROVIDER,

@@ -249,7 +249,6 @@ impl Integration for PuppetProvider {
     }
 }
 
-
 /// This provider's entry in kloud's provider table (not synced on its own: agents pull through `kloud enc`).
 pub const REGISTRY: registry::Provider = registry::Provider {
     name: PROVIDER,
