@@ -293,6 +293,39 @@ fn a_resize_is_applied_in_place() {
 }
 
 #[test]
+fn a_driver_without_live_resize_fails_the_resize_and_touches_nothing() {
+    let lab = Lab::new(2);
+    assert!(lab.apply().0.complete());
+    lab.driver.no_live_resize.store(true, Ordering::SeqCst);
+    write_config(lab.dir.path(), 2, "512MiB");
+    let plan = lab.plan();
+    assert_eq!(plan.summary.update, 2, "{:?}", plan.summary);
+    let (out, _) = lab.apply_with(lab.store.as_ref(), &plan, Arc::new(AtomicBool::new(false)));
+    assert_eq!(out.hosts.failed(), 2);
+    for (name, (_, outcome, _)) in &out.hosts.results {
+        let Outcome::Failed(why) = outcome else {
+            panic!("{name}: {outcome:?}");
+        };
+        assert!(
+            why.contains("cannot resize a running container")
+                && why.contains(&format!("kloud apply --replace {name}")),
+            "{why}"
+        );
+    }
+    assert_eq!(lab.driver.resizes.load(Ordering::SeqCst), 0);
+    assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 0);
+    let sizes: BTreeSet<u64> = lab
+        .driver
+        .containers
+        .lock()
+        .unwrap()
+        .values()
+        .map(|c| c.spec.memory_mib)
+        .collect();
+    assert_eq!(sizes, BTreeSet::from([256]));
+}
+
+#[test]
 fn a_held_lock_refuses_a_second_apply() {
     let lab = Lab::new(1);
     let plan = lab.plan();
