@@ -19,7 +19,7 @@ fn lxc_ready(test: &str) -> bool {
             .output()
             .is_ok_and(|o| o.status.success());
     if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
+        if kloud_provider_api::under_ci() {
             panic!("{test}: LXC is not available (source scripts/setup/lxc.sh as root)");
         }
         eprintln!("{test}: skipped, LXC is not available (source scripts/setup/lxc.sh as root)");

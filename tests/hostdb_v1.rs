@@ -667,7 +667,7 @@ mod pg {
     fn open() -> Option<(Arc<dyn Store>, Schema)> {
         let admin_url = match std::env::var("KLOUD_TEST_PG_URL") {
             Ok(u) if !u.is_empty() => u,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
+            _ if kloud_provider_api::under_ci() => {
                 panic!("CI=true but KLOUD_TEST_PG_URL is not set: source scripts/setup/postgres.sh")
             }
             _ => {
