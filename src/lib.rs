@@ -3,7 +3,7 @@
 //! The pipeline (see `design.md` §1): [`config`] loads `*.hcl` into a typed `Config`;
 //! [`hostdb`] is the source of truth it is diffed against; [`place`] puts new containers on
 //! machines; [`plan`] holds the changes and renders them; [`apply`] carries them out through
-//! providers. [`cli`] is the edge: it parses arguments, calls the engine and renders reports.
+//! providers, which [`providers`] lists in one table. [`cli`] is the edge: it parses arguments, calls the engine and renders reports.
 
 pub mod apply;
 pub mod cli;
@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod ops;
 pub mod place;
 pub mod plan;
+pub mod providers;
 pub mod selfservice;
 pub mod server;
 pub mod size;

@@ -1,5 +1,7 @@
-//! `kloud apply` with real LXC containers on this machine: crash safety under `kill -9`, a
-//! failing host that does not stop the others, and the apply lock.
+//! `kloud apply` with real LXC containers on this machine: crash safety under `kill -9` (during
+//! creates, deletes and replaces), a failing host that does not stop the others, the apply
+//! lock, in-place resizes, replaces and scale-downs (from a saved plan file), the LXC root from
+//! `provider "lxc"`, and a failing integration reported through the binary.
 //!
 //! Needs root and LXC (scripts/setup/lxc.sh). Without them the LXC tests skip, except under
 //! `CI=true`, where they fail.
@@ -19,7 +21,7 @@ fn lxc_ready(test: &str) -> bool {
             .output()
             .is_ok_and(|o| o.status.success());
     if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
+        if kloud_provider_api::under_ci() {
             panic!("{test}: LXC is not available (source scripts/setup/lxc.sh as root)");
         }
         eprintln!("{test}: skipped, LXC is not available (source scripts/setup/lxc.sh as root)");
@@ -33,6 +35,8 @@ struct Lab {
     lxc_root: PathBuf,
     bridge: String,
     domain: String,
+    /// The LXC root comes from the config's `provider "lxc" { lxcpath }`, not the environment.
+    root_in_config: bool,
 }
 
 impl Lab {
@@ -88,16 +92,57 @@ network "kt{n}" {{
             lxc_root,
             bridge: format!("kl-kt{n}"),
             domain,
+            root_in_config: false,
         }
+    }
+
+    /// As [`Lab::new`], with the LXC root given by `provider "lxc" { lxcpath }` and
+    /// `KLOUD_LXC_ROOT` unset: the block reaches the driver or nothing is found there.
+    fn with_root_in_config(n: u8, hosts: &str) -> Lab {
+        let mut lab = Lab::new(n, hosts);
+        let block = format!(
+            "\nprovider \"lxc\" {{\n  lxcpath = \"{}\"\n}}\n",
+            lab.lxc_root.display()
+        );
+        let path = lab.dir.path().join("hosts.hcl");
+        let text = std::fs::read_to_string(&path).unwrap() + &block;
+        std::fs::write(path, text).unwrap();
+        lab.root_in_config = true;
+        lab
     }
 
     fn kloud(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kloud"));
         c.current_dir(self.dir.path())
             .env("NO_COLOR", "1")
-            .env("KLOUD_LXC_ROOT", &self.lxc_root)
             .env_remove("KLOUD_HOSTDB");
+        if self.root_in_config {
+            c.env_remove("KLOUD_LXC_ROOT");
+        } else {
+            c.env("KLOUD_LXC_ROOT", &self.lxc_root);
+        }
         c
+    }
+
+    /// Run `kloud ARGS`, assert that it succeeded, and give its stdout.
+    fn stdout(&self, args: &[&str]) -> String {
+        let out = self.kloud().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kloud {}:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The directory of `name`'s container, on whichever machine it is.
+    fn container_dir(&self, name: &str) -> Option<PathBuf> {
+        self.containers()
+            .into_iter()
+            .find(|(_, names)| names.contains(name))
+            .map(|(machine, _)| self.lxc_root.join(machine).join(name))
     }
 
     /// Run `kloud ARGS` in the lab and assert that it succeeded.
@@ -131,17 +176,18 @@ network "kt{n}" {{
     /// hosts are reported created, or the run ends. The rest of the output stays open to read:
     /// a closed pipe would end the run another way than the test means to.
     fn apply_until_created(&self, web_count: u32, k: usize, stderr: Stdio) -> Running {
+        let var = format!("web_count={web_count}");
+        self.apply_until(&["--var", &var], ": created on ", k, stderr)
+    }
+
+    /// Start `kloud apply . --auto-approve --parallelism 2 EXTRA` and read its output until
+    /// `k` host lines contain `marker` (`: created on `, `: destroyed in `, `: replaced on `),
+    /// or the run ends.
+    fn apply_until(&self, extra: &[&str], marker: &str, k: usize, stderr: Stdio) -> Running {
         let mut child = self
             .kloud()
-            .args([
-                "apply",
-                ".",
-                "--auto-approve",
-                "--parallelism",
-                "2",
-                "--var",
-            ])
-            .arg(format!("web_count={web_count}"))
+            .args(["apply", ".", "--auto-approve", "--parallelism", "2"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -151,7 +197,7 @@ network "kt{n}" {{
         let mut created = 0;
         while created < k {
             let Some(Ok(line)) = lines.next() else { break };
-            created += usize::from(line.contains(": created on "));
+            created += usize::from(line.contains(marker));
             seen.push(line);
         }
         Running {
@@ -245,7 +291,7 @@ struct Running {
     lines: Lines<BufReader<ChildStdout>>,
     /// The lines read so far.
     seen: Vec<String>,
-    /// Hosts reported created so far.
+    /// Host lines with the marker (hosts reported created, by default) so far.
     created: usize,
 }
 
@@ -604,4 +650,206 @@ fn ctrl_c_finishes_the_hosts_in_flight_and_releases_the_lock() {
 
     lab.ok(&["apply", ".", "--auto-approve", "--var", "web_count=12"]);
     lab.assert_converged(12);
+}
+
+/// [`WEB`] with its memory a variable, for resizes.
+const RESIZABLE: &str = r#"variable "web_memory" {
+  default = "32MiB"
+}
+
+host_class "web" {
+  count   = var.web_count
+  cpu     = 1
+  memory  = var.web_memory
+  disk    = "1GiB"
+  image   = var.web_image
+  network = "NET"
+
+  placement {
+    strategy = "spread"
+  }
+}
+"#;
+
+/// The three ways an existing container changes, through the binary on real LXC, with the LXC
+/// root given by the config's `provider "lxc" { lxcpath }` (`KLOUD_LXC_ROOT` unset): a memory
+/// change resizes in place (the container directory and a file in it stay; its LXC config has
+/// the new limit), `--replace` makes one container again (the file is gone), and a smaller
+/// count applied from a saved plan file (`kloud apply FILE`) destroys the extra containers.
+#[test]
+fn apply_resizes_in_place_replaces_by_name_and_scales_down_from_a_plan_file() {
+    if !lxc_ready("resize_replace_scale_down") {
+        return;
+    }
+    let lab = Lab::with_root_in_config(67, RESIZABLE);
+    lab.ok(&["apply", ".", "--auto-approve"]);
+    lab.assert_converged(3);
+    let names: Vec<String> = (1..=3).map(|i| format!("web-{i}.{}", lab.domain)).collect();
+    let marker = |n: &str| lab.container_dir(n).map(|d| d.join("kloud-test-marker"));
+    for n in &names {
+        std::fs::write(marker(n).expect("under the configured lxcpath"), "kept").unwrap();
+    }
+
+    let mem = "web_memory=48MiB";
+    let out = lab.stdout(&["apply", ".", "--auto-approve", "--var", mem]);
+    let bytes = (48u64 << 20).to_string();
+    for n in &names {
+        assert!(out.contains(&format!("{n}: updated on ")), "{out}");
+        assert!(marker(n).unwrap().exists(), "{n} was resized in place");
+        let conf = std::fs::read_to_string(lab.container_dir(n).unwrap().join("config")).unwrap();
+        assert!(
+            conf.lines()
+                .any(|l| l.contains("memory") && l.trim_end().ends_with(&bytes)),
+            "{n}: the new limit is in its LXC config:\n{conf}"
+        );
+    }
+    lab.assert_converged(3);
+
+    let out = lab.stdout(&[
+        "apply",
+        ".",
+        "--auto-approve",
+        "--var",
+        mem,
+        "--replace",
+        &names[0],
+    ]);
+    assert!(
+        out.contains(&format!("{}: replaced on ", names[0])),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&names[1]) && !out.contains(&names[2]),
+        "{out}"
+    );
+    assert!(!marker(&names[0]).unwrap().exists(), "made again");
+    assert!(marker(&names[1]).unwrap().exists() && marker(&names[2]).unwrap().exists());
+    lab.assert_converged(3);
+
+    let vars = ["--var", mem, "--var", "web_count=1"];
+    lab.ok(&[&["plan", ".", "--out", "down.json"][..], &vars[..]].concat());
+    let out = lab.stdout(&[&["apply", "down.json"][..], &vars[..]].concat());
+    for n in &names[1..] {
+        assert!(out.contains(&format!("{n}: destroyed in ")), "{out}");
+    }
+    lab.assert_converged(1);
+    assert!(marker(&names[0]).is_some(), "the first host stays");
+    let plan = lab
+        .kloud()
+        .args([&["plan", ".", "--detailed-exitcode"][..], &vars[..]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "nothing left to do");
+}
+
+/// `kill -9` of an apply after its first host reported `marker`, with more to do; retried (up
+/// to `rounds` times, calling `reset` between) until a kill lands while the run still has
+/// hosts to go. Returns after the landed kill, the lock released.
+fn kill_mid_run(lab: &Lab, extra: &[&str], marker: &str, reset: &dyn Fn()) {
+    for round in 0..4 {
+        let Running {
+            mut child,
+            lines,
+            created,
+            ..
+        } = lab.apply_until(extra, marker, 1, Stdio::null());
+        let running = child.try_wait().unwrap().is_none();
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        drop(lines);
+        lab.release_stale_locks();
+        eprintln!("round {round}: killed after {created} `{marker}` (mid-run: {running})");
+        if running && created == 1 {
+            return;
+        }
+        reset();
+    }
+    panic!("no kill landed while `{marker}` hosts were in flight");
+}
+
+/// `kill -9` while an apply destroys hosts (a scale-down from 8 to 2), then a second apply:
+/// no container without a record, no record without a container.
+#[test]
+fn kill_9_during_deletes_then_apply_repairs() {
+    if !lxc_ready("kill_9_deletes") {
+        return;
+    }
+    let lab = Lab::new(68, WEB);
+    let grow = || lab.ok(&["apply", ".", "--auto-approve", "--var", "web_count=8"]);
+    grow();
+    lab.assert_converged(8);
+    let down = ["--force", "--var", "web_count=2"];
+    kill_mid_run(&lab, &down, ": destroyed in ", &grow);
+    lab.ok(&[&["apply", ".", "--auto-approve"][..], &down[..]].concat());
+    lab.assert_converged(2);
+    let plan = lab
+        .kloud()
+        .args(["plan", ".", "--detailed-exitcode", "--var", "web_count=2"])
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "no changes after the repair");
+}
+
+/// `kill -9` while an apply replaces every host (`--replace` each), then a plain apply: every
+/// host runs once, recorded where it runs, and nothing is left over.
+#[test]
+fn kill_9_during_replaces_then_apply_repairs() {
+    if !lxc_ready("kill_9_replaces") {
+        return;
+    }
+    let lab = Lab::new(69, WEB);
+    let six = ["--var", "web_count=6"];
+    lab.ok(&[&["apply", ".", "--auto-approve"][..], &six[..]].concat());
+    lab.assert_converged(6);
+    let mut replace: Vec<String> = six.iter().map(|s| s.to_string()).collect();
+    for i in 1..=6 {
+        replace.push("--replace".into());
+        replace.push(format!("web-{i}.{}", lab.domain));
+    }
+    let replace: Vec<&str> = replace.iter().map(String::as_str).collect();
+    kill_mid_run(&lab, &replace, ": replaced on ", &|| {});
+    lab.ok(&[&["apply", ".", "--auto-approve"][..], &six[..]].concat());
+    lab.assert_converged(6);
+    let plan = lab
+        .kloud()
+        .args([&["plan", ".", "--detailed-exitcode"][..], &six[..]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "no changes after the repair");
+}
+
+/// An integration that cannot be reached (DNS at a port nothing listens on) fails the apply
+/// through the binary: exit code 1, the integration named with how to retry, and the hosts
+/// themselves created and recorded.
+#[test]
+fn an_unreachable_integration_fails_the_apply_and_says_how_to_retry() {
+    if !lxc_ready("integration_failure") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dns = format!(
+        "provider \"dns\" {{\n  server   = \"127.0.0.1:{port}\"\n  zone     = \"t70.kloud.test\"\n  \
+         key_name = \"kloud\"\n  secret   = \"c2VjcmV0c2VjcmV0c2VjcmV0\"\n}}\n"
+    );
+    let lab = Lab::new(70, &format!("{WEB}\n{dns}"));
+    let out = lab
+        .kloud()
+        .args(["apply", ".", "--auto-approve", "--var", "web_count=1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("dns: FAILED: ")
+            && stderr.contains(&format!("127.0.0.1:{port}"))
+            && stderr.contains("run `kloud sync dns` to retry"),
+        "{stderr}"
+    );
+    assert!(stdout.contains(": created on "), "{stdout}");
+    lab.assert_converged(1);
 }

@@ -81,6 +81,46 @@ fn validate_json_lists_diagnostics_for_tools() {
     assert_eq!(v["error_count"], 0);
 }
 
+/// Commands other than `validate` report a broken config the same way (every diagnostic,
+/// then the count) and exit 1, and say nothing more: the typed "already reported" error that
+/// carries the exit code to `main` is never printed itself. A bad `--var` is one report.
+#[test]
+fn commands_report_a_broken_config_once_and_exit_1() {
+    let dir = repo("tests/configs/invalid/multi_everything_in_one_block");
+    for args in [
+        vec!["plan"],
+        vec!["apply", "--auto-approve"],
+        vec!["destroy", "--auto-approve"],
+        vec!["refresh"],
+        vec!["sync", "dns"],
+    ] {
+        let out = kloud()
+            .args(&args)
+            .arg(&dir)
+            .env("KLOUD_HOSTDB", "sqlite:///nonexistent/never-opened.db")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("kloud::config::bad_size")
+                && stderr
+                    .trim_end()
+                    .ends_with(&format!("7 errors in {}", dir.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("reported above"), "{args:?}: {stderr}");
+    }
+    let out = kloud()
+        .args(["plan", "--var", "novalue"])
+        .arg(repo("examples/quickstart"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("kloud::cli::bad_var").count(), 1, "{stderr}");
+}
+
 #[test]
 fn var_flag_and_environment_set_variables() {
     let out = kloud()

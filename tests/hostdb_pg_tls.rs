@@ -13,7 +13,7 @@ fn tls_env() -> Option<(String, String, String)> {
         get("KLOUD_TEST_PG_OTHER_CA"),
     ) {
         (Some(u), Some(ca), Some(other)) => Some((u, ca, other)),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
+        _ if kloud_provider_api::under_ci() => {
             panic!("CI=true but KLOUD_TEST_PG_TLS_URL is not set: source scripts/setup/postgres.sh")
         }
         _ => {

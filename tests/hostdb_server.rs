@@ -626,7 +626,7 @@ impl PrivatePg {
     fn start() -> Option<PrivatePg> {
         let bin = match std::env::var("KLOUD_TEST_PG_BIN") {
             Ok(b) if !b.is_empty() => b,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
+            _ if kloud_provider_api::under_ci() => {
                 panic!("CI=true but KLOUD_TEST_PG_BIN is not set: source scripts/setup/postgres.sh")
             }
             _ => {

@@ -38,7 +38,7 @@ impl Drop for PgSchema {
 pub fn pg_url() -> Option<String> {
     match std::env::var("KLOUD_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
+        _ if kloud_provider_api::under_ci() => {
             panic!("CI=true but KLOUD_TEST_PG_URL is not set: source scripts/setup/postgres.sh")
         }
         _ => {

@@ -29,7 +29,7 @@ fn ldap() -> Option<Ldap> {
         get("KLOUD_TEST_LDAP_CA"),
     ) {
         (Some(url), Some(ldaps_url), Some(ca)) => Some(Ldap { url, ldaps_url, ca }),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
+        _ if kloud_provider_api::under_ci() => {
             panic!("CI=true but KLOUD_TEST_LDAP_URL is not set: source scripts/setup/slapd.sh")
         }
         _ => {

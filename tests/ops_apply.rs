@@ -293,6 +293,87 @@ fn a_resize_is_applied_in_place() {
 }
 
 #[test]
+fn a_driver_without_live_resize_fails_the_resize_and_touches_nothing() {
+    let lab = Lab::new(2);
+    assert!(lab.apply().0.complete());
+    lab.driver.no_live_resize.store(true, Ordering::SeqCst);
+    write_config(lab.dir.path(), 2, "512MiB");
+    let plan = lab.plan();
+    assert_eq!(plan.summary.update, 2, "{:?}", plan.summary);
+    let (out, _) = lab.apply_with(lab.store.as_ref(), &plan, Arc::new(AtomicBool::new(false)));
+    assert_eq!(out.hosts.failed(), 2);
+    for (name, (_, outcome, _)) in &out.hosts.results {
+        let Outcome::Failed(why) = outcome else {
+            panic!("{name}: {outcome:?}");
+        };
+        assert!(
+            why.contains("cannot resize a running container")
+                && why.contains(&format!("kloud apply --replace {name}")),
+            "{why}"
+        );
+    }
+    assert_eq!(lab.driver.resizes.load(Ordering::SeqCst), 0);
+    assert_eq!(lab.driver.destroys.load(Ordering::SeqCst), 0);
+    let sizes: BTreeSet<u64> = lab
+        .driver
+        .containers
+        .lock()
+        .unwrap()
+        .values()
+        .map(|c| c.spec.memory_mib)
+        .collect();
+    assert_eq!(sizes, BTreeSet::from([256]));
+}
+
+/// [`write_config`] on three machines, room for 12 one-cpu hosts.
+fn write_roomy_config(dir: &std::path::Path, web_count: u32) {
+    write_config(dir, web_count, "256MiB");
+    let text = std::fs::read_to_string(dir.join("main.hcl")).unwrap();
+    std::fs::write(
+        dir.join("main.hcl"),
+        text.replacen("count   = 2", "count   = 3", 1),
+    )
+    .unwrap();
+}
+
+/// The guard (`plan::diff`): refused when at least 10 hosts are managed and more than 30% of
+/// them would go. Each edge from both sides: 3 of 10 (exactly 30%) passes, 4 of 10 is refused;
+/// 8 of 9 passes (below 10 managed).
+#[test]
+fn the_mass_delete_guard_at_its_30_percent_and_10_host_edges() {
+    let plan_for = |lab: &Lab, web_count: u32| {
+        write_roomy_config(lab.dir.path(), web_count);
+        ops::plan(
+            &lab.config(),
+            lab.store.as_ref(),
+            &FakeDrivers(lab.driver.clone()),
+            &PlanRequest::default(),
+            &Recorded::default(),
+        )
+    };
+    let lab = Lab::new(0);
+    write_roomy_config(lab.dir.path(), 10);
+    assert!(lab.apply().0.complete());
+    assert_eq!(lab.running().len(), 10);
+    let at_share = plan_for(&lab, 7).unwrap();
+    assert_eq!(at_share.summary.delete, 3, "{:?}", at_share.summary);
+    match plan_for(&lab, 6) {
+        Err(ops::OpsError::Refused(kloud::plan::DiffError::MassDelete {
+            deletes,
+            managed,
+            ..
+        })) => assert_eq!((deletes, managed), (4, 10)),
+        other => panic!("4 of 10 must be refused: {:?}", other.map(|p| p.summary)),
+    }
+
+    let small = Lab::new(0);
+    write_roomy_config(small.dir.path(), 9);
+    assert!(small.apply().0.complete());
+    let below_min = plan_for(&small, 1).unwrap();
+    assert_eq!(below_min.summary.delete, 8, "{:?}", below_min.summary);
+}
+
+#[test]
 fn a_held_lock_refuses_a_second_apply() {
     let lab = Lab::new(1);
     let plan = lab.plan();

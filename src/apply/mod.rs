@@ -506,6 +506,14 @@ impl Step<'_> {
             let machine = after.machine.as_deref().ok_or("no machine")?;
             let (mref, kind) = self.machine_ref(machine)?;
             let driver = self.drivers.get(&kind)?;
+            if !driver.can_resize_live() {
+                // Nothing is touched: a resize would need the container made again, which
+                // loses its data, so only an explicit replace does that.
+                return Err(format!(
+                    "driver `{kind}` cannot resize a running container; replace it to change its size: `kloud apply --replace {}`",
+                    after.name
+                ));
+            }
             let resp = driver
                 .resize(
                     &mref,

@@ -58,18 +58,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             .as_ref()
             .map(|c| PathBuf::from(&c.dir))
             .ok_or_else(|| miette!("the plan file does not say which config it was made from"))?;
-        let config = match load_or_report(&dir, &args.plan.vars) {
-            Ok(c) => c,
-            Err(code) => return Ok(code),
-        };
+        let config = load_or_report(&dir, &args.plan.vars)?;
         let store = open_for(&config, args.plan.hostdb.as_deref())?;
         // A saved plan was reviewed already: apply it without asking again.
         return execute(&plan, &config, store.as_ref(), args.parallelism);
     }
-    let (config, store, plan) = match make_plan(&args.path, &args.plan, false) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
+    let (config, store, plan) = make_plan(&args.path, &args.plan, false)?;
     confirm_and_execute(
         &plan,
         &config,
@@ -81,10 +75,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
 }
 
 pub fn run_destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
-    let (config, store, plan) = match make_plan(&args.dir, &args.plan, true) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
+    let (config, store, plan) = make_plan(&args.dir, &args.plan, true)?;
     confirm_and_execute(
         &plan,
         &config,
@@ -156,7 +147,14 @@ fn execute(
         eprintln!("\ninterrupted: finishing the hosts in flight, starting no new ones (Ctrl-C again to exit now)");
     });
     let view = Lines::new();
-    let outcome = ops::apply(plan, config, store, &Drivers::from_env(), &req, &view);
+    let outcome = ops::apply(
+        plan,
+        config,
+        store,
+        &Drivers::for_config(config),
+        &req,
+        &view,
+    );
     view.finish();
     Ok(if view::summary(&outcome?) {
         ExitCode::SUCCESS
@@ -181,12 +179,9 @@ pub struct RefreshArgs {
 }
 
 pub fn run_refresh(args: RefreshArgs) -> miette::Result<ExitCode> {
-    let config = match load_or_report(&args.dir, &[]) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let config = load_or_report(&args.dir, &[])?;
     let store = open_for(&config, args.hostdb.as_deref())?;
-    let drivers = Drivers::from_env();
+    let drivers = Drivers::for_config(&config);
     let drift = apply::refresh::refresh(&config, store.as_ref(), &drivers)
         .map_err(|e| miette!(code = "kloud::refresh::failed", "{e}"))?;
     for line in drift.lines() {
@@ -207,12 +202,9 @@ pub struct ImportArgs {
 }
 
 pub fn run_import(args: ImportArgs) -> miette::Result<ExitCode> {
-    let config = match load_or_report(&args.dir, &[]) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let config = load_or_report(&args.dir, &[])?;
     let store = open_for(&config, args.hostdb.as_deref())?;
-    let drivers = Drivers::from_env();
+    let drivers = Drivers::for_config(&config);
     let imported =
         apply::refresh::import(&config, store.as_ref(), &drivers, &args.name).map_err(|e| {
             miette!(
@@ -237,10 +229,7 @@ pub struct ForceUnlockArgs {
 }
 
 pub fn run_force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
-    let config = match load_or_report(&args.dir, &[]) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let config = load_or_report(&args.dir, &[])?;
     let store = open_for(&config, args.hostdb.as_deref())?;
     store
         .lock_force_release(&args.id)

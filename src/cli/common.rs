@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::process::ExitCode;
 
 use miette::miette;
 
@@ -49,9 +48,9 @@ pub fn make_plan(
     dir: &Path,
     opts: &PlanOpts,
     destroy: bool,
-) -> Result<(Config, Box<dyn Store>, Plan), ExitCode> {
+) -> miette::Result<(Config, Box<dyn Store>, Plan)> {
     let config = load_or_report(dir, &opts.vars)?;
-    let store = open_for(&config, opts.hostdb.as_deref()).map_err(report)?;
+    let store = open_for(&config, opts.hostdb.as_deref())?;
     let req = ops::PlanRequest {
         destroy,
         targets: opts.targets.clone(),
@@ -63,18 +62,12 @@ pub fn make_plan(
     let plan = ops::plan(
         &config,
         store.as_ref(),
-        &Drivers::from_env(),
+        &Drivers::for_config(&config),
         &req,
         &Lines::new(),
     )
-    .map_err(|e| report(e.into()))?;
+    .map_err(miette::Report::from)?;
     Ok((config, store, plan))
-}
-
-/// Print an error report and give the exit code for it.
-pub fn report(e: miette::Report) -> ExitCode {
-    eprintln!("{e:?}");
-    ExitCode::from(1)
 }
 
 /// Whether to colour output: a terminal, and `NO_COLOR` unset.

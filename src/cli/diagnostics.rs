@@ -82,23 +82,33 @@ pub fn parse_vars(vars: &[String]) -> miette::Result<VarOverrides> {
     Ok(out)
 }
 
-/// Load a config for a command; on failure print every diagnostic and return a short error.
-pub fn load_or_report(dir: &std::path::Path, vars: &[String]) -> Result<Config, ExitCode> {
-    let overrides = match parse_vars(vars) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e:?}");
-            return Err(ExitCode::from(1));
-        }
-    };
-    match config::load(dir, &overrides) {
-        Ok(c) => Ok(c),
-        Err(diags) => {
-            eprint_all(&diags);
-            eprintln!("{} in {}", plural(diags.len(), "error"), dir.display());
-            Err(ExitCode::from(1))
-        }
+/// A failure whose diagnostics have been printed already (several, each with its source, as
+/// no single report can hold them): `main` prints nothing more and exits with `code`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("the problems were reported above (exit code {code})")]
+#[diagnostic(code(kloud::cli::reported))]
+pub struct Reported {
+    pub code: u8,
+}
+
+impl Reported {
+    /// The exit code of a failure that is already reported; `None` for any other error.
+    pub fn exit_code(report: &miette::Report) -> Option<ExitCode> {
+        report
+            .downcast_ref::<Reported>()
+            .map(|r| ExitCode::from(r.code))
     }
+}
+
+/// Load a config for a command; on failure print every diagnostic and a count, and return
+/// [`Reported`] (exit code 1).
+pub fn load_or_report(dir: &std::path::Path, vars: &[String]) -> miette::Result<Config> {
+    let overrides = parse_vars(vars)?;
+    config::load(dir, &overrides).map_err(|diags| {
+        eprint_all(&diags);
+        eprintln!("{} in {}", plural(diags.len(), "error"), dir.display());
+        Reported { code: 1 }.into()
+    })
 }
 
 pub fn plural(n: usize, word: &str) -> String {

@@ -45,14 +45,7 @@ fn environment(block: Option<&serde_json::Value>) -> miette::Result<String> {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let needs_config = args.hostdb.is_none() || args.environment.is_none();
-    let config = if needs_config {
-        match cwd_config() {
-            Ok(c) => c,
-            Err(code) => return Ok(code),
-        }
-    } else {
-        None
-    };
+    let config = if needs_config { cwd_config()? } else { None };
     let location = match (&args.hostdb, &config) {
         (flag, Some(c)) => locate::for_config(flag.as_deref(), c),
         (Some(url), None) => Location {

@@ -128,9 +128,9 @@ pub fn main() -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
-        Err(report) => {
+        Err(report) => diagnostics::Reported::exit_code(&report).unwrap_or_else(|| {
             eprintln!("{report:?}");
             ExitCode::from(1)
-        }
+        }),
     }
 }

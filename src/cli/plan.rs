@@ -43,10 +43,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    let (_config, _store, plan) = match make_plan(&args.dir, &args.plan, args.destroy) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
+    let (_config, _store, plan) = make_plan(&args.dir, &args.plan, args.destroy)?;
     let format = if args.json { Format::Json } else { args.format };
     match format {
         Format::Human => print_human(&plan, args.compact),

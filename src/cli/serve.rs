@@ -44,10 +44,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    let config = match load_or_report(&args.dir, &[]) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let config = load_or_report(&args.dir, &[])?;
     let store: Arc<dyn Store> = Arc::from(open_for(&config, args.hostdb.as_deref())?);
     let tls = tls_config(&args)?;
     let identity = Arc::new(
@@ -55,7 +52,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             .map_err(|e| miette!(code = "kloud::serve::identity", "{e}"))?,
     );
     let config = Arc::new(config);
-    let drivers: Arc<dyn DriverSet + Send> = Arc::new(Drivers::from_env());
+    let drivers: Arc<dyn DriverSet + Send> = Arc::new(Drivers::for_config(&config));
     let service = SelfService::new(
         store.clone(),
         config.clone(),

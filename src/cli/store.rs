@@ -1,8 +1,6 @@
 //! Opening HostDB from the command line, the one way every command does (through
 //! `config::locate`), and rendering store errors for people. URLs are always shown redacted.
 
-use std::process::ExitCode;
-
 use miette::{miette, IntoDiagnostic};
 
 use super::diagnostics::load_or_report;
@@ -79,7 +77,7 @@ pub fn open_reading(flag: Option<&str>) -> miette::Result<Box<dyn Store>> {
 }
 
 /// The config in the current directory, or `None` when there is none (no `*.hcl` files).
-pub fn cwd_config() -> Result<Option<Config>, ExitCode> {
+pub fn cwd_config() -> miette::Result<Option<Config>> {
     let dir = std::path::Path::new(".");
     let has_hcl = std::fs::read_dir(dir)
         .map(|entries| {

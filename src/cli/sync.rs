@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use kloud_provider_api::integration::ConvergeResponse;
 use kloud_provider_api::Severity;
 use miette::miette;
@@ -22,32 +23,41 @@ use crate::config::locate;
 use crate::hostdb::util::{format_time, now_ms, parse_duration};
 use crate::integrations::follow::{self, Delta, Event};
 use crate::integrations::{self};
+use crate::providers;
 
-/// The integrations that can be synced (puppet pulls through `kloud enc` instead).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// What `kloud sync` converges: an integration of the provider table that syncs on its own
+/// (puppet pulls through `kloud enc` instead), or `template` blocks
+/// (`kloud sync template [NAME] [DIR]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
-    Dns,
-    Prometheus,
-    Nagios,
-    /// `template` blocks: `kloud sync template [NAME] [DIR]`
+    Integration(&'static str),
     Template,
 }
 
 impl Which {
-    fn kind(self) -> &'static str {
-        match self {
-            Which::Dns => "dns",
-            Which::Prometheus => "prometheus",
-            Which::Nagios => "nagios",
-            Which::Template => "template",
+    /// The names `kloud sync` takes, in the provider table's order, then `template`.
+    fn names() -> Vec<&'static str> {
+        let mut names: Vec<_> = providers::PROVIDERS
+            .iter()
+            .filter(|p| providers::syncable(p.name))
+            .map(|p| p.name)
+            .collect();
+        names.push("template");
+        names
+    }
+
+    fn parse(name: String) -> Self {
+        match Self::names().into_iter().find(|n| *n == name) {
+            Some(n) if n != "template" => Which::Integration(n),
+            _ => Which::Template,
         }
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The integration to converge
-    #[arg(value_enum)]
+    /// The integration to converge (`template`: the config's `template` blocks)
+    #[arg(value_parser = PossibleValuesParser::new(Which::names()).map(Which::parse))]
     pub integration: Which,
     /// The config directory holding the provider block (for `template`: NAME, then DIR)
     #[arg(default_value = ".")]
@@ -163,14 +173,10 @@ fn print_diagnostics(kind: &str, r: &ConvergeResponse, shown: &mut BTreeSet<Stri
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    if args.integration == Which::Template {
+    let Which::Integration(kind) = args.integration else {
         return super::template::run(args);
-    }
-    let config = match load_or_report(&args.dir, &args.vars) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
     };
-    let kind = args.integration.kind();
+    let config = load_or_report(&args.dir, &args.vars)?;
     let integration = integrations::one_provider(&config, kind).map_err(|e| {
         miette!(
             code = "kloud::sync::provider",

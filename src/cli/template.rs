@@ -55,10 +55,7 @@ fn print(results: &[Converged], index: u64, ms: f64, all: bool) -> usize {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let (name, dir) = name_and_dir(&args);
-    let mut config = match load_or_report(&dir, &args.vars) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let mut config = load_or_report(&dir, &args.vars)?;
     if let Some(owner) = &args.owner {
         for t in config.templates.values_mut() {
             t.hosts.owner.get_or_insert_with(|| owner.clone());

@@ -15,6 +15,7 @@ use super::load::{
 use super::model::*;
 use super::reader::{header_span, Reader};
 use super::schema::*;
+use crate::providers;
 
 /// `machine_class "NAME" { cpu, memory, disk }`.
 pub(super) fn machine_classes(
@@ -379,7 +380,7 @@ pub(super) fn providers(
     let mut providers = BTreeMap::new();
     for item in first_of_each(items) {
         let kind = item.label().to_string();
-        let Some((_, attrs)) = PROVIDERS.iter().find(|(k, _)| *k == kind) else {
+        let Some(attrs) = providers::find(&kind).map(|p| p.attributes) else {
             diags.push(
                 Diagnostic::new(
                     "kloud::config::unknown_provider",
@@ -387,12 +388,10 @@ pub(super) fn providers(
                 )
                 .at(item.file, item.label_span())
                 .label("no such provider")
-                .help(
-                    did_you_mean(&kind, PROVIDERS.iter().map(|(k, _)| *k)).unwrap_or_else(|| {
-                        let names: Vec<&str> = PROVIDERS.iter().map(|(k, _)| *k).collect();
-                        format!("the providers are: {}", names.join(", "))
-                    }),
-                ),
+                .help(did_you_mean(&kind, providers::names()).unwrap_or_else(|| {
+                    let names: Vec<&str> = providers::names().collect();
+                    format!("the providers are: {}", names.join(", "))
+                })),
             );
             continue;
         };

@@ -20,6 +20,7 @@ use super::names::{domain_problem, label_problem, suggest_label, NameRenderer};
 use super::reader::{header_span, Reader};
 use super::schema::*;
 use super::{decode, expand};
+use crate::providers;
 
 /// Variable values given on the command line (`--var NAME=VALUE`).
 pub type VarOverrides = BTreeMap<String, String>;
@@ -452,7 +453,7 @@ pub(super) fn checked_driver(r: &mut Reader, item: Item) -> Option<String> {
     let driver = r
         .string("driver", false)
         .unwrap_or_else(|| "lxc".to_string());
-    if DRIVERS.contains(&driver.as_str()) {
+    if providers::drivers().any(|p| p.name == driver) {
         return Some(driver);
     }
     let span = r.span_or_header("driver");
@@ -464,8 +465,10 @@ pub(super) fn checked_driver(r: &mut Reader, item: Item) -> Option<String> {
         .at(item.file, span)
         .label("no such driver")
         .help(
-            did_you_mean(&driver, DRIVERS.iter().copied())
-                .unwrap_or_else(|| format!("the drivers are: {}", DRIVERS.join(", "))),
+            did_you_mean(&driver, providers::drivers().map(|p| p.name)).unwrap_or_else(|| {
+                let names: Vec<&str> = providers::drivers().map(|p| p.name).collect();
+                format!("the drivers are: {}", names.join(", "))
+            }),
         ),
     );
     None

@@ -1,4 +1,5 @@
-//! What each block of the language may contain: the single list the loader and `fmt` share.
+//! What each block of the language may contain: the single list the loader and `fmt` share
+//! (provider blocks: [`crate::providers`], the table every provider crate is listed in).
 
 use crate::size::Unit;
 
@@ -80,102 +81,8 @@ pub const TEMPLATE_ATTRS: &[&str] = &[
 /// The keys of a template's `hosts` filter.
 pub const TEMPLATE_HOSTS_KEYS: &[&str] = &["tags", "class", "owner", "state"];
 
-/// Compute drivers kloud knows.
-pub const DRIVERS: &[&str] = &["lxc", "openvz"];
-
-/// The type a provider attribute must have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttrType {
-    String,
-    Number,
-    Bool,
-    Map,
-}
-
-impl AttrType {
-    pub fn describe(self) -> &'static str {
-        match self {
-            AttrType::String => "a string",
-            AttrType::Number => "a number",
-            AttrType::Bool => "true or false",
-            AttrType::Map => "an object",
-        }
-    }
-
-    pub fn accepts(self, v: &serde_json::Value) -> bool {
-        match self {
-            AttrType::String => v.is_string(),
-            AttrType::Number => v.is_number(),
-            AttrType::Bool => v.is_boolean(),
-            AttrType::Map => v.is_object(),
-        }
-    }
-}
-
-/// One attribute of a provider block.
-pub struct ProviderAttr {
-    pub name: &'static str,
-    pub ty: AttrType,
-    pub required: bool,
-}
-
-const fn attr(name: &'static str, ty: AttrType, required: bool) -> ProviderAttr {
-    ProviderAttr { name, ty, required }
-}
-
-/// Every provider kloud has, with the attributes its block takes.
-pub const PROVIDERS: &[(&str, &[ProviderAttr])] = &[
-    (
-        "dns",
-        &[
-            attr("server", AttrType::String, true),
-            attr("zone", AttrType::String, true),
-            attr("key_name", AttrType::String, true),
-            attr("secret", AttrType::String, true),
-            attr("algorithm", AttrType::String, false),
-            attr("reverse_zone", AttrType::String, false),
-            attr("ttl", AttrType::Number, false),
-        ],
-    ),
-    (
-        "prometheus",
-        &[
-            attr("file_sd", AttrType::String, false),
-            attr("port", AttrType::Number, false),
-            attr("http_sd", AttrType::Bool, false),
-        ],
-    ),
-    (
-        "nagios",
-        &[
-            attr("dir", AttrType::String, true),
-            attr("check_command", AttrType::String, false),
-            attr("contact_groups", AttrType::String, false),
-            attr("check_period", AttrType::String, false),
-        ],
-    ),
-    (
-        "puppet",
-        &[
-            attr("environment", AttrType::String, false),
-            attr("server", AttrType::String, false),
-        ],
-    ),
-    (
-        "lxc",
-        &[
-            attr("lxcpath", AttrType::String, false),
-            attr("images", AttrType::Map, false),
-        ],
-    ),
-    (
-        "openvz",
-        &[
-            attr("ostemplates", AttrType::Map, false),
-            attr("ssh_identity", AttrType::String, false),
-        ],
-    ),
-];
+// Provider blocks and `driver` names are not listed here: each provider crate exports its
+// attributes, and `crate::providers::PROVIDERS` is the table the loader reads.
 
 /// Units of the size attributes.
 pub const MEMORY_UNIT: Unit = Unit::MiB;

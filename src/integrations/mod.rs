@@ -12,17 +12,11 @@ pub use crate::hostdb::records::{host_record, host_records};
 use kloud_provider_api::integration::{
     ConfigError, ConvergeRequest, ConvergeResponse, Integration, IntegrationError,
 };
-use kloud_provider_dns::DnsProvider;
-use kloud_provider_nagios::NagiosProvider;
-use kloud_provider_prometheus::PrometheusProvider;
-use kloud_provider_puppet::PuppetProvider;
 use thiserror::Error;
 
 use crate::config::{Config, Provider};
 use crate::hostdb::{Store, StoreError};
-
-/// The provider kinds that are integrations (the others are compute drivers).
-pub const KINDS: &[&str] = &["dns", "nagios", "prometheus", "puppet"];
+use crate::providers::{self, Build};
 
 /// Why the integrations could not be run at all.
 #[derive(Debug, Error)]
@@ -42,8 +36,14 @@ pub enum IntegrationsError {
     },
     #[error("provider `{0}` is not configured")]
     NotConfigured(String),
-    #[error("`{0}` is not an integration (expected one of: dns, nagios, prometheus, puppet)")]
+    #[error("`{0}` is not an integration (expected one of: {names})", names = integration_names())]
     NotAnIntegration(String),
+}
+
+/// The integrations' names, sorted and joined, for messages.
+fn integration_names() -> String {
+    let names: Vec<&str> = providers::integrations().iter().map(|p| p.name).collect();
+    names.join(", ")
 }
 
 fn join(errors: &[ConfigError]) -> String {
@@ -71,15 +71,10 @@ pub fn provider(
         provider: name.to_string(),
         errors,
     };
-    let attrs = &block.attributes;
-    let dir = &config.dir;
-    Ok(match block.kind.as_str() {
-        "dns" => Box::new(DnsProvider::from_block(attrs, dir).map_err(wrap)?),
-        "prometheus" => Box::new(PrometheusProvider::from_block(attrs, dir).map_err(wrap)?),
-        "nagios" => Box::new(NagiosProvider::from_block(attrs, dir).map_err(wrap)?),
-        "puppet" => Box::new(PuppetProvider::from_block(attrs, dir).map_err(wrap)?),
-        other => return Err(IntegrationsError::NotAnIntegration(other.to_string())),
-    })
+    match providers::find(&block.kind).map(|p| p.build) {
+        Some(Build::Integration { new, .. }) => new(&block.attributes, &config.dir).map_err(wrap),
+        _ => Err(IntegrationsError::NotAnIntegration(block.kind.clone())),
+    }
 }
 
 /// Every integration the config declares, by provider name. Compute providers (`lxc`,
@@ -89,7 +84,7 @@ pub fn providers(config: &Config) -> Result<Vec<Box<dyn Integration>>, Integrati
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (name, block) in &config.providers {
-        if !KINDS.contains(&block.kind.as_str()) {
+        if !providers::is_integration(&block.kind) {
             continue;
         }
         match provider(name, block, config) {
@@ -118,7 +113,7 @@ pub fn one_provider(
     config: &Config,
     kind: &str,
 ) -> Result<Box<dyn Integration>, IntegrationsError> {
-    if !KINDS.contains(&kind) {
+    if !providers::is_integration(kind) {
         return Err(IntegrationsError::NotAnIntegration(kind.to_string()));
     }
     let (name, block) = config
@@ -147,7 +142,7 @@ pub fn converge_all(
     if !config
         .providers
         .values()
-        .any(|p| KINDS.contains(&p.kind.as_str()))
+        .any(|p| providers::is_integration(&p.kind))
     {
         return Ok(Vec::new());
     }

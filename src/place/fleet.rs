@@ -140,40 +140,7 @@ impl<'a> Statics<'a> {
             keys.extend(r.max_per.keys().map(String::as_str));
         }
         let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
-        // Label values get ids in first-seen order in one pass over the machines, then are
-        // renumbered in value order: one label lookup and one hash per machine and key.
-        let mut value_ids: Vec<FastMap<&str, u32>> = vec![FastMap::default(); keys.len()];
-        let mut values: Vec<Option<u32>> = Vec::with_capacity(named.len() * keys.len());
-        for (id, m) in named.iter().enumerate() {
-            for (k, key) in keys.iter().enumerate() {
-                values.push(if key == MACHINE_KEY {
-                    Some(id as u32)
-                } else {
-                    m.labels.get(key).map(|v| {
-                        let next = value_ids[k].len() as u32;
-                        *value_ids[k].entry(v.as_str()).or_insert(next)
-                    })
-                });
-            }
-        }
-        let renumber: Vec<Vec<u32>> = value_ids
-            .iter()
-            .map(|ids| {
-                let mut sorted: Vec<(&str, u32)> = ids.iter().map(|(v, &i)| (*v, i)).collect();
-                sorted.sort_unstable();
-                let mut to = vec![0; sorted.len()];
-                for (rank, (_, first_seen)) in sorted.into_iter().enumerate() {
-                    to[first_seen as usize] = rank as u32;
-                }
-                to
-            })
-            .collect();
-        for (i, v) in values.iter_mut().enumerate() {
-            let k = i % keys.len().max(1);
-            if keys[k] != MACHINE_KEY {
-                *v = v.map(|id| renumber[k][id as usize]);
-            }
-        }
+        let (values, value_counts) = label_values(&named, &keys);
         // Machines of one inventory mostly share a driver: compare with the last one seen before
         // hashing.
         let mut seen: HashSet<&str, BuildHasherDefault<Fx>> = HashSet::default();
@@ -220,54 +187,7 @@ impl<'a> Statics<'a> {
                 }
             })
             .collect();
-        let value_counts: Vec<usize> = keys
-            .iter()
-            .enumerate()
-            .map(|(k, key)| {
-                if key == MACHINE_KEY {
-                    machines.len()
-                } else {
-                    value_ids[k].len()
-                }
-            })
-            .collect();
-        let key_ids: FastMap<&str, u32> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.as_str(), i as u32))
-            .collect();
-        // Thousands of hosts share a few class names: dedupe by hash, then order.
-        let mut class_names: Vec<&str> = problem
-            .rules
-            .keys()
-            .map(String::as_str)
-            .chain(problem.requests.iter().map(|r| r.class.as_str()))
-            .collect::<HashSet<&str, BuildHasherDefault<Fx>>>()
-            .into_iter()
-            .collect();
-        class_names.sort_unstable();
-        let mut class_ids = FastMap::default();
-        let mut classes = Vec::new();
-        for (i, name) in class_names.into_iter().enumerate() {
-            class_ids.insert(name, i as u32);
-            let rules = problem.rules.get(name).cloned().unwrap_or_default();
-            classes.push(Class {
-                name: name.to_string(),
-                strategy: rules.strategy,
-                rules: rules
-                    .max_per
-                    .iter()
-                    .map(|(key, &limit)| {
-                        let key = key_ids[key.as_str()];
-                        Rule {
-                            key,
-                            limit,
-                            counts: vec![0; value_counts[key as usize]],
-                        }
-                    })
-                    .collect(),
-            });
-        }
+        let (class_ids, classes) = classes(problem, &keys, &value_counts);
         let machine_ids: FastMap<&str, u32> = machines
             .iter()
             .enumerate()
@@ -285,6 +205,106 @@ impl<'a> Statics<'a> {
         };
         (statics, classes)
     }
+}
+
+/// The value id of every (machine, label key) pair, machine-major (`None`: the machine has no
+/// such label), and the number of distinct values per key. Ids are in value order.
+fn label_values(
+    named: &[&super::model::Machine],
+    keys: &[String],
+) -> (Vec<Option<u32>>, Vec<usize>) {
+    // Label values get ids in first-seen order in one pass over the machines, then are
+    // renumbered in value order: one label lookup and one hash per machine and key.
+    let mut value_ids: Vec<FastMap<&str, u32>> = vec![FastMap::default(); keys.len()];
+    let mut values: Vec<Option<u32>> = Vec::with_capacity(named.len() * keys.len());
+    for (id, m) in named.iter().enumerate() {
+        for (k, key) in keys.iter().enumerate() {
+            values.push(if key == MACHINE_KEY {
+                Some(id as u32)
+            } else {
+                m.labels.get(key).map(|v| {
+                    let next = value_ids[k].len() as u32;
+                    *value_ids[k].entry(v.as_str()).or_insert(next)
+                })
+            });
+        }
+    }
+    let renumber: Vec<Vec<u32>> = value_ids
+        .iter()
+        .map(|ids| {
+            let mut sorted: Vec<(&str, u32)> = ids.iter().map(|(v, &i)| (*v, i)).collect();
+            sorted.sort_unstable();
+            let mut to = vec![0; sorted.len()];
+            for (rank, (_, first_seen)) in sorted.into_iter().enumerate() {
+                to[first_seen as usize] = rank as u32;
+            }
+            to
+        })
+        .collect();
+    for (i, v) in values.iter_mut().enumerate() {
+        let k = i % keys.len().max(1);
+        if keys[k] != MACHINE_KEY {
+            *v = v.map(|id| renumber[k][id as usize]);
+        }
+    }
+    let value_counts = keys
+        .iter()
+        .enumerate()
+        .map(|(k, key)| {
+            if key == MACHINE_KEY {
+                named.len()
+            } else {
+                value_ids[k].len()
+            }
+        })
+        .collect();
+    (values, value_counts)
+}
+
+/// Every class named by a rule or a request, in name order, with its rules' counters.
+fn classes<'a>(
+    problem: &'a Problem,
+    keys: &[String],
+    value_counts: &[usize],
+) -> (FastMap<&'a str, u32>, Vec<Class>) {
+    let key_ids: FastMap<&str, u32> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i as u32))
+        .collect();
+    // Thousands of hosts share a few class names: dedupe by hash, then order.
+    let mut class_names: Vec<&str> = problem
+        .rules
+        .keys()
+        .map(String::as_str)
+        .chain(problem.requests.iter().map(|r| r.class.as_str()))
+        .collect::<HashSet<&str, BuildHasherDefault<Fx>>>()
+        .into_iter()
+        .collect();
+    class_names.sort_unstable();
+    let mut class_ids = FastMap::default();
+    let mut classes = Vec::new();
+    for (i, name) in class_names.into_iter().enumerate() {
+        class_ids.insert(name, i as u32);
+        let rules = problem.rules.get(name).cloned().unwrap_or_default();
+        classes.push(Class {
+            name: name.to_string(),
+            strategy: rules.strategy,
+            rules: rules
+                .max_per
+                .iter()
+                .map(|(key, &limit)| {
+                    let key = key_ids[key.as_str()];
+                    Rule {
+                        key,
+                        limit,
+                        counts: vec![0; value_counts[key as usize]],
+                    }
+                })
+                .collect(),
+        });
+    }
+    (class_ids, classes)
 }
 
 impl<'p> Fleet<'p> {

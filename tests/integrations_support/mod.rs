@@ -32,7 +32,7 @@ pub const KLOUD: &str = env!("CARGO_BIN_EXE_kloud");
 
 /// A missing program: a failure under `CI=true`, a printed skip otherwise.
 pub fn missing(what: &str, setup: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if kloud_provider_api::under_ci() {
         panic!("{what} missing under CI=true: source scripts/setup/{setup}");
     }
     eprintln!("SKIPPED: {what} not installed (source scripts/setup/{setup})");

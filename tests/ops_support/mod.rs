@@ -43,6 +43,9 @@ pub struct FakeDriver {
     pub resizes: AtomicUsize,
     /// A warning every create returns, to check it reaches the user.
     pub create_warning: Mutex<Option<String>>,
+    /// Say that resizes need the container made again (`can_resize_live` false), as a driver
+    /// for a technology without live resize would.
+    pub no_live_resize: AtomicBool,
 }
 
 impl FakeDriver {
@@ -118,7 +121,7 @@ impl ComputeDriver for FakeDriver {
     }
 
     fn can_resize_live(&self) -> bool {
-        true
+        !self.no_live_resize.load(Ordering::SeqCst)
     }
 
     fn resize(

@@ -394,7 +394,9 @@ pub trait ComputeDriver: Send + Sync {
     fn create(&self, m: &MachineRef, spec: &ContainerSpec) -> Result<CreateResponse, DriverError>;
 
     /// Whether [`ComputeDriver::resize`] applies to a running container without recreating it.
-    /// When false, apply replaces the container to change its size.
+    /// When false, apply refuses an in-place resize (the host fails, naming
+    /// `kloud apply --replace`) and leaves the container as it is: only an explicit replace
+    /// remakes a container, as it loses the container's data.
     fn can_resize_live(&self) -> bool;
 
     /// Sets the container's cpu count, memory and disk; the new values survive restarts.

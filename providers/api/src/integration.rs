@@ -4,9 +4,10 @@
 //! outside system to it: it adds what is missing, updates what differs and removes what kloud
 //! put there earlier but no longer wants. It never touches anything it did not create.
 //!
-//! Each integration crate also exposes `from_block(attrs, base_dir)` and an `ATTRIBUTES` list so
-//! the config loader can validate a `provider "NAME" { … }` block; the shared pieces for that
-//! ([`ConfigError`], [`check_attributes`] and the typed attribute readers) live here.
+//! Each integration crate also exposes `from_block(attrs, base_dir)` and an `ATTRIBUTES` list
+//! (in its [`crate::registry::Provider`] entry) so the config loader can validate a
+//! `provider "NAME" { … }` block; the shared pieces for that ([`ConfigError`],
+//! [`check_attributes`] and the typed attribute readers) live here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diag::Diagnostic;
+use crate::registry::Attr;
 
 /// What an integration needs to know about one host kloud manages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,29 +130,36 @@ pub enum ConfigError {
         attr: String,
         reason: String,
     },
+    /// A setting read from the environment (which overrides the block) is refused.
+    #[error("{reason}")]
+    Environment {
+        provider: String,
+        variable: String,
+        reason: String,
+    },
 }
 
-/// Check a block's attributes against a provider's `ATTRIBUTES` list (name, required). Reports
-/// every unknown and every missing attribute, sorted, so one run shows all problems.
+/// Check a block's attributes against a provider's `ATTRIBUTES` list. Reports every unknown
+/// and every missing attribute, sorted, so one run shows all problems.
 pub fn check_attributes(
     provider: &str,
-    allowed: &[(&str, bool)],
+    allowed: &[Attr],
     attrs: &BTreeMap<String, Value>,
 ) -> Result<(), Vec<ConfigError>> {
     let mut errors = Vec::new();
     for key in attrs.keys() {
-        if !allowed.iter().any(|(name, _)| name == key) {
+        if !allowed.iter().any(|a| a.name == key) {
             errors.push(ConfigError::UnknownAttribute {
                 provider: provider.to_string(),
                 attr: key.clone(),
             });
         }
     }
-    for (name, required) in allowed {
-        if *required && !attrs.contains_key(*name) {
+    for a in allowed {
+        if a.required && !attrs.contains_key(a.name) {
             errors.push(ConfigError::MissingAttribute {
                 provider: provider.to_string(),
-                attr: (*name).to_string(),
+                attr: a.name.to_string(),
             });
         }
     }
@@ -330,7 +339,12 @@ mod tests {
 
     #[test]
     fn check_attributes_reports_unknown_and_missing_together() {
-        let allowed = [("server", true), ("zone", true), ("ttl", false)];
+        use crate::registry::AttrType;
+        let allowed = [
+            Attr::required("server", AttrType::String),
+            Attr::required("zone", AttrType::String),
+            Attr::optional("ttl", AttrType::Number),
+        ];
         let a = attrs(json!({"server": "x", "bogus": 1, "other": 2}));
         let errs = check_attributes("dns", &allowed, &a).unwrap_err();
         assert_eq!(

@@ -4,7 +4,9 @@
 //! - [`compute`]: drivers that create, resize, start, stop and destroy containers on a machine
 //!   and list what a machine really runs (for drift and orphan detection);
 //! - [`integration`]: DNS, monitoring and puppet, which receive the desired state of the hosts
-//!   they care about and converge it.
+//!   they care about and converge it;
+//! - [`registry`]: what each provider crate exports (name, attributes, constructor) so kloud
+//!   lists every provider in one table.
 //!
 //! Every call takes a request struct and returns a response that carries [`Diagnostic`]s, so
 //! that a provider can warn without failing and fail with something an operator can act on.
@@ -13,6 +15,7 @@ pub mod boot;
 pub mod compute;
 pub mod diag;
 pub mod integration;
+pub mod registry;
 
 pub use diag::{Diagnostic, Severity};
 

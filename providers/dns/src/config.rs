@@ -8,20 +8,21 @@ use std::path::Path;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::Name;
 use kloud_provider_api::integration::{check_attributes, Attrs, ConfigError};
+use kloud_provider_api::registry::{Attr, AttrType};
 use serde_json::Value;
 
 /// The provider name as written in the config.
 pub const PROVIDER: &str = "dns";
 
-/// Attributes of a `provider "dns"` block: (name, required).
-pub const ATTRIBUTES: &[(&str, bool)] = &[
-    ("server", true),
-    ("zone", true),
-    ("key_name", true),
-    ("secret", true),
-    ("algorithm", false),
-    ("reverse_zone", false),
-    ("ttl", false),
+/// Attributes of a `provider "dns"` block.
+pub const ATTRIBUTES: &[Attr] = &[
+    Attr::required("server", AttrType::String),
+    Attr::required("zone", AttrType::String),
+    Attr::required("key_name", AttrType::String),
+    Attr::required("secret", AttrType::String),
+    Attr::optional("algorithm", AttrType::String),
+    Attr::optional("reverse_zone", AttrType::String),
+    Attr::optional("ttl", AttrType::Number),
 ];
 
 /// Default record TTL in seconds.

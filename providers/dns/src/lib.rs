@@ -20,6 +20,7 @@ use hickory_proto::rr::Name;
 use kloud_provider_api::integration::{
     ConfigError, ConvergeRequest, ConvergeResponse, Integration, IntegrationError,
 };
+use kloud_provider_api::registry::{self, Build};
 use serde_json::Value;
 
 pub use config::{DnsConfig, Secret, ATTRIBUTES, PROVIDER};
@@ -292,6 +293,23 @@ impl Integration for DnsProvider {
     fn converge(&self, req: &ConvergeRequest) -> Result<ConvergeResponse, IntegrationError> {
         self.run(req, &mut |_| {})
     }
+}
+
+/// This provider's entry in kloud's provider table.
+pub const REGISTRY: registry::Provider = registry::Provider {
+    name: PROVIDER,
+    attributes: ATTRIBUTES,
+    build: Build::Integration {
+        new: build,
+        sync: true,
+    },
+};
+
+fn build(
+    attrs: &registry::Attributes,
+    base_dir: &Path,
+) -> Result<Box<dyn Integration>, Vec<ConfigError>> {
+    Ok(Box::new(DnsProvider::from_block(attrs, base_dir)?))
 }
 
 #[cfg(test)]

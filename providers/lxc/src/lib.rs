@@ -15,6 +15,7 @@ pub mod conf;
 pub mod debian;
 pub mod images;
 pub mod names;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -32,6 +33,7 @@ use kloud_provider_exec::{failed, quote_argv, Runner, SshOptions};
 use conf::Cgroup;
 pub use images::{ImageMap, ImageMapError, ImageSpec};
 pub use names::bridge_name;
+pub use registry::REGISTRY;
 
 /// Where containers' root filesystems live; decides how fast a create is and whether disk
 /// sizes are enforced.

@@ -24,6 +24,7 @@ use kloud_provider_api::integration::{
     check_attributes, write_atomically_with_mode, Attrs, ConfigError, ConvergeRequest,
     ConvergeResponse, HostRecord, Integration, IntegrationError,
 };
+use kloud_provider_api::registry::{self, Attr, AttrType, Build};
 use kloud_provider_api::Diagnostic;
 use serde_json::Value;
 
@@ -33,12 +34,12 @@ pub const FILE_MODE: u32 = 0o640;
 /// The provider name as written in the config.
 pub const PROVIDER: &str = "nagios";
 
-/// Attributes of a `provider "nagios"` block: (name, required).
-pub const ATTRIBUTES: &[(&str, bool)] = &[
-    ("dir", true),
-    ("check_command", false),
-    ("contact_groups", false),
-    ("check_period", false),
+/// Attributes of a `provider "nagios"` block.
+pub const ATTRIBUTES: &[Attr] = &[
+    Attr::required("dir", AttrType::String),
+    Attr::optional("check_command", AttrType::String),
+    Attr::optional("contact_groups", AttrType::String),
+    Attr::optional("check_period", AttrType::String),
 ];
 
 /// First line of every file kloud writes; marks it as kloud's to rewrite or remove.
@@ -376,6 +377,23 @@ impl Integration for NagiosProvider {
         }
         Ok(resp)
     }
+}
+
+/// This provider's entry in kloud's provider table.
+pub const REGISTRY: registry::Provider = registry::Provider {
+    name: PROVIDER,
+    attributes: ATTRIBUTES,
+    build: Build::Integration {
+        new: build,
+        sync: true,
+    },
+};
+
+fn build(
+    attrs: &registry::Attributes,
+    base_dir: &Path,
+) -> Result<Box<dyn Integration>, Vec<ConfigError>> {
+    Ok(Box::new(NagiosProvider::from_block(attrs, base_dir)?))
 }
 
 #[cfg(test)]

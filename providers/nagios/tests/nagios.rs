@@ -17,7 +17,7 @@ fn nagios_bin() -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if kloud_provider_api::under_ci() {
         panic!("nagios4 missing under CI=true: source scripts/setup/monitoring.sh");
     }
     eprintln!("SKIPPED: nagios4 not installed (source scripts/setup/monitoring.sh)");

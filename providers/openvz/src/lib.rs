@@ -8,6 +8,7 @@
 //! `vzctl set --ram/--diskspace/--cpus --save` applies to a running container, so resizes are
 //! live.
 
+pub mod registry;
 pub mod vzlist;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +23,8 @@ use kloud_provider_api::compute::{
 };
 use kloud_provider_api::Diagnostic;
 use kloud_provider_exec::{failed, Output, Runner, SshOptions};
+
+pub use registry::REGISTRY;
 
 /// vzctl's exit status when the CTID's private area already exists (vzerror.h).
 const VZ_FS_PRVT_AREA_EXIST: i32 = 44;

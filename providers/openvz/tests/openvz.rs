@@ -40,7 +40,7 @@ impl Machine {
         let known = std::env::var_os("KLOUD_TEST_SSH_KNOWN_HOSTS").map(PathBuf::from);
         let (Some(port), Some(key), Some(known)) = (port, key, known) else {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
+                !kloud_provider_api::under_ci(),
                 "{test}: sshd is required under CI=true; source scripts/setup/sshd.sh"
             );
             eprintln!("SKIP {test}: KLOUD_TEST_SSH_* not set (source scripts/setup/sshd.sh)");

@@ -15,6 +15,7 @@ use kloud_provider_api::integration::{
     check_attributes, write_atomically_with_mode, Attrs, ConfigError, ConvergeRequest,
     ConvergeResponse, HostRecord, Integration, IntegrationError,
 };
+use kloud_provider_api::registry::{self, Attr, AttrType, Build};
 use kloud_provider_api::Diagnostic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,8 +26,12 @@ pub const FILE_MODE: u32 = 0o640;
 /// The provider name as written in the config.
 pub const PROVIDER: &str = "prometheus";
 
-/// Attributes of a `provider "prometheus"` block: (name, required).
-pub const ATTRIBUTES: &[(&str, bool)] = &[("file_sd", false), ("port", false), ("http_sd", false)];
+/// Attributes of a `provider "prometheus"` block.
+pub const ATTRIBUTES: &[Attr] = &[
+    Attr::optional("file_sd", AttrType::String),
+    Attr::optional("port", AttrType::Number),
+    Attr::optional("http_sd", AttrType::Bool),
+];
 
 /// The exporter port scraped when the block gives none (node_exporter's).
 pub const DEFAULT_PORT: u16 = 9100;
@@ -244,6 +249,23 @@ impl Integration for PrometheusProvider {
         write_atomically_with_mode(path, body.as_bytes(), Some(FILE_MODE))?;
         Ok(resp)
     }
+}
+
+/// This provider's entry in kloud's provider table.
+pub const REGISTRY: registry::Provider = registry::Provider {
+    name: PROVIDER,
+    attributes: ATTRIBUTES,
+    build: Build::Integration {
+        new: build,
+        sync: true,
+    },
+};
+
+fn build(
+    attrs: &registry::Attributes,
+    base_dir: &Path,
+) -> Result<Box<dyn Integration>, Vec<ConfigError>> {
+    Ok(Box::new(PrometheusProvider::from_block(attrs, base_dir)?))
 }
 
 #[cfg(test)]

@@ -17,15 +17,19 @@ use kloud_provider_api::integration::{
     check_attributes, Attrs, ConfigError, ConvergeRequest, ConvergeResponse, HostRecord,
     Integration, IntegrationError,
 };
+use kloud_provider_api::registry::{self, Attr, AttrType, Build};
 use kloud_provider_api::Diagnostic;
 use serde_json::{Map, Value};
 
 /// The provider name as written in the config.
 pub const PROVIDER: &str = "puppet";
 
-/// Attributes of a `provider "puppet"` block: (name, required).
+/// Attributes of a `provider "puppet"` block.
 /// `server` is read by first boot (its `puppet agent --onetime`), not by the ENC.
-pub const ATTRIBUTES: &[(&str, bool)] = &[("environment", false), ("server", false)];
+pub const ATTRIBUTES: &[Attr] = &[
+    Attr::optional("environment", AttrType::String),
+    Attr::optional("server", AttrType::String),
+];
 
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 
@@ -243,6 +247,23 @@ impl Integration for PuppetProvider {
         }
         Ok(resp)
     }
+}
+
+/// This provider's entry in kloud's provider table (not synced on its own: agents pull through `kloud enc`).
+pub const REGISTRY: registry::Provider = registry::Provider {
+    name: PROVIDER,
+    attributes: ATTRIBUTES,
+    build: Build::Integration {
+        new: build,
+        sync: false,
+    },
+};
+
+fn build(
+    attrs: &registry::Attributes,
+    base_dir: &Path,
+) -> Result<Box<dyn Integration>, Vec<ConfigError>> {
+    Ok(Box::new(PuppetProvider::from_block(attrs, base_dir)?))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ fn tool(var: &str, default: &str) -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if kloud_provider_api::under_ci() {
         panic!("{default} missing under CI=true: source scripts/setup/puppet.sh");
     }
     eprintln!("SKIPPED: {default} not installed (source scripts/setup/puppet.sh)");

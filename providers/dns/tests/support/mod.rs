@@ -60,7 +60,7 @@ pub fn tools(kind: Kind) -> Option<(PathBuf, PathBuf, PathBuf)> {
     match found {
         (Some(n), Some(d), Some(u)) => Some((n, d, u)),
         _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
+            if kloud_provider_api::under_ci() {
                 panic!("{kind:?} server, dig or nsupdate missing under CI=true: source scripts/setup/bind.sh");
             }
             eprintln!("SKIPPED: {kind:?} server/dig/nsupdate not installed (source scripts/setup/bind.sh)");

@@ -16,7 +16,7 @@ use kloud_provider_exec::SshOptions;
 use kloud_provider_lxc::{bridge_name, LxcConfig, LxcDriver};
 
 fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    kloud_provider_api::under_ci()
 }
 
 /// Whether LXC can run here. Without it the test is skipped with a message, except under

@@ -26,7 +26,7 @@ pub fn prometheus_bin() -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if kloud_provider_api::under_ci() {
         panic!("prometheus missing under CI=true: source scripts/setup/monitoring.sh");
     }
     eprintln!("SKIPPED: prometheus not installed (source scripts/setup/monitoring.sh)");
