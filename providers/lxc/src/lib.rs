@@ -159,12 +159,14 @@ enum Presence {
 }
 
 /// Everything `create` does on the machine, in one call (one ssh session for a remote
-/// machine), under the container's lock: adopt the container if it exists (starting it, or
-/// destroying and remaking it when it cannot start), else make the bridge, build the image's
-/// base once, copy it (or run the template), write kloud's config block (stdin) over the
-/// template's values, and start. Before each step it prints `kloud-step: <step>` on stderr,
-/// so a failure names the command that failed. Prints `ADOPTED`, `CREATED` or
-/// `RECREATED <why>`.
+/// machine), under the container's lock: adopt the container if it exists and carries kloud's
+/// mark (starting it; when it cannot start, the start fails the call and the container is left
+/// as it is), else make the bridge, build the image's base once, copy it (or run the
+/// template), write kloud's config block with the ownership mark (stdin) over the template's
+/// values, and start. It destroys only a container it made in this call, whose first start
+/// failed. Before each step it prints `kloud-step: <step>` on stderr, so a failure names the
+/// command that failed. Prints `ADOPTED`, `CREATED`, or `NOT-OURS` (an existing container
+/// without kloud's mark: nothing was done).
 ///
 /// Arguments: path, name, busybox-init (yes|no), bridge (`-` for none), gateway/prefix, mode
 /// (copy|create), images path, base name, the template's options (quoted for the shell),
@@ -172,16 +174,17 @@ enum Presence {
 const ENSURE_SCRIPT: &str = r#"set -e
 P="$1"; N="$2"; BB="$3"; BR="$4"; GW="$5"; MODE="$6"; I="$7"; B="$8"; TARGS="$9"; shift 9
 step() { printf 'kloud-step: %s\n' "$1" >&2; }
-note=""
 if [ -f "$P/$N/config" ]; then
+  grep -q '^# kloud\.owner = ' "$P/$N/config" || { echo NOT-OURS; exit 0; }
   step info
   state=$(lxc-info -P "$P" -n "$N" -s -H)
   if [ "$state" = RUNNING ]; then echo ADOPTED; exit 0; fi
-  step start
-  if err=$(lxc-start -P "$P" -n "$N" 2>&1); then echo ADOPTED; exit 0; fi
-  note=$(printf '%s\n' "$err" | tail -n 2 | tr '\n' ' ')
-  step destroy
-  lxc-destroy -P "$P" -n "$N" -f >/dev/null
+  step start-existing
+  lxc-start -P "$P" -n "$N" || {
+    echo "kloud: the existing container did not start; it is left as it is (kloud apply --replace $N remakes it)" >&2
+    exit 1
+  }
+  echo ADOPTED; exit 0
 fi
 if [ "$BR" != - ]; then
   step bridge
@@ -217,21 +220,23 @@ if [ "$BB" = yes ]; then
   chmod 755 "$P/$N/kloud-rcS"
 fi
 c="$P/$N/config"
-grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' "$c" > "$c.kloud" || true
+grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' -e '^# kloud\.' "$c" > "$c.kloud" || true
 cat "$f" >> "$c.kloud"
 mv "$c.kloud" "$c"
 step start
 if ! lxc-start -P "$P" -n "$N"; then
+  # Made in this call and never started: removing it leaves the machine as it was.
   lxc-destroy -P "$P" -n "$N" -f >/dev/null 2>&1 || true
   exit 1
 fi
-if [ -n "$note" ]; then echo "RECREATED $note"; else echo CREATED; fi
+echo CREATED
 "#;
 
-/// Destroys a container if it exists (one call). A container whose start once failed can
-/// leave LXC's monitor cgroup behind; rmdir removes it only if it is empty. Arguments: path,
-/// name.
+/// Destroys a container if it exists and carries kloud's mark (one call); one without the
+/// mark is left alone and `NOT-OURS` printed. A container whose start once failed can leave
+/// LXC's monitor cgroup behind; rmdir removes it only if it is empty. Arguments: path, name.
 const DESTROY_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || exit 0
+grep -q '^# kloud\.owner = ' "$1/$2/config" || { echo NOT-OURS; exit 0; }
 lxc-destroy -P "$1" -n "$2" -f || exit $?
 for d in /sys/fs/cgroup/lxc.monitor."$2" /sys/fs/cgroup/*/lxc.monitor."$2"; do
   [ -d "$d" ] && rmdir "$d" 2>/dev/null
@@ -281,6 +286,15 @@ done"#;
 const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
 
 const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The refusal to adopt or destroy a container whose config lacks kloud's mark.
+fn not_ours(m: &MachineRef, path: &str, name: &str) -> DriverError {
+    DriverError::NotOurs {
+        machine: m.name.clone(),
+        name: name.to_string(),
+        mark: format!("no `{}…` line in {path}/{name}/config", conf::MARK_OWNER),
+    }
+}
 
 /// The warning that a disk size is only recorded, not enforced.
 fn unenforced_disk(backing: Backing, disk_gib: u64, name: &str) -> Diagnostic {
@@ -611,8 +625,7 @@ impl LxcDriver {
         let mut push = |items: &[&str]| v.extend(items.iter().map(|s| s.to_string()));
         match step {
             "info" => push(&["lxc-info", "-P", path, "-n", name, "-s"]),
-            "start" => push(&["lxc-start", "-P", path, "-n", name]),
-            "destroy" => push(&["lxc-destroy", "-P", path, "-n", name, "-f"]),
+            "start" | "start-existing" => push(&["lxc-start", "-P", path, "-n", name]),
             "bridge" => push(&["ip", "link", "add", "name", &p.bridge, "type", "bridge"]),
             "base" => {
                 push(&["lxc-create", "-P", &images, "-n", &p.base, "-B", "dir"]);
@@ -670,6 +683,7 @@ impl ComputeDriver for LxcDriver {
         Self::check_name(m, &spec.name)?;
         let path = self.machine_path(m)?;
         let mut p = self.prepare(m, &path, spec, image)?;
+        p.block = format!("{}{}", conf::mark(&spec.owner, &spec.name), p.block);
         // A debootstrap image is built once per computer in the image cache (waiting for a
         // build another apply runs), and copied from its current generation.
         let images = if image.boots() {
@@ -719,6 +733,9 @@ impl ComputeDriver for LxcDriver {
             return Err(failed(m, &shown, &cleaned));
         }
         let result = out.stdout.lines().next_back().unwrap_or("").trim();
+        if result == "NOT-OURS" {
+            return Err(not_ours(m, &path, &spec.name));
+        }
         // First boot runs on an adopted container too: it finishes what did not finish.
         let first_boot = if image.boots() {
             Some(self.first_boot(m, &path, spec)?)
@@ -743,17 +760,6 @@ impl ComputeDriver for LxcDriver {
                     spec.image, spec.name
                 ))
                 .with_detail("use image \"debian-12\" for hosts people log into"),
-            );
-        }
-        if let Some(why) = result.strip_prefix("RECREATED") {
-            // A container that exists but cannot start is most likely the remains of a
-            // create that was interrupted; it held nothing worth keeping.
-            diagnostics.push(
-                Diagnostic::warning(format!(
-                    "existing container `{}` did not start; recreated it",
-                    spec.name
-                ))
-                .with_detail(why.trim().to_string()),
             );
         }
         Ok(CreateResponse {
@@ -892,6 +898,9 @@ impl ComputeDriver for LxcDriver {
                 &["lxc-destroy", "-P", &path, "-n", name, "-f"],
                 &out,
             ));
+        }
+        if out.stdout.trim() == "NOT-OURS" {
+            return Err(not_ours(m, &path, name));
         }
         Ok(Response::default())
     }
