@@ -164,7 +164,9 @@ enum Presence {
 /// as it is), else make the bridge, build the image's base once, copy it (or run the
 /// template), write kloud's config block with the ownership mark (stdin) over the template's
 /// values, and start. It destroys only a container it made in this call, whose first start
-/// failed. Before each step it prints `kloud-step: <step>` on stderr, so a failure names the
+/// failed. Before it copies or creates, it leaves `.kloud-making-NAME` beside the container
+/// until the mark is written, so the remains of a create interrupted in between (killed, a
+/// lost ssh session) are known as kloud's: the next create finishes them (configure, start). Before each step it prints `kloud-step: <step>` on stderr, so a failure names the
 /// command that failed. Prints `ADOPTED`, `CREATED`, or `NOT-OURS` (an existing container
 /// without kloud's mark: nothing was done).
 ///
@@ -174,8 +176,15 @@ enum Presence {
 const ENSURE_SCRIPT: &str = r#"set -e
 P="$1"; N="$2"; BB="$3"; BR="$4"; GW="$5"; MODE="$6"; I="$7"; B="$8"; TARGS="$9"; shift 9
 step() { printf 'kloud-step: %s\n' "$1" >&2; }
-if [ -f "$P/$N/config" ]; then
-  grep -q '^# kloud\.owner = ' "$P/$N/config" || { echo NOT-OURS; exit 0; }
+W="$P/.kloud-making-$N"
+resume=no
+if [ -f "$P/$N/config" ] && ! grep -q '^# kloud\.owner = ' "$P/$N/config"; then
+  # No mark: either kloud's own create, interrupted before it wrote the config (the
+  # making-file says so), which this call finishes; or someone else's container.
+  [ -f "$W" ] || { echo NOT-OURS; exit 0; }
+  resume=yes
+fi
+if [ "$resume" = no ] && [ -f "$P/$N/config" ]; then
   step info
   state=$(lxc-info -P "$P" -n "$N" -s -H)
   if [ "$state" = RUNNING ]; then echo ADOPTED; exit 0; fi
@@ -194,9 +203,12 @@ if [ "$BR" != - ]; then
 fi
 mkdir -p "$P"
 f=$(mktemp "$P/.kloud-create.XXXXXX")
-trap 'rm -f "$f"' EXIT
+trap 'rm -f "$f"; [ -f "$P/$N/config" ] || rm -f "$W"' EXIT
 cat > "$f"
-if [ "$MODE" = copy ]; then
+if [ "$resume" = yes ]; then
+  :
+elif [ "$MODE" = copy ]; then
+  touch "$W"
   step base
   mkdir -p "$I"
   (
@@ -212,6 +224,7 @@ if [ "$MODE" = copy ]; then
   echo "$P/$N" >> "$I/$B/users"
 else
   step create
+  touch "$W"
   eval "lxc-create -P \"\$P\" -n \"\$N\" -f \"\$f\" \"\$@\" $TARGS" >/dev/null
 fi
 step configure
@@ -223,8 +236,13 @@ c="$P/$N/config"
 grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' -e '^# kloud\.' "$c" > "$c.kloud" || true
 cat "$f" >> "$c.kloud"
 mv "$c.kloud" "$c"
+rm -f "$W"
 step start
 if ! lxc-start -P "$P" -n "$N"; then
+  if [ "$resume" = yes ]; then
+    echo "kloud: the container did not start; it is left as it is (kloud apply --replace $N remakes it)" >&2
+    exit 1
+  fi
   # Made in this call and never started: removing it leaves the machine as it was.
   lxc-destroy -P "$P" -n "$N" -f >/dev/null 2>&1 || true
   exit 1
@@ -232,12 +250,14 @@ fi
 echo CREATED
 "#;
 
-/// Destroys a container if it exists and carries kloud's mark (one call); one without the
-/// mark is left alone and `NOT-OURS` printed. A container whose start once failed can leave
+/// Destroys a container if it exists and carries kloud's mark, or is the remains of kloud's
+/// own create interrupted before the mark was written (`.kloud-making-NAME`); any other is
+/// left alone and `NOT-OURS` printed. A container whose start once failed can leave
 /// LXC's monitor cgroup behind; rmdir removes it only if it is empty. Arguments: path, name.
 const DESTROY_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || exit 0
-grep -q '^# kloud\.owner = ' "$1/$2/config" || { echo NOT-OURS; exit 0; }
+grep -q '^# kloud\.owner = ' "$1/$2/config" || [ -f "$1/.kloud-making-$2" ] || { echo NOT-OURS; exit 0; }
 lxc-destroy -P "$1" -n "$2" -f || exit $?
+rm -f "$1/.kloud-making-$2"
 for d in /sys/fs/cgroup/lxc.monitor."$2" /sys/fs/cgroup/*/lxc.monitor."$2"; do
   [ -d "$d" ] && rmdir "$d" 2>/dev/null
 done

@@ -582,3 +582,49 @@ fn calls_on_one_container_wait_for_a_call_still_running() {
         Duration::from_secs(5)
     ));
 }
+
+/// The remains of kloud's own create that was interrupted after `lxc-create` but before the
+/// config (and its mark) was written: the making-file beside it says it is kloud's, so the
+/// next create finishes it (writes the config, starts it) instead of refusing it as not ours,
+/// and without destroying it.
+#[test]
+fn the_remains_of_an_interrupted_create_are_finished_not_refused() {
+    if !lxc_available("interrupted") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let name = format!("{}.test", unique("cut"));
+    let path = guard.root.join(&m.name);
+    std::fs::create_dir_all(&path).unwrap();
+    // What the create script leaves when killed right after its lxc-create.
+    std::fs::write(path.join(format!(".kloud-making-{name}")), "").unwrap();
+    let made = std::process::Command::new("lxc-create")
+        .arg("-P")
+        .arg(&path)
+        .args(["-n", &name, "-t", "busybox"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    std::fs::write(path.join(&name).join("rootfs/left.txt"), "kept").unwrap();
+
+    let s = spec(&name, &net, 80);
+    let r = d.create(&m, &s).unwrap();
+    assert!(!r.adopted);
+    let config = std::fs::read_to_string(path.join(&name).join("config")).unwrap();
+    assert!(config.contains("# kloud.owner = kloud-test\n"), "{config}");
+    assert_eq!(
+        std::fs::read_to_string(path.join(&name).join("rootfs/left.txt")).unwrap(),
+        "kept",
+        "finished in place, not remade"
+    );
+    assert!(!path.join(format!(".kloud-making-{name}")).exists());
+    assert!(pings(
+        &s.network.address.to_string(),
+        Duration::from_secs(5)
+    ));
+    d.destroy(&m, &name).unwrap();
+    assert!(d.list(&m).unwrap().containers.is_empty());
+}
