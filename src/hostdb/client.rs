@@ -127,6 +127,15 @@ fn error_from(status: u16, body: &str) -> StoreError {
         },
         "unauthorized" => StoreError::Unauthorized(error.message),
         "forbidden" => StoreError::Forbidden(error.message),
+        "forbidden_owner" => StoreError::ForbiddenOwner {
+            object: detail_str(&d, "object"),
+            owner: d
+                .as_ref()
+                .and_then(|d| d.get("owner"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            scope: detail_str(&d, "scope"),
+        },
         "unavailable" => StoreError::Unavailable(error.message),
         "invalid" | "bad_request" | "body_too_large" | "unsupported_media_type" => {
             StoreError::Invalid(error.message)
@@ -391,14 +400,25 @@ impl Store for HttpStore {
     }
 
     fn token_create(&self, name: &str, role: Role) -> Result<(TokenInfo, String), StoreError> {
+        self.token_create_scoped(name, role, None)
+    }
+
+    fn token_create_scoped(
+        &self,
+        name: &str,
+        role: Role,
+        owner: Option<&str>,
+    ) -> Result<(TokenInfo, String), StoreError> {
         #[derive(Deserialize)]
         struct Created {
             token: TokenInfo,
             secret: String,
         }
-        let rb = self
-            .req(Method::POST, "/v1/tokens")
-            .json(&json!({ "name": name, "role": role }));
+        let mut body = json!({ "name": name, "role": role });
+        if let Some(o) = owner {
+            body["owner"] = json!(o);
+        }
+        let rb = self.req(Method::POST, "/v1/tokens").json(&body);
         let c: Created = self.json(rb)?;
         Ok((c.token, c.secret))
     }

@@ -225,6 +225,7 @@ impl AppState {
             expect,
             from_header,
             actor: actor_from(headers, &caller),
+            scope: caller.scope(),
         })
     }
 
@@ -403,6 +404,8 @@ struct Writing {
     /// The precondition came from a header (a conflict is then 412, not 409).
     from_header: bool,
     actor: Actor,
+    /// The owner a scoped token writes for; checked by [`Store::write_scoped`].
+    scope: Option<String>,
 }
 
 async fn get_index(
@@ -501,8 +504,12 @@ async fn put_host(
     ApiJson(host): ApiJson<Host>,
 ) -> Result<Response, ApiError> {
     let w = st.writing(&headers, &name, Some(&host.name)).await?;
+    let put = Write::PutHost {
+        host,
+        expect: w.expect,
+    };
     st.written(name, w.from_header, move |s| {
-        s.put_host(host, w.expect, &w.actor)
+        s.write_scoped(vec![put], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -516,9 +523,12 @@ async fn delete_host(
     let n = name.clone();
     st.must_exist(&name, w.expect, move |s| Ok(s.get_host(&n)?.is_some()))
         .await?;
-    let n = name.clone();
+    let delete = Write::DeleteHost {
+        name: name.clone(),
+        expect: w.expect,
+    };
     st.written(name, w.from_header, move |s| {
-        s.delete_host(&n, w.expect, &w.actor)
+        s.write_scoped(vec![delete], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -590,8 +600,12 @@ async fn put_tag(
     ApiJson(tag): ApiJson<Tag>,
 ) -> Result<Response, ApiError> {
     let w = st.writing(&headers, &name, Some(&tag.name)).await?;
+    let put = Write::PutTag {
+        tag,
+        expect: w.expect,
+    };
     st.written(name, w.from_header, move |s| {
-        s.put_tag(tag, w.expect, &w.actor)
+        s.write_scoped(vec![put], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -610,7 +624,7 @@ async fn delete_tag(
         expect: w.expect,
     };
     st.written(name, w.from_header, move |s| {
-        s.write(vec![delete], &w.actor)
+        s.write_scoped(vec![delete], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -642,7 +656,10 @@ async fn post_txn(
     let caller = st.auth(&headers, Role::Operator).await?;
     let actor = actor_from(&headers, &caller);
     let objects: Vec<String> = body.writes.iter().map(|w| w.object().to_string()).collect();
-    let index = st.run(move |s| s.write(body.writes, &actor)).await?;
+    let scope = caller.scope();
+    let index = st
+        .run(move |s| s.write_scoped(body.writes, &actor, scope.as_deref()))
+        .await?;
     st.published(index, objects);
     Ok(with_index(index, Json(IndexBody { index })))
 }
@@ -812,6 +829,9 @@ async fn list_tokens(
 struct TokenBody {
     name: String,
     role: Role,
+    /// Scope the token to one owner's records.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 async fn create_token(
@@ -821,7 +841,7 @@ async fn create_token(
 ) -> Result<Response, ApiError> {
     st.auth(&headers, Role::Admin).await?;
     let (info, secret) = st
-        .run(move |s| s.token_create(&body.name, body.role))
+        .run(move |s| s.token_create_scoped(&body.name, body.role, body.owner.as_deref()))
         .await?;
     st.tokens.clear();
     Ok((
