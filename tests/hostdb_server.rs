@@ -959,3 +959,145 @@ fn the_cli_makes_scoped_tokens() {
     assert!(matches!(err, StoreError::ForbiddenOwner { .. }), "{err:?}");
     assert!(store.get_host("b-1").unwrap().is_none());
 }
+
+/// Follows `Link: <…>; rel="next"` from `path`, asserting no page holds more than `max`
+/// items; returns every item and how many pages there were.
+fn follow_links(e: &Env, path: &str, max: usize) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut pages = 0;
+    let mut next = Some(path.to_string());
+    while let Some(url) = next.take() {
+        let resp = e
+            .req(reqwest::Method::GET, &url, Some(&e.reader))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        next = resp.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            assert!(l.ends_with("; rel=\"next\""), "{l}");
+            l[1..l.find('>').unwrap()].to_string()
+        });
+        assert_eq!(
+            next.is_some(),
+            resp.headers().get("x-hostdb-next").is_some(),
+            "both next headers or neither"
+        );
+        let page: Vec<Value> = resp.json().unwrap();
+        assert!(page.len() <= max, "{url}: {} items", page.len());
+        items.extend(page);
+        pages += 1;
+    }
+    (items, pages)
+}
+
+/// `/v1/snapshot`, `/v1/history/{name}`, `/v1/tags` and `/v1/sd/prometheus` never answer more
+/// than the server's page limit (`Limits::page_limit`, 7 here), say where the next page starts,
+/// and refuse a larger `limit`; the HTTP client follows the pages, so it sees exactly what the
+/// store holds.
+#[test]
+fn lists_answer_at_most_a_page_and_the_client_sees_everything() {
+    let mut config = ServerConfig::default();
+    config.limits.page_limit = 7;
+    let e = env_with(config);
+    let actor = Actor::new("setup");
+    let mut writes = Vec::new();
+    for i in 0..9 {
+        let mut m = Host::machine(&format!("m{i:02}.dc1.test"));
+        m.cpu = Some(8);
+        writes.push(Write::PutHost {
+            host: m,
+            expect: Expect::Any,
+        });
+    }
+    for i in 0..20 {
+        let mut h = Host::container(&format!("web-{i:02}.dc1.test"));
+        h.owner = Some(if i % 3 == 0 { "other" } else { "dc1.test" }.into());
+        h.machine = Some(format!("m{:02}.dc1.test", i % 9));
+        h.ip = Some(format!("10.0.0.{}", i + 10));
+        h.state = Some(kloud::hostdb::State::Running);
+        writes.push(Write::PutHost {
+            host: h,
+            expect: Expect::Any,
+        });
+    }
+    for i in 0..15 {
+        writes.push(Write::PutTag {
+            tag: kloud::hostdb::Tag::new(&format!("tag-{i:02}")),
+            expect: Expect::Any,
+        });
+    }
+    e.store.write(writes, &actor).unwrap();
+    for i in 0..11 {
+        let mut h = Host::container("web-00.dc1.test");
+        h.owner = Some("other".into());
+        h.class = Some(format!("c{i}"));
+        e.store.put_host(h, Expect::Any, &actor).unwrap();
+    }
+
+    // Raw pages: at most 7, and a larger limit is refused.
+    let (tags, pages) = follow_links(&e, "/v1/tags", 7);
+    assert_eq!((tags.len(), pages), (15, 3));
+    let (history, _) = follow_links(&e, "/v1/history/web-00.dc1.test", 7);
+    assert_eq!(history.len(), 12);
+    let (groups, pages) = follow_links(&e, "/v1/sd/prometheus?port=9100", 7);
+    assert!(pages > 1, "{pages}");
+    let unpaged: Value = serde_json::from_str(
+        &kloud::server::sd::prometheus_body(
+            &*e.store,
+            &kloud::server::sd::PrometheusQuery::parse(None, None).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(Value::Array(groups), unpaged);
+    for path in [
+        "/v1/tags?limit=8",
+        "/v1/history/web-00.dc1.test?limit=8",
+        "/v1/snapshot?owner=dc1.test&limit=8",
+        "/v1/sd/prometheus?limit=8",
+    ] {
+        let resp = e
+            .req(reqwest::Method::GET, path, Some(&e.reader))
+            .send()
+            .unwrap();
+        assert_eq!(error_of(resp), (400, "bad_request".into()), "{path}");
+    }
+    let mut snapshot_pages = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            None => "/v1/snapshot?owner=dc1.test".to_string(),
+            Some(a) => format!("/v1/snapshot?owner=dc1.test&after={a}"),
+        };
+        let page: Value = e
+            .req(reqwest::Method::GET, &url, Some(&e.reader))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let n: usize = ["machines", "hosts", "others", "tags"]
+            .iter()
+            .map(|k| page[k].as_array().map_or(0, Vec::len))
+            .sum();
+        assert!(n <= 7, "{n} items in {page}");
+        snapshot_pages += 1;
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    // 9 machines + 13 hosts + 7 others + 15 tags = 44 items: 7 pages.
+    assert_eq!(snapshot_pages, 7);
+
+    // The client follows pages and sees exactly what the store holds.
+    let client = HttpStore::new(&e.server.url(), Some(e.reader.clone())).unwrap();
+    assert_eq!(
+        client.snapshot("dc1.test").unwrap(),
+        e.store.snapshot("dc1.test").unwrap()
+    );
+    assert_eq!(client.list_tags().unwrap(), e.store.list_tags().unwrap());
+    assert_eq!(
+        client.history("web-00.dc1.test").unwrap(),
+        e.store.history("web-00.dc1.test").unwrap()
+    );
+}

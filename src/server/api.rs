@@ -11,10 +11,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::auth::{authorize, Caller, TokenCache};
 use super::error::{json_errors, ApiError};
+use super::pages;
 use super::sd::{prometheus_body, PrometheusQuery, PROMETHEUS_PARAMS};
 use super::watch::{self, Covers, Notifier};
 use super::ServerConfig;
@@ -556,11 +557,15 @@ async fn list_tags(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (_, w) = st.read(&headers, q, &[]).await?;
+    let (p, w) = st.read(&headers, q, &pages::PAGE_PARAMS).await?;
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
     let tags = st.run(|s| s.list_tags()).await?;
-    Ok(with_index(index, Json(tags)))
+    let (tags, next) = pages::tags(tags, after.as_deref(), limit);
+    let mut resp = with_index(index, Json(tags));
+    pages::link_next(&mut resp, "/v1/tags", &p, next.as_deref());
+    Ok(resp)
 }
 
 async fn get_tag(
@@ -635,11 +640,17 @@ async fn get_history(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (_, w) = st.read(&headers, q, &[]).await?;
+    let (p, w) = st.read(&headers, q, &pages::PAGE_PARAMS).await?;
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
+    let start = pages::position(after.as_deref())?;
     st.hold(&w, Some(&name)).await;
     let index = st.notifier.index();
+    let path = format!("/v1/history/{}", crate::hostdb::client::seg(&name));
     let history = st.run(move |s| s.history(&name)).await?;
-    Ok(with_index(index, Json(history)))
+    let (history, next) = pages::by_position(history, start, limit);
+    let mut resp = with_index(index, Json(history));
+    pages::link_next(&mut resp, &path, &p, next.as_deref());
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -669,13 +680,15 @@ async fn get_snapshot(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, w) = st.read(&headers, q, &["owner"]).await?;
+    let (p, w) = st.read(&headers, q, &["owner", "limit", "after"]).await?;
     let owner = single(&p, "owner")?
         .ok_or_else(|| ApiError::bad_request("`owner` is required"))?
         .to_string();
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
     st.hold(&w, None).await;
     let snap = st.run(move |s| s.snapshot(&owner)).await?;
-    Ok(with_index(snap.index, Json(snap)))
+    let page = pages::snapshot(snap, after.as_deref(), limit)?;
+    Ok(with_index(page.snapshot.index, Json(page)))
 }
 
 async fn get_ips(
@@ -696,12 +709,22 @@ async fn get_prometheus_sd(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, w) = st.read(&headers, q, &PROMETHEUS_PARAMS).await?;
+    let allowed: Vec<&str> = PROMETHEUS_PARAMS
+        .iter()
+        .chain(&pages::PAGE_PARAMS)
+        .copied()
+        .collect();
+    let (p, w) = st.read(&headers, q, &allowed).await?;
     let query = PrometheusQuery::parse(single(&p, "port")?, single(&p, "owner")?)?;
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
+    let start = pages::position(after.as_deref())?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
     let body = st.run(move |s| prometheus_body(s, &query)).await?;
-    let mut resp = with_index(index, body);
+    let groups: Vec<Value> = serde_json::from_str(&body).map_err(internal)?;
+    let (groups, next) = pages::by_position(groups, start, limit);
+    let mut resp = with_index(index, Json(groups));
+    pages::link_next(&mut resp, "/v1/sd/prometheus", &p, next.as_deref());
     // Prometheus refuses an http_sd answer that is not `application/json`.
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
