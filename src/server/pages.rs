@@ -47,9 +47,11 @@ pub fn args(p: &[(String, String)], max: usize) -> Result<(usize, Option<String>
         None => max,
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => n,
-            _ => return Err(ApiError::bad_request(format!(
+            _ => {
+                return Err(ApiError::bad_request(format!(
                 "`limit` must be an integer from 1 to {max} (the server's page limit), got `{s}`"
-            ))),
+            )))
+            }
         },
     };
     Ok((limit, one("after")?.map(str::to_string)))
@@ -99,7 +101,7 @@ const SECTIONS: [&str; 4] = ["m", "h", "o", "t"];
 
 /// One item of a snapshot, in its section.
 enum Item {
-    Host(usize, Host),
+    Host(usize, Box<Host>),
     Tag(Tag),
 }
 
@@ -131,7 +133,7 @@ pub fn snapshot(
         all.extend(
             hosts
                 .into_iter()
-                .map(|h| (i, h.name.clone(), Item::Host(i, h))),
+                .map(|h| (i, h.name.clone(), Item::Host(i, Box::new(h)))),
         );
     }
     all.extend(
@@ -161,9 +163,9 @@ pub fn snapshot(
     };
     for (_, _, item) in all {
         match item {
-            Item::Host(0, h) => page.machines.push(h),
-            Item::Host(1, h) => page.hosts.push(h),
-            Item::Host(_, h) => page.others.push(h),
+            Item::Host(0, h) => page.machines.push(*h),
+            Item::Host(1, h) => page.hosts.push(*h),
+            Item::Host(_, h) => page.others.push(*h),
             Item::Tag(t) => page.tags.push(t),
         }
     }

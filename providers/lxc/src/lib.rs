@@ -206,7 +206,10 @@ f=$(mktemp "$P/.kloud-create.XXXXXX")
 trap 'rm -f "$f"; [ -f "$P/$N/config" ] || rm -f "$W"' EXIT
 cat > "$f"
 if [ "$resume" = yes ]; then
-  :
+  # The interrupted create may not have recorded its use of the base yet.
+  if [ "$MODE" = copy ] && [ -d "$I/$B" ]; then
+    grep -qxF "$P/$N" "$I/$B/users" 2>/dev/null || echo "$P/$N" >> "$I/$B/users"
+  fi
 elif [ "$MODE" = copy ]; then
   touch "$W"
   step base
