@@ -853,3 +853,108 @@ fn an_unreachable_integration_fails_the_apply_and_says_how_to_retry() {
     assert!(stdout.contains(": created on "), "{stdout}");
     lab.assert_converged(1);
 }
+
+/// A container made by hand with `lxc-create` beside kloud's, on a machine of the config, is
+/// never destroyed, even when a HostDB record of the config's owner claims it (what any writer
+/// of HostDB could plant): the LXC driver finds no `# kloud.owner` mark in its config and
+/// refuses, apply reports the host failed with "not made by kloud", and `kloud destroy`
+/// removes kloud's own container but leaves this one running.
+#[test]
+fn a_container_made_by_hand_is_never_destroyed_even_when_a_record_claims_it() {
+    if !lxc_ready("hand_made") {
+        return;
+    }
+    let lab = Lab::new(71, WEB);
+    lab.ok(&["apply", ".", "--auto-approve", "--var", "web_count=1"]);
+    lab.assert_converged(1);
+    let store = lab.store();
+    let web1 = store
+        .get_host(&format!("web-1.{}", lab.domain))
+        .unwrap()
+        .unwrap();
+    let machine = web1.machine.clone().unwrap();
+    let path = lab.lxc_root.join(&machine);
+
+    let hand = format!("web-9.{}", lab.domain);
+    let conf = lab.dir.path().join("hand.conf");
+    std::fs::write(&conf, "lxc.net.0.type = empty\n").unwrap();
+    let made = Command::new("lxc-create")
+        .arg("-P")
+        .arg(&path)
+        .args(["-n", &hand, "-f"])
+        .arg(&conf)
+        .args(["-t", "busybox"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let started = Command::new("lxc-start")
+        .arg("-P")
+        .arg(&path)
+        .args(["-n", &hand])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+
+    // A record of the config's owner claims the hand-made container; the config does not
+    // declare it, so the next apply plans to destroy it.
+    let mut claim = kloud::hostdb::Host::container(&hand);
+    claim.owner = Some(lab.domain.clone());
+    claim.machine = Some(machine.clone());
+    claim.ip = Some("10.252.71.200".into());
+    claim.image = Some("busybox".into());
+    claim.state = Some(State::Running);
+    claim.cpu = Some(1);
+    claim.memory_mib = Some(32);
+    claim.disk_gib = Some(1);
+    store
+        .put_host(
+            claim,
+            kloud::hostdb::Expect::Any,
+            &kloud::hostdb::Actor::new("test"),
+        )
+        .unwrap();
+
+    let out = lab
+        .kloud()
+        .args(["apply", ".", "--auto-approve", "--var", "web_count=1"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "the refused destroy fails the apply:\n{said}"
+    );
+    assert!(said.contains("not made by kloud"), "{said}");
+    let kept = store.get_host(&hand).unwrap().expect("the record stays");
+    assert_eq!(kept.state, Some(State::Failed));
+
+    let out = lab
+        .kloud()
+        .args(["destroy", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("not made by kloud"), "{said}");
+    let left = lab.containers();
+    let names: BTreeSet<&String> = left.values().flatten().collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([&hand]),
+        "only the hand-made one is left"
+    );
+    let state = Command::new("lxc-info")
+        .arg("-P")
+        .arg(&path)
+        .args(["-n", &hand, "-s", "-H"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "RUNNING");
+}

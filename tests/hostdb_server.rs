@@ -786,3 +786,318 @@ fn postgres_restart_during_load() {
         );
     }
 }
+
+/// A token scoped to owner `team-a` (`POST /v1/tokens` with `owner`, as `kloud hostdb token
+/// create --owner` makes) creates, changes and deletes `team-a`'s records, and nothing else:
+/// another owner's record, a record moved to or from another owner, one without an owner, a
+/// tag, or a transaction holding any of these is `403 forbidden_owner` and writes nothing.
+/// Reads are unchanged; the HTTP client maps the answer back to `StoreError::ForbiddenOwner`.
+#[test]
+fn a_token_scoped_to_an_owner_writes_only_that_owners_records() {
+    let e = env();
+    let actor = Actor::new("setup");
+    for (name, owner) in [("a-1", "team-a"), ("b-1", "team-b")] {
+        let mut h = Host::container(name);
+        h.owner = Some(owner.into());
+        e.store.put_host(h, Expect::Any, &actor).unwrap();
+    }
+    let made = e
+        .req(reqwest::Method::POST, "/v1/tokens", Some(&e.admin))
+        .json(&json!({ "name": "team-a-ci", "role": "operator", "owner": "team-a" }))
+        .send()
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let made: Value = made.json().unwrap();
+    assert_eq!(made["token"]["owner"], "team-a", "{made}");
+    let scoped = made["secret"].as_str().unwrap().to_string();
+    let owned = |name: &str, owner: Option<&str>| {
+        let mut v = json!({ "name": name, "kind": "container" });
+        if let Some(o) = owner {
+            v["owner"] = json!(o);
+        }
+        v
+    };
+
+    // Its own owner's records: create, change, delete.
+    assert_eq!(
+        e.put_host("a-2", owned("a-2", Some("team-a")), &scoped)
+            .status()
+            .as_u16(),
+        200
+    );
+    let mut changed = owned("a-1", Some("team-a"));
+    changed["class"] = json!("web");
+    assert_eq!(e.put_host("a-1", changed, &scoped).status().as_u16(), 200);
+    let del = |name: &str| {
+        e.req(
+            reqwest::Method::DELETE,
+            &format!("/v1/hosts/{name}"),
+            Some(&scoped),
+        )
+        .send()
+        .unwrap()
+    };
+    assert_eq!(del("a-2").status().as_u16(), 200);
+
+    let forbidden = (403, "forbidden_owner".to_string());
+    // Another owner's: create, take over, change, delete.
+    assert_eq!(
+        error_of(e.put_host("b-2", owned("b-2", Some("team-b")), &scoped)),
+        forbidden
+    );
+    assert_eq!(
+        error_of(e.put_host("b-1", owned("b-1", Some("team-a")), &scoped)),
+        forbidden,
+        "taking another owner's record over"
+    );
+    assert_eq!(
+        error_of(e.put_host("b-1", owned("b-1", Some("team-b")), &scoped)),
+        forbidden
+    );
+    assert_eq!(error_of(del("b-1")), forbidden);
+    // Giving its own record away, or writing one without an owner.
+    assert_eq!(
+        error_of(e.put_host("a-1", owned("a-1", Some("team-b")), &scoped)),
+        forbidden
+    );
+    assert_eq!(
+        error_of(e.put_host("n-1", owned("n-1", None), &scoped)),
+        forbidden
+    );
+    // Tags have no owner and are shared by every owner.
+    let tag = e
+        .req(reqwest::Method::PUT, "/v1/tags/web", Some(&scoped))
+        .json(&json!({ "name": "web" }))
+        .send()
+        .unwrap();
+    assert_eq!(error_of(tag), forbidden);
+    // A transaction is all or nothing: its own record is not written either.
+    let txn = e
+        .req(reqwest::Method::POST, "/v1/txn", Some(&scoped))
+        .json(&json!({ "writes": [
+            { "op": "put_host", "host": owned("a-3", Some("team-a")), "expect": "any" },
+            { "op": "delete_host", "name": "b-1", "expect": "any" },
+        ] }))
+        .send()
+        .unwrap();
+    let (status, code) = error_of(txn);
+    assert_eq!((status, code.as_str()), (403, "forbidden_owner"));
+    assert!(e.store.get_host("a-3").unwrap().is_none());
+
+    // Nothing of team-b's changed; reads are unchanged.
+    let b1 = e.store.get_host("b-1").unwrap().unwrap();
+    assert_eq!(b1.owner.as_deref(), Some("team-b"));
+    assert!(e.store.get_host("b-2").unwrap().is_none());
+    assert!(e.store.get_host("n-1").unwrap().is_none());
+    let read = e
+        .req(reqwest::Method::GET, "/v1/hosts/b-1", Some(&scoped))
+        .send()
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+
+    // The client sees the typed error.
+    let client = HttpStore::new(&e.server.url(), Some(scoped.clone())).unwrap();
+    let mut b = Host::container("b-3");
+    b.owner = Some("team-b".into());
+    let err = client.put_host(b, Expect::Any, &actor).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::ForbiddenOwner { object, owner, scope }
+            if object == "b-3" && owner.as_deref() == Some("team-b") && scope == "team-a"),
+        "{err:?}"
+    );
+    // An admin token cannot be scoped: it could make itself an unscoped one.
+    let admin = e
+        .req(reqwest::Method::POST, "/v1/tokens", Some(&e.admin))
+        .json(&json!({ "name": "x", "role": "admin", "owner": "team-a" }))
+        .send()
+        .unwrap();
+    assert_eq!(error_of(admin), (422, "invalid".to_string()));
+}
+
+/// `kloud hostdb token create --owner team-a` makes a scoped token that the server then
+/// holds to `team-a`'s records; `token list` shows the scope.
+#[test]
+fn the_cli_makes_scoped_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let url = format!("sqlite:{}", db.display());
+    let kloud = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kloud"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let secret = kloud(&[
+        "hostdb", "token", "create", "--role", "operator", "--owner", "team-a", "--name", "ci-a",
+        "--store", &url,
+    ]);
+    let secret = secret.trim().to_string();
+    let list = kloud(&["hostdb", "token", "list", "--store", &url]);
+    let row = list.lines().find(|l| l.contains("ci-a")).unwrap();
+    assert!(row.contains("team-a"), "{list}");
+
+    let store: Arc<dyn Store> = Arc::new(kloud::hostdb::sqlite::open(&db).unwrap());
+    let server = spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        store.clone(),
+        ServerConfig::default(),
+        2,
+    )
+    .unwrap();
+    let client = HttpStore::new(&server.url(), Some(secret)).unwrap();
+    let mut a = Host::container("a-1");
+    a.owner = Some("team-a".into());
+    client.put_host(a, Expect::Any, &Actor::new("ci")).unwrap();
+    let mut b = Host::container("b-1");
+    b.owner = Some("team-b".into());
+    let err = client
+        .put_host(b, Expect::Any, &Actor::new("ci"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ForbiddenOwner { .. }), "{err:?}");
+    assert!(store.get_host("b-1").unwrap().is_none());
+}
+
+/// Follows `Link: <…>; rel="next"` from `path`, asserting no page holds more than `max`
+/// items; returns every item and how many pages there were.
+fn follow_links(e: &Env, path: &str, max: usize) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut pages = 0;
+    let mut next = Some(path.to_string());
+    while let Some(url) = next.take() {
+        let resp = e
+            .req(reqwest::Method::GET, &url, Some(&e.reader))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        next = resp.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            assert!(l.ends_with("; rel=\"next\""), "{l}");
+            l[1..l.find('>').unwrap()].to_string()
+        });
+        assert_eq!(
+            next.is_some(),
+            resp.headers().get("x-hostdb-next").is_some(),
+            "both next headers or neither"
+        );
+        let page: Vec<Value> = resp.json().unwrap();
+        assert!(page.len() <= max, "{url}: {} items", page.len());
+        items.extend(page);
+        pages += 1;
+    }
+    (items, pages)
+}
+
+/// `/v1/snapshot`, `/v1/history/{name}`, `/v1/tags` and `/v1/sd/prometheus` never answer more
+/// than the server's page limit (`Limits::page_limit`, 7 here), say where the next page starts,
+/// and refuse a larger `limit`; the HTTP client follows the pages, so it sees exactly what the
+/// store holds.
+#[test]
+fn lists_answer_at_most_a_page_and_the_client_sees_everything() {
+    let mut config = ServerConfig::default();
+    config.limits.page_limit = 7;
+    let e = env_with(config);
+    let actor = Actor::new("setup");
+    let mut writes = Vec::new();
+    for i in 0..9 {
+        let mut m = Host::machine(&format!("m{i:02}.dc1.test"));
+        m.cpu = Some(8);
+        writes.push(Write::PutHost {
+            host: m,
+            expect: Expect::Any,
+        });
+    }
+    for i in 0..20 {
+        let mut h = Host::container(&format!("web-{i:02}.dc1.test"));
+        h.owner = Some(if i % 3 == 0 { "other" } else { "dc1.test" }.into());
+        h.machine = Some(format!("m{:02}.dc1.test", i % 9));
+        h.ip = Some(format!("10.0.0.{}", i + 10));
+        h.state = Some(kloud::hostdb::State::Running);
+        writes.push(Write::PutHost {
+            host: h,
+            expect: Expect::Any,
+        });
+    }
+    for i in 0..15 {
+        writes.push(Write::PutTag {
+            tag: kloud::hostdb::Tag::new(&format!("tag-{i:02}")),
+            expect: Expect::Any,
+        });
+    }
+    e.store.write(writes, &actor).unwrap();
+    for i in 0..11 {
+        let mut h = Host::container("web-00.dc1.test");
+        h.owner = Some("other".into());
+        h.class = Some(format!("c{i}"));
+        e.store.put_host(h, Expect::Any, &actor).unwrap();
+    }
+
+    // Raw pages: at most 7, and a larger limit is refused.
+    let (tags, pages) = follow_links(&e, "/v1/tags", 7);
+    assert_eq!((tags.len(), pages), (15, 3));
+    let (history, _) = follow_links(&e, "/v1/history/web-00.dc1.test", 7);
+    assert_eq!(history.len(), 12);
+    let (groups, pages) = follow_links(&e, "/v1/sd/prometheus?port=9100", 7);
+    assert!(pages > 1, "{pages}");
+    let unpaged: Value = serde_json::from_str(
+        &kloud::server::sd::prometheus_body(
+            &*e.store,
+            &kloud::server::sd::PrometheusQuery::parse(None, None).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(Value::Array(groups), unpaged);
+    for path in [
+        "/v1/tags?limit=8",
+        "/v1/history/web-00.dc1.test?limit=8",
+        "/v1/snapshot?owner=dc1.test&limit=8",
+        "/v1/sd/prometheus?limit=8",
+    ] {
+        let resp = e
+            .req(reqwest::Method::GET, path, Some(&e.reader))
+            .send()
+            .unwrap();
+        assert_eq!(error_of(resp), (400, "bad_request".into()), "{path}");
+    }
+    let mut snapshot_pages = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            None => "/v1/snapshot?owner=dc1.test".to_string(),
+            Some(a) => format!("/v1/snapshot?owner=dc1.test&after={a}"),
+        };
+        let page: Value = e
+            .req(reqwest::Method::GET, &url, Some(&e.reader))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let n: usize = ["machines", "hosts", "others", "tags"]
+            .iter()
+            .map(|k| page[k].as_array().map_or(0, Vec::len))
+            .sum();
+        assert!(n <= 7, "{n} items in {page}");
+        snapshot_pages += 1;
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    // 9 machines + 13 hosts + 7 others + 15 tags = 44 items: 7 pages.
+    assert_eq!(snapshot_pages, 7);
+
+    // The client follows pages and sees exactly what the store holds.
+    let client = HttpStore::new(&e.server.url(), Some(e.reader.clone())).unwrap();
+    assert_eq!(
+        client.snapshot("dc1.test").unwrap(),
+        e.store.snapshot("dc1.test").unwrap()
+    );
+    assert_eq!(client.list_tags().unwrap(), e.store.list_tags().unwrap());
+    assert_eq!(
+        client.history("web-00.dc1.test").unwrap(),
+        e.store.history("web-00.dc1.test").unwrap()
+    );
+}

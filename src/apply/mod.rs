@@ -408,6 +408,7 @@ impl Step<'_> {
                 &h.network,
                 &h.puppet_roles,
             ),
+            owner: self.owner.to_string(),
         })
     }
 
@@ -538,9 +539,11 @@ fn with_retries<T>(mut call: impl FnMut() -> Result<T, DriverError>) -> Result<T
     for _ in 0..3 {
         match call() {
             Ok(v) => return Ok(v),
-            Err(e @ (DriverError::UnknownImage { .. } | DriverError::Invalid { .. })) => {
-                return Err(e)
-            }
+            Err(
+                e @ (DriverError::UnknownImage { .. }
+                | DriverError::Invalid { .. }
+                | DriverError::NotOurs { .. }),
+            ) => return Err(e),
             Err(e) => last = Some(e),
         }
         std::thread::sleep(wait);

@@ -70,6 +70,10 @@ pub enum TokenCommand {
         /// A name to recognise the token by (recorded as the actor of its writes)
         #[arg(long)]
         name: Option<String>,
+        /// Scope the token to one owner: it may create, change and delete only host records
+        /// of that owner (other writes are refused `403 forbidden_owner`); reads are unchanged
+        #[arg(long, value_name = "OWNER")]
+        owner: Option<String>,
         /// The store: `sqlite:PATH` or `postgres://…`
         #[arg(long, value_name = "URL")]
         store: Option<String>,
@@ -105,12 +109,24 @@ fn open_local(flag: Option<&str>) -> miette::Result<Box<dyn Store>> {
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     match args.command {
         HostdbCommand::Serve(a) => run_serve(a),
-        HostdbCommand::Token(TokenCommand::Create { role, name, store }) => {
+        HostdbCommand::Token(TokenCommand::Create {
+            role,
+            name,
+            owner,
+            store,
+        }) => {
             let store = open_local(store.as_deref())?;
             let name = name.unwrap_or_else(|| role.as_str().to_string());
-            let (info, secret) = store.token_create(&name, role).map_err(store_error)?;
+            let (info, secret) = store
+                .token_create_scoped(&name, role, owner.as_deref())
+                .map_err(store_error)?;
+            let scope = info
+                .owner
+                .as_deref()
+                .map(|o| format!(", writes only owner `{o}`"))
+                .unwrap_or_default();
             eprintln!(
-                "created token `{}` (id {}, role {}); keep the secret below, it is not stored",
+                "created token `{}` (id {}, role {}{scope}); keep the secret below, it is not stored",
                 info.name,
                 info.id,
                 info.role.as_str()
@@ -129,11 +145,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                         t.id,
                         t.name,
                         t.role.as_str().to_string(),
+                        t.owner.unwrap_or_else(|| "-".to_string()),
                         format_time(t.created_ms),
                     ]
                 })
                 .collect();
-            print_table(&["ID", "NAME", "ROLE", "CREATED"], &rows);
+            print_table(&["ID", "NAME", "ROLE", "OWNER", "CREATED"], &rows);
             Ok(ExitCode::SUCCESS)
         }
         HostdbCommand::Token(TokenCommand::Revoke { id, store }) => {

@@ -19,7 +19,7 @@ use super::model::{
     Actor, Change, Expect, Host, HostQuery, Lease, Members, Page, Role, Snapshot, Tag, TokenInfo,
     Write,
 };
-use super::protocol::{ACTOR_HEADER, MAX_LIMIT, MESSAGE_HEADER};
+use super::protocol::{ACTOR_HEADER, INDEX_HEADER, MAX_LIMIT, MESSAGE_HEADER, NEXT_HEADER};
 use super::store::Store;
 
 /// How much longer than the hold a blocking query may take before it counts as lost.
@@ -33,7 +33,7 @@ pub struct HttpStore {
 }
 
 /// Percent-encode one path segment.
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -127,12 +127,31 @@ fn error_from(status: u16, body: &str) -> StoreError {
         },
         "unauthorized" => StoreError::Unauthorized(error.message),
         "forbidden" => StoreError::Forbidden(error.message),
+        "forbidden_owner" => StoreError::ForbiddenOwner {
+            object: detail_str(&d, "object"),
+            owner: d
+                .as_ref()
+                .and_then(|d| d.get("owner"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            scope: detail_str(&d, "scope"),
+        },
         "unavailable" => StoreError::Unavailable(error.message),
         "invalid" | "bad_request" | "body_too_large" | "unsupported_media_type" => {
             StoreError::Invalid(error.message)
         }
         _ => StoreError::Backend(error.message),
     }
+}
+
+/// How many times a client reads a paged answer again from its first page when HostDB
+/// changed between two of its pages.
+const PAGE_ATTEMPTS: usize = 5;
+
+fn changing(what: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "HostDB changed while the pages of `{what}` were read, {PAGE_ATTEMPTS} times; retry"
+    ))
 }
 
 impl HttpStore {
@@ -208,6 +227,48 @@ impl HttpStore {
             Some(m) => rb.header(MESSAGE_HEADER, header_text(m)),
             None => rb,
         }
+    }
+
+    /// Every item of the paged array answer at `path` (no query string), following
+    /// `X-Hostdb-Next` from page to page. With `consistent`, the pages must all be read at
+    /// one index (nothing changed in between); when one is not, reading starts again, up to
+    /// [`PAGE_ATTEMPTS`] times.
+    fn all_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        consistent: bool,
+    ) -> Result<Vec<T>, StoreError> {
+        'attempt: for _ in 0..PAGE_ATTEMPTS {
+            let mut items = Vec::new();
+            let mut after: Option<String> = None;
+            let mut first_index = None;
+            loop {
+                let url = match &after {
+                    None => path.to_string(),
+                    Some(a) => format!("{path}?after={}", seg(a)),
+                };
+                let resp = self.send(self.req(Method::GET, &url))?;
+                let header = |h: &str| {
+                    resp.headers()
+                        .get(h)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let (next, index) = (header(NEXT_HEADER), header(INDEX_HEADER));
+                if consistent && *first_index.get_or_insert(index.clone()) != index {
+                    continue 'attempt;
+                }
+                let page: Vec<T> = resp.json().map_err(|e| {
+                    StoreError::Backend(format!("decoding the server's answer: {e}"))
+                })?;
+                items.extend(page);
+                match next {
+                    Some(n) => after = Some(n),
+                    None => return Ok(items),
+                }
+            }
+        }
+        Err(changing(path))
     }
 
     fn page(&self, q: &HostQuery, limit: usize) -> Result<Page<Host>, StoreError> {
@@ -306,7 +367,7 @@ impl Store for HttpStore {
     }
 
     fn list_tags(&self) -> Result<Vec<Tag>, StoreError> {
-        self.json(self.req(Method::GET, "/v1/tags"))
+        self.all_pages("/v1/tags", true)
     }
 
     fn tag_members(&self, name: &str) -> Result<Members, StoreError> {
@@ -325,11 +386,45 @@ impl Store for HttpStore {
         Ok(b.index)
     }
 
+    /// Follows the snapshot's pages (`next`); they must all be read at one index, else
+    /// reading starts again (a snapshot is consistent, or it is not given).
     fn snapshot(&self, owner: &str) -> Result<Snapshot, StoreError> {
-        let qs = form_urlencoded::Serializer::new(String::new())
-            .append_pair("owner", owner)
-            .finish();
-        self.json(self.req(Method::GET, &format!("/v1/snapshot?{qs}")))
+        #[derive(Deserialize)]
+        struct SnapshotPage {
+            #[serde(flatten)]
+            snapshot: Snapshot,
+            #[serde(default)]
+            next: Option<String>,
+        }
+        for _ in 0..PAGE_ATTEMPTS {
+            let mut after: Option<String> = None;
+            let mut all: Option<Snapshot> = None;
+            loop {
+                let mut qs = form_urlencoded::Serializer::new(String::new());
+                qs.append_pair("owner", owner);
+                if let Some(a) = &after {
+                    qs.append_pair("after", a);
+                }
+                let page: SnapshotPage =
+                    self.json(self.req(Method::GET, &format!("/v1/snapshot?{}", qs.finish())))?;
+                let p = page.snapshot;
+                match &mut all {
+                    None => all = Some(p),
+                    Some(a) if a.index != p.index => break,
+                    Some(a) => {
+                        a.machines.extend(p.machines);
+                        a.hosts.extend(p.hosts);
+                        a.others.extend(p.others);
+                        a.tags.extend(p.tags);
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => return all.ok_or_else(|| changing("/v1/snapshot")),
+                }
+            }
+        }
+        Err(changing("/v1/snapshot"))
     }
 
     fn used_ips(&self) -> Result<Vec<String>, StoreError> {
@@ -345,8 +440,10 @@ impl Store for HttpStore {
         self.optional(self.req(Method::GET, &format!("/v1/hosts/{}/config", seg(name))))
     }
 
+    /// Follows the pages of an object's history; history only grows at its end, so pages
+    /// read at different indexes still join up.
     fn history(&self, object: &str) -> Result<Vec<Change>, StoreError> {
-        self.json(self.req(Method::GET, &format!("/v1/history/{}", seg(object))))
+        self.all_pages(&format!("/v1/history/{}", seg(object)), false)
     }
 
     fn last_change(&self, object: &str) -> Result<u64, StoreError> {
@@ -391,14 +488,25 @@ impl Store for HttpStore {
     }
 
     fn token_create(&self, name: &str, role: Role) -> Result<(TokenInfo, String), StoreError> {
+        self.token_create_scoped(name, role, None)
+    }
+
+    fn token_create_scoped(
+        &self,
+        name: &str,
+        role: Role,
+        owner: Option<&str>,
+    ) -> Result<(TokenInfo, String), StoreError> {
         #[derive(Deserialize)]
         struct Created {
             token: TokenInfo,
             secret: String,
         }
-        let rb = self
-            .req(Method::POST, "/v1/tokens")
-            .json(&json!({ "name": name, "role": role }));
+        let mut body = json!({ "name": name, "role": role });
+        if let Some(o) = owner {
+            body["owner"] = json!(o);
+        }
+        let rb = self.req(Method::POST, "/v1/tokens").json(&body);
         let c: Created = self.json(rb)?;
         Ok((c.token, c.secret))
     }

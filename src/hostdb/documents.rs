@@ -309,6 +309,7 @@ pub fn session_create(
         created_ms: now,
         expires_ms: Some(now.saturating_add(ms(ttl))),
         groups,
+        owner: None,
     };
     sql.exec(
         "INSERT INTO tokens (id, hash, name, role, created_ms) VALUES ($1, $2, $3, $4, $5)",

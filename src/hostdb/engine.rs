@@ -146,6 +146,9 @@ pub(crate) const SCHEMA: &[&str] = &[
      modified_index BIGINT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (ns, key))",
     "CREATE TABLE IF NOT EXISTS token_sessions (id TEXT PRIMARY KEY, \
      expires_ms BIGINT NOT NULL, groups TEXT NOT NULL)",
+    // Added for tokens scoped to one owner (issue 13): a table of its own, so databases made
+    // before it need no migration.
+    "CREATE TABLE IF NOT EXISTS token_owners (id TEXT PRIMARY KEY, owner TEXT NOT NULL)",
 ];
 
 fn parse<T: DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
@@ -834,6 +837,10 @@ fn token_from(row: Vec<Val>) -> Result<TokenInfo, StoreError> {
     };
     let role = role.text()?;
     let (expires_ms, groups) = documents::session_columns(it.next(), it.next())?;
+    let owner = match it.next() {
+        None => None,
+        Some(v) => v.opt_text()?,
+    };
     Ok(TokenInfo {
         id: id.text()?,
         name: name.text()?,
@@ -841,7 +848,48 @@ fn token_from(row: Vec<Val>) -> Result<TokenInfo, StoreError> {
         created_ms: created.u64()?,
         expires_ms,
         groups,
+        owner,
     })
+}
+
+/// The columns of a token row, sessions' and scope included, for `token_from`.
+const TOKEN_SELECT: &str = "SELECT t.id, t.name, t.role, t.created_ms, s.expires_ms, s.groups, \
+     o.owner FROM tokens t LEFT JOIN token_sessions s ON s.id = t.id \
+     LEFT JOIN token_owners o ON o.id = t.id";
+
+/// Refuses, inside the write's transaction, any write a token scoped to `scope` may not make:
+/// a host write whose record is, before or after, not owned by `scope`, and any tag or
+/// document write (they have no owner and are shared by every owner).
+fn check_scope(sql: &mut dyn Sql, writes: &[Write], scope: &str) -> Result<(), StoreError> {
+    let forbidden = |object: &str, owner: Option<String>| StoreError::ForbiddenOwner {
+        object: object.to_string(),
+        owner,
+        scope: scope.to_string(),
+    };
+    for w in writes {
+        let name = match w {
+            Write::Fence { .. } => continue,
+            Write::PutHost { host, .. } => {
+                if host.owner.as_deref() != Some(scope) {
+                    return Err(forbidden(&host.name, host.owner.clone()));
+                }
+                &host.name
+            }
+            Write::DeleteHost { name, .. } => name,
+            Write::PutTag { .. }
+            | Write::DeleteTag { .. }
+            | Write::PutDocument { .. }
+            | Write::DeleteDocument { .. } => return Err(forbidden(w.object(), None)),
+        };
+        let rows = sql.query("SELECT owner FROM hosts WHERE name = $1", &[text(name)])?;
+        if let Some(row) = rows.into_iter().next() {
+            let owner = first(row)?.opt_text()?;
+            if owner.as_deref() != Some(scope) {
+                return Err(forbidden(name, owner));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_lock_name(name: &str) -> Result<(), StoreError> {
@@ -928,6 +976,20 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn write(&self, writes: Vec<Write>, actor: &Actor) -> Result<u64, StoreError> {
         self.backend.write(|sql| apply_writes(sql, writes, actor))
+    }
+
+    fn write_scoped(
+        &self,
+        writes: Vec<Write>,
+        actor: &Actor,
+        owner: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        self.backend.write(|sql| {
+            if let Some(scope) = owner {
+                check_scope(sql, &writes, scope)?;
+            }
+            apply_writes(sql, writes, actor)
+        })
     }
 
     fn snapshot(&self, owner: &str) -> Result<Snapshot, StoreError> {
@@ -1157,6 +1219,26 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn token_create(&self, name: &str, role: Role) -> Result<(TokenInfo, String), StoreError> {
+        self.token_create_scoped(name, role, None)
+    }
+
+    fn token_create_scoped(
+        &self,
+        name: &str,
+        role: Role,
+        owner: Option<&str>,
+    ) -> Result<(TokenInfo, String), StoreError> {
+        if owner.is_some_and(|o| o.is_empty() || o.len() > 200 || o.chars().any(char::is_control)) {
+            return Err(StoreError::Invalid(
+                "a token's owner must be 1 to 200 printable characters".to_string(),
+            ));
+        }
+        if owner.is_some() && role == Role::Admin {
+            // An admin manages tokens, so a scope would not hold it.
+            return Err(StoreError::Invalid(
+                "a token scoped to an owner cannot be an admin token".to_string(),
+            ));
+        }
         if name.is_empty() || name.len() > 200 {
             return Err(StoreError::Invalid(
                 "a token name must be 1 to 200 characters".to_string(),
@@ -1170,8 +1252,15 @@ impl<B: Backend> Store for SqlStore<B> {
             created_ms: now_ms(),
             expires_ms: None,
             groups: Vec::new(),
+            owner: owner.map(str::to_string),
         };
         self.backend.write(|sql| {
+            if let Some(o) = &info.owner {
+                sql.exec(
+                    "INSERT INTO token_owners (id, owner) VALUES ($1, $2)",
+                    &[text(&info.id), text(o)],
+                )?;
+            }
             sql.exec(
                 "INSERT INTO tokens (id, hash, name, role, created_ms) VALUES ($1, $2, $3, $4, $5)",
                 &[
@@ -1189,8 +1278,7 @@ impl<B: Backend> Store for SqlStore<B> {
     fn token_verify(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError> {
         let rows = self.backend.read(|sql| {
             sql.query(
-                "SELECT t.id, t.name, t.role, t.created_ms, s.expires_ms, s.groups \
-                 FROM tokens t LEFT JOIN token_sessions s ON s.id = t.id WHERE t.hash = $1",
+                &format!("{TOKEN_SELECT} WHERE t.hash = $1"),
                 &[Val::T(token_hash(secret))],
             )
         })?;
@@ -1200,13 +1288,9 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn token_list(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = self.backend.read(|sql| {
-            sql.query(
-                "SELECT t.id, t.name, t.role, t.created_ms, s.expires_ms, s.groups \
-                 FROM tokens t LEFT JOIN token_sessions s ON s.id = t.id ORDER BY t.name, t.id",
-                &[],
-            )
-        })?;
+        let rows = self
+            .backend
+            .read(|sql| sql.query(&format!("{TOKEN_SELECT} ORDER BY t.name, t.id"), &[]))?;
         let now = now_ms();
         let tokens: Vec<TokenInfo> = rows.into_iter().map(token_from).collect::<Result<_, _>>()?;
         Ok(tokens.into_iter().filter(|t| !t.expired(now)).collect())
@@ -1215,6 +1299,7 @@ impl<B: Backend> Store for SqlStore<B> {
     fn token_delete(&self, id: &str) -> Result<(), StoreError> {
         let n = self.backend.write(|sql| {
             sql.exec("DELETE FROM token_sessions WHERE id = $1", &[text(id)])?;
+            sql.exec("DELETE FROM token_owners WHERE id = $1", &[text(id)])?;
             sql.exec("DELETE FROM tokens WHERE id = $1", &[text(id)])
         })?;
         if n == 0 {

@@ -36,6 +36,15 @@ pub enum StoreError {
     /// The token's role does not allow this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A token scoped to `scope` (`kloud hostdb token create --owner`) tried to write an
+    /// object it may not: a record of another owner (`owner`, `None` for a record without
+    /// one), or an object that has no owner (a tag, a document).
+    #[error("forbidden: a token scoped to owner `{scope}` cannot write `{object}` ({})", fmt_owner(.owner))]
+    ForbiddenOwner {
+        object: String,
+        owner: Option<String>,
+        scope: String,
+    },
     /// The backend cannot be reached right now (a database restart, a server down); retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -45,6 +54,13 @@ pub enum StoreError {
     /// Anything else from the backend.
     #[error("store failure: {0}")]
     Backend(String),
+}
+
+fn fmt_owner(owner: &Option<String>) -> String {
+    match owner {
+        Some(o) => format!("owned by `{o}`"),
+        None => "it has no owner".to_string(),
+    }
 }
 
 fn fmt_actual(actual: &Option<u64>) -> String {
@@ -65,6 +81,7 @@ impl StoreError {
             StoreError::LeaseLost { .. } => "lease_lost",
             StoreError::Unauthorized(_) => "unauthorized",
             StoreError::Forbidden(_) => "forbidden",
+            StoreError::ForbiddenOwner { .. } => "forbidden_owner",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Url { .. } => "bad_url",
             StoreError::Backend(_) => "internal",

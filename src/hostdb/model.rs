@@ -406,6 +406,10 @@ pub struct TokenInfo {
     /// A session's LDAP groups, sorted (per-namespace write access of the HostDB v1 API).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Set for a token scoped to one owner (`kloud hostdb token create --owner`): it writes
+    /// only host records of that owner (before and after the write); reads are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl TokenInfo {

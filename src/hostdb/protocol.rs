@@ -8,6 +8,10 @@ pub const ACTOR_HEADER: &str = "x-hostdb-actor";
 
 pub const MESSAGE_HEADER: &str = "x-hostdb-message";
 
+/// The cursor of the next page of a paged array answer (`/v1/history`, `/v1/tags`,
+/// `/v1/sd/prometheus`); absent on the last page. Pass it back as `after`.
+pub const NEXT_HEADER: &str = "x-hostdb-next";
+
 /// Default and largest page of a host listing.
 pub const DEFAULT_LIMIT: usize = 1000;
 

@@ -60,6 +60,24 @@ pub trait Store: Send + Sync {
     /// A failed compare-and-set is `StoreError::Conflict`.
     fn write(&self, writes: Vec<Write>, actor: &Actor) -> Result<u64, StoreError>;
 
+    /// [`Store::write`] on behalf of a token scoped to `owner` (none: unscoped): every host
+    /// write must leave and find the record owned by `owner` (checked in the write's own
+    /// transaction), and tags and documents, which have no owner, cannot be written; else the
+    /// whole transaction fails with [`StoreError::ForbiddenOwner`]. Fences are allowed.
+    fn write_scoped(
+        &self,
+        writes: Vec<Write>,
+        actor: &Actor,
+        owner: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        match owner {
+            None => self.write(writes, actor),
+            Some(_) => Err(StoreError::Invalid(
+                "this store cannot check an owner scope".to_string(),
+            )),
+        }
+    }
+
     /// Every machine, the containers owned by `owner`, every tag, at one index.
     fn snapshot(&self, owner: &str) -> Result<Snapshot, StoreError>;
 
@@ -93,6 +111,22 @@ pub trait Store: Send + Sync {
 
     /// Create a token; returns its record and the secret, which is not stored.
     fn token_create(&self, name: &str, role: Role) -> Result<(TokenInfo, String), StoreError>;
+
+    /// Create a token that, given `owner`, may write only that owner's host records (see
+    /// [`Store::write_scoped`]). Stores that cannot keep a scope refuse one.
+    fn token_create_scoped(
+        &self,
+        name: &str,
+        role: Role,
+        owner: Option<&str>,
+    ) -> Result<(TokenInfo, String), StoreError> {
+        match owner {
+            None => self.token_create(name, role),
+            Some(_) => Err(StoreError::Invalid(
+                "this store cannot scope tokens to an owner".to_string(),
+            )),
+        }
+    }
 
     /// The token whose secret this is, if any.
     fn token_verify(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError>;

@@ -11,10 +11,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::auth::{authorize, Caller, TokenCache};
 use super::error::{json_errors, ApiError};
+use super::pages;
 use super::sd::{prometheus_body, PrometheusQuery, PROMETHEUS_PARAMS};
 use super::watch::{self, Covers, Notifier};
 use super::ServerConfig;
@@ -225,6 +226,7 @@ impl AppState {
             expect,
             from_header,
             actor: actor_from(headers, &caller),
+            scope: caller.scope(),
         })
     }
 
@@ -403,6 +405,8 @@ struct Writing {
     /// The precondition came from a header (a conflict is then 412, not 409).
     from_header: bool,
     actor: Actor,
+    /// The owner a scoped token writes for; checked by [`Store::write_scoped`].
+    scope: Option<String>,
 }
 
 async fn get_index(
@@ -501,8 +505,12 @@ async fn put_host(
     ApiJson(host): ApiJson<Host>,
 ) -> Result<Response, ApiError> {
     let w = st.writing(&headers, &name, Some(&host.name)).await?;
+    let put = Write::PutHost {
+        host,
+        expect: w.expect,
+    };
     st.written(name, w.from_header, move |s| {
-        s.put_host(host, w.expect, &w.actor)
+        s.write_scoped(vec![put], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -516,9 +524,12 @@ async fn delete_host(
     let n = name.clone();
     st.must_exist(&name, w.expect, move |s| Ok(s.get_host(&n)?.is_some()))
         .await?;
-    let n = name.clone();
+    let delete = Write::DeleteHost {
+        name: name.clone(),
+        expect: w.expect,
+    };
     st.written(name, w.from_header, move |s| {
-        s.delete_host(&n, w.expect, &w.actor)
+        s.write_scoped(vec![delete], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -546,11 +557,15 @@ async fn list_tags(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (_, w) = st.read(&headers, q, &[]).await?;
+    let (p, w) = st.read(&headers, q, &pages::PAGE_PARAMS).await?;
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
     let tags = st.run(|s| s.list_tags()).await?;
-    Ok(with_index(index, Json(tags)))
+    let (tags, next) = pages::tags(tags, after.as_deref(), limit);
+    let mut resp = with_index(index, Json(tags));
+    pages::link_next(&mut resp, "/v1/tags", &p, next.as_deref());
+    Ok(resp)
 }
 
 async fn get_tag(
@@ -590,8 +605,12 @@ async fn put_tag(
     ApiJson(tag): ApiJson<Tag>,
 ) -> Result<Response, ApiError> {
     let w = st.writing(&headers, &name, Some(&tag.name)).await?;
+    let put = Write::PutTag {
+        tag,
+        expect: w.expect,
+    };
     st.written(name, w.from_header, move |s| {
-        s.put_tag(tag, w.expect, &w.actor)
+        s.write_scoped(vec![put], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -610,7 +629,7 @@ async fn delete_tag(
         expect: w.expect,
     };
     st.written(name, w.from_header, move |s| {
-        s.write(vec![delete], &w.actor)
+        s.write_scoped(vec![delete], &w.actor, w.scope.as_deref())
     })
     .await
 }
@@ -621,11 +640,17 @@ async fn get_history(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (_, w) = st.read(&headers, q, &[]).await?;
+    let (p, w) = st.read(&headers, q, &pages::PAGE_PARAMS).await?;
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
+    let start = pages::position(after.as_deref())?;
     st.hold(&w, Some(&name)).await;
     let index = st.notifier.index();
+    let path = format!("/v1/history/{}", crate::hostdb::client::seg(&name));
     let history = st.run(move |s| s.history(&name)).await?;
-    Ok(with_index(index, Json(history)))
+    let (history, next) = pages::by_position(history, start, limit);
+    let mut resp = with_index(index, Json(history));
+    pages::link_next(&mut resp, &path, &p, next.as_deref());
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -642,7 +667,10 @@ async fn post_txn(
     let caller = st.auth(&headers, Role::Operator).await?;
     let actor = actor_from(&headers, &caller);
     let objects: Vec<String> = body.writes.iter().map(|w| w.object().to_string()).collect();
-    let index = st.run(move |s| s.write(body.writes, &actor)).await?;
+    let scope = caller.scope();
+    let index = st
+        .run(move |s| s.write_scoped(body.writes, &actor, scope.as_deref()))
+        .await?;
     st.published(index, objects);
     Ok(with_index(index, Json(IndexBody { index })))
 }
@@ -652,13 +680,15 @@ async fn get_snapshot(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, w) = st.read(&headers, q, &["owner"]).await?;
+    let (p, w) = st.read(&headers, q, &["owner", "limit", "after"]).await?;
     let owner = single(&p, "owner")?
         .ok_or_else(|| ApiError::bad_request("`owner` is required"))?
         .to_string();
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
     st.hold(&w, None).await;
     let snap = st.run(move |s| s.snapshot(&owner)).await?;
-    Ok(with_index(snap.index, Json(snap)))
+    let page = pages::snapshot(snap, after.as_deref(), limit)?;
+    Ok(with_index(page.snapshot.index, Json(page)))
 }
 
 async fn get_ips(
@@ -679,12 +709,22 @@ async fn get_prometheus_sd(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, w) = st.read(&headers, q, &PROMETHEUS_PARAMS).await?;
+    let allowed: Vec<&str> = PROMETHEUS_PARAMS
+        .iter()
+        .chain(&pages::PAGE_PARAMS)
+        .copied()
+        .collect();
+    let (p, w) = st.read(&headers, q, &allowed).await?;
     let query = PrometheusQuery::parse(single(&p, "port")?, single(&p, "owner")?)?;
+    let (limit, after) = pages::args(&p, st.config.limits.page_limit)?;
+    let start = pages::position(after.as_deref())?;
     st.hold(&w, None).await;
     let index = st.notifier.index();
     let body = st.run(move |s| prometheus_body(s, &query)).await?;
-    let mut resp = with_index(index, body);
+    let groups: Vec<Value> = serde_json::from_str(&body).map_err(internal)?;
+    let (groups, next) = pages::by_position(groups, start, limit);
+    let mut resp = with_index(index, Json(groups));
+    pages::link_next(&mut resp, "/v1/sd/prometheus", &p, next.as_deref());
     // Prometheus refuses an http_sd answer that is not `application/json`.
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
@@ -812,6 +852,9 @@ async fn list_tokens(
 struct TokenBody {
     name: String,
     role: Role,
+    /// Scope the token to one owner's records.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 async fn create_token(
@@ -821,7 +864,7 @@ async fn create_token(
 ) -> Result<Response, ApiError> {
     st.auth(&headers, Role::Admin).await?;
     let (info, secret) = st
-        .run(move |s| s.token_create(&body.name, body.role))
+        .run(move |s| s.token_create_scoped(&body.name, body.role, body.owner.as_deref()))
         .await?;
     st.tokens.clear();
     Ok((

@@ -42,6 +42,14 @@ impl Caller {
             Caller::Token(t) => &t.name,
         }
     }
+
+    /// The owner a scoped token may write for (`None`: any owner).
+    pub fn scope(&self) -> Option<String> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Token(t) => t.owner.clone(),
+        }
+    }
 }
 
 /// Recently verified tokens by hash, and recently refused ones.

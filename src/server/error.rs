@@ -49,7 +49,7 @@ impl From<StoreError> for ApiError {
             StoreError::LeaseLost { .. } => StatusCode::GONE,
             StoreError::Invalid(_) | StoreError::Url { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+            StoreError::Forbidden(_) | StoreError::ForbiddenOwner { .. } => StatusCode::FORBIDDEN,
             StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -67,6 +67,11 @@ impl From<StoreError> for ApiError {
             } => Some(json!({ "name": name, "holder": holder, "since_ms": since_ms, "id": id })),
             StoreError::LeaseLost { name, id } => Some(json!({ "name": name, "id": id })),
             StoreError::NotFound { object } => Some(json!({ "object": object })),
+            StoreError::ForbiddenOwner {
+                object,
+                owner,
+                scope,
+            } => Some(json!({ "object": object, "owner": owner, "scope": scope })),
             _ => None,
         };
         ApiError {

@@ -9,6 +9,7 @@ mod api;
 pub mod auth;
 pub mod error;
 pub mod limits;
+pub mod pages;
 pub mod sd;
 pub mod tls;
 pub mod v1;

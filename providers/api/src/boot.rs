@@ -205,6 +205,7 @@ mod tests {
                 dns: vec![IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1))],
                 puppet_server: Some("puppet.dc1.test:8140".into()),
             },
+            owner: "dc1.test".into(),
         }
     }
 

@@ -201,6 +201,11 @@ pub struct ContainerSpec {
     /// real system (busybox) ignore it.
     #[serde(default)]
     pub boot: BootSpec,
+    /// Who the container is made for: the HostDB record's owner (design §8). Drivers mark
+    /// each container they create with it and the record's name, and destroy only containers
+    /// that carry kloud's mark.
+    #[serde(default)]
+    pub owner: String,
 }
 
 /// Who logs in to a container: a user made at first boot with these keys.
@@ -372,6 +377,15 @@ pub enum DriverError {
         machine: String,
         name: String,
         reason: String,
+    },
+    /// The container exists but was not made by kloud (it carries no kloud ownership mark):
+    /// kloud neither adopts nor destroys it. Nothing was changed on the machine.
+    #[error("container `{name}` on `{machine}` was not made by kloud (it carries no kloud mark: {mark}); kloud leaves it alone")]
+    NotOurs {
+        machine: String,
+        name: String,
+        /// Where the mark was looked for.
+        mark: String,
     },
     /// A local I/O failure: a command could not be spawned, a file could not be written.
     #[error("on `{machine}`: {context}: {source}")]

@@ -129,6 +129,7 @@ fn run(count: usize, workers: usize, run_id: usize, warm: bool) -> Result<Figure
                 },
                 driver_id: None,
                 boot: Default::default(),
+                owner: "kloud-test".into(),
             }
         })
         .collect();

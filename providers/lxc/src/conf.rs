@@ -4,10 +4,41 @@
 //! container's `config` after the template ran, deleting any earlier value of those keys, so
 //! the file says exactly once what the container is. `lxc-ls` and `lxc-info` output is parsed
 //! here too, so the parsing is tested without containers.
+//!
+//! The block starts with kloud's ownership mark, two comment lines LXC ignores (its config
+//! parser skips lines starting with `#`, and `lxc-start`, `lxc-copy` and `lxc-info` keep
+//! them): `# kloud.owner = OWNER` and `# kloud.record = FQDN`. The driver adopts and destroys
+//! only containers whose config carries `# kloud.owner = `; one made by hand is left alone.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use kloud_provider_api::compute::ContainerState;
+
+/// The start of the ownership mark's first line; the driver's scripts grep for it
+/// (`^# kloud\.owner = `).
+pub const MARK_OWNER: &str = "# kloud.owner = ";
+/// The start of the mark's second line: the HostDB record (the host's FQDN).
+pub const MARK_RECORD: &str = "# kloud.record = ";
+
+/// The ownership mark's lines for a container made for `owner` as record `record`. Control
+/// characters (a newline would end the comment) are written as `_`.
+pub fn mark(owner: &str, record: &str) -> String {
+    let clean = |v: &str| -> String {
+        v.chars()
+            .map(|c| if c.is_control() { '_' } else { c })
+            .collect()
+    };
+    format!(
+        "{MARK_OWNER}{}\n{MARK_RECORD}{}\n",
+        clean(owner),
+        clean(record)
+    )
+}
+
+/// The owner a config's mark names, if it carries kloud's mark.
+pub fn marked_owner(config: &str) -> Option<&str> {
+    config.lines().find_map(|l| l.strip_prefix(MARK_OWNER))
+}
 
 /// cgroup layout of a machine: decides which keys set limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +234,22 @@ pub fn parse_ls(out: &str) -> Vec<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mark_names_owner_and_record_on_comment_lines_and_reads_back() {
+        let m = mark("team-a", "web-1.dc1.test");
+        assert_eq!(
+            m,
+            "# kloud.owner = team-a\n# kloud.record = web-1.dc1.test\n"
+        );
+        let config = format!("lxc.uts.name = web-1\n{m}lxc.net.0.type = veth\n");
+        assert_eq!(marked_owner(&config), Some("team-a"));
+        assert_eq!(marked_owner("lxc.uts.name = hand\n# a comment\n"), None);
+        // A newline in an owner cannot end the comment and start an LXC key.
+        let odd = mark("a\nlxc.init.cmd = /bin/evil", "x");
+        assert_eq!(odd.lines().count(), 2, "{odd}");
+        assert!(odd.lines().all(|l| l.starts_with("# kloud.")), "{odd}");
+    }
 
     fn block(cg: Cgroup) -> Block<'static> {
         Block {

@@ -161,12 +161,16 @@ enum Presence {
 }
 
 /// Everything `create` does on the machine, in one call (one ssh session for a remote
-/// machine), under the container's lock: adopt the container if it exists (starting it, or
-/// destroying and remaking it when it cannot start), else make the bridge, build the image's
-/// base once, copy it (or run the template), write kloud's config block (stdin) over the
-/// template's values, and start. Before each step it prints `kloud-step: <step>` on stderr,
-/// so a failure names the command that failed. Prints `ADOPTED`, `CREATED` or
-/// `RECREATED <why>`.
+/// machine), under the container's lock: adopt the container if it exists and carries kloud's
+/// mark (starting it; when it cannot start, the start fails the call and the container is left
+/// as it is), else make the bridge, build the image's base once, copy it (or run the
+/// template), write kloud's config block with the ownership mark (stdin) over the template's
+/// values, and start. It destroys only a container it made in this call, whose first start
+/// failed. Before it copies or creates, it leaves `.kloud-making-NAME` beside the container
+/// until the mark is written, so the remains of a create interrupted in between (killed, a
+/// lost ssh session) are known as kloud's: the next create finishes them (configure, start). Before each step it prints `kloud-step: <step>` on stderr, so a failure names the
+/// command that failed. Prints `ADOPTED`, `CREATED`, or `NOT-OURS` (an existing container
+/// without kloud's mark: nothing was done).
 ///
 /// Arguments: path, name, busybox-init (yes|no), bridge (`-` for none), gateway/prefix, mode
 /// (copy|create), images path, base name, the template's options (quoted for the shell),
@@ -174,16 +178,24 @@ enum Presence {
 const ENSURE_SCRIPT: &str = r#"set -e
 P="$1"; N="$2"; BB="$3"; BR="$4"; GW="$5"; MODE="$6"; I="$7"; B="$8"; TARGS="$9"; shift 9
 step() { printf 'kloud-step: %s\n' "$1" >&2; }
-note=""
-if [ -f "$P/$N/config" ]; then
+W="$P/.kloud-making-$N"
+resume=no
+if [ -f "$P/$N/config" ] && ! grep -q '^# kloud\.owner = ' "$P/$N/config"; then
+  # No mark: either kloud's own create, interrupted before it wrote the config (the
+  # making-file says so), which this call finishes; or someone else's container.
+  [ -f "$W" ] || { echo NOT-OURS; exit 0; }
+  resume=yes
+fi
+if [ "$resume" = no ] && [ -f "$P/$N/config" ]; then
   step info
   state=$(lxc-info -P "$P" -n "$N" -s -H)
   if [ "$state" = RUNNING ]; then echo ADOPTED; exit 0; fi
-  step start
-  if err=$(lxc-start -P "$P" -n "$N" 2>&1); then echo ADOPTED; exit 0; fi
-  note=$(printf '%s\n' "$err" | tail -n 2 | tr '\n' ' ')
-  step destroy
-  lxc-destroy -P "$P" -n "$N" -f >/dev/null
+  step start-existing
+  lxc-start -P "$P" -n "$N" || {
+    echo "kloud: the existing container did not start; it is left as it is (kloud apply --replace $N remakes it)" >&2
+    exit 1
+  }
+  echo ADOPTED; exit 0
 fi
 if [ "$BR" != - ]; then
   step bridge
@@ -193,9 +205,15 @@ if [ "$BR" != - ]; then
 fi
 mkdir -p "$P"
 f=$(mktemp "$P/.kloud-create.XXXXXX")
-trap 'rm -f "$f"' EXIT
+trap 'rm -f "$f"; [ -f "$P/$N/config" ] || rm -f "$W"' EXIT
 cat > "$f"
-if [ "$MODE" = copy ]; then
+if [ "$resume" = yes ]; then
+  # The interrupted create may not have recorded its use of the base yet.
+  if [ "$MODE" = copy ] && [ -d "$I/$B" ]; then
+    grep -qxF "$P/$N" "$I/$B/users" 2>/dev/null || echo "$P/$N" >> "$I/$B/users"
+  fi
+elif [ "$MODE" = copy ]; then
+  touch "$W"
   step base
   mkdir -p "$I"
   (
@@ -211,6 +229,7 @@ if [ "$MODE" = copy ]; then
   echo "$P/$N" >> "$I/$B/users"
 else
   step create
+  touch "$W"
   eval "lxc-create -P \"\$P\" -n \"\$N\" -f \"\$f\" \"\$@\" $TARGS" >/dev/null
 fi
 step configure
@@ -219,22 +238,31 @@ if [ "$BB" = yes ]; then
   chmod 755 "$P/$N/kloud-rcS"
 fi
 c="$P/$N/config"
-grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' "$c" > "$c.kloud" || true
+grep -v -e '^lxc\.uts\.name' -e '^lxc\.net\.' -e '^lxc\.cgroup2\{0,1\}\.' -e '^lxc\.mount\.entry.*kloud-rcS' -e '^# kloud\.' "$c" > "$c.kloud" || true
 cat "$f" >> "$c.kloud"
 mv "$c.kloud" "$c"
+rm -f "$W"
 step start
 if ! lxc-start -P "$P" -n "$N"; then
+  if [ "$resume" = yes ]; then
+    echo "kloud: the container did not start; it is left as it is (kloud apply --replace $N remakes it)" >&2
+    exit 1
+  fi
+  # Made in this call and never started: removing it leaves the machine as it was.
   lxc-destroy -P "$P" -n "$N" -f >/dev/null 2>&1 || true
   exit 1
 fi
-if [ -n "$note" ]; then echo "RECREATED $note"; else echo CREATED; fi
+echo CREATED
 "#;
 
-/// Destroys a container if it exists (one call). A container whose start once failed can
-/// leave LXC's monitor cgroup behind; rmdir removes it only if it is empty. Arguments: path,
-/// name.
+/// Destroys a container if it exists and carries kloud's mark, or is the remains of kloud's
+/// own create interrupted before the mark was written (`.kloud-making-NAME`); any other is
+/// left alone and `NOT-OURS` printed. A container whose start once failed can leave
+/// LXC's monitor cgroup behind; rmdir removes it only if it is empty. Arguments: path, name.
 const DESTROY_SCRIPT: &str = r#"[ -f "$1/$2/config" ] || exit 0
+grep -q '^# kloud\.owner = ' "$1/$2/config" || [ -f "$1/.kloud-making-$2" ] || { echo NOT-OURS; exit 0; }
 lxc-destroy -P "$1" -n "$2" -f || exit $?
+rm -f "$1/.kloud-making-$2"
 for d in /sys/fs/cgroup/lxc.monitor."$2" /sys/fs/cgroup/*/lxc.monitor."$2"; do
   [ -d "$d" ] && rmdir "$d" 2>/dev/null
 done
@@ -283,6 +311,15 @@ done"#;
 const WRITE_SCRIPT: &str = r#"cat > "$1.kloud" && mv "$1.kloud" "$1""#;
 
 const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The refusal to adopt or destroy a container whose config lacks kloud's mark.
+fn not_ours(m: &MachineRef, path: &str, name: &str) -> DriverError {
+    DriverError::NotOurs {
+        machine: m.name.clone(),
+        name: name.to_string(),
+        mark: format!("no `{}…` line in {path}/{name}/config", conf::MARK_OWNER),
+    }
+}
 
 /// The warning that a disk size is only recorded, not enforced.
 fn unenforced_disk(backing: Backing, disk_gib: u64, name: &str) -> Diagnostic {
@@ -613,8 +650,7 @@ impl LxcDriver {
         let mut push = |items: &[&str]| v.extend(items.iter().map(|s| s.to_string()));
         match step {
             "info" => push(&["lxc-info", "-P", path, "-n", name, "-s"]),
-            "start" => push(&["lxc-start", "-P", path, "-n", name]),
-            "destroy" => push(&["lxc-destroy", "-P", path, "-n", name, "-f"]),
+            "start" | "start-existing" => push(&["lxc-start", "-P", path, "-n", name]),
             "bridge" => push(&["ip", "link", "add", "name", &p.bridge, "type", "bridge"]),
             "base" => {
                 push(&["lxc-create", "-P", &images, "-n", &p.base, "-B", "dir"]);
@@ -672,6 +708,7 @@ impl ComputeDriver for LxcDriver {
         Self::check_name(m, &spec.name)?;
         let path = self.machine_path(m)?;
         let mut p = self.prepare(m, &path, spec, image)?;
+        p.block = format!("{}{}", conf::mark(&spec.owner, &spec.name), p.block);
         // A debootstrap image is built once per computer in the image cache (waiting for a
         // build another apply runs), and copied from its current generation.
         let images = if image.boots() {
@@ -721,6 +758,9 @@ impl ComputeDriver for LxcDriver {
             return Err(failed(m, &shown, &cleaned));
         }
         let result = out.stdout.lines().next_back().unwrap_or("").trim();
+        if result == "NOT-OURS" {
+            return Err(not_ours(m, &path, &spec.name));
+        }
         // First boot runs on an adopted container too: it finishes what did not finish.
         let first_boot = if image.boots() {
             Some(self.first_boot(m, &path, spec)?)
@@ -745,17 +785,6 @@ impl ComputeDriver for LxcDriver {
                     spec.image, spec.name
                 ))
                 .with_detail("use image \"debian-12\" for hosts people log into"),
-            );
-        }
-        if let Some(why) = result.strip_prefix("RECREATED") {
-            // A container that exists but cannot start is most likely the remains of a
-            // create that was interrupted; it held nothing worth keeping.
-            diagnostics.push(
-                Diagnostic::warning(format!(
-                    "existing container `{}` did not start; recreated it",
-                    spec.name
-                ))
-                .with_detail(why.trim().to_string()),
             );
         }
         Ok(CreateResponse {
@@ -894,6 +923,9 @@ impl ComputeDriver for LxcDriver {
                 &["lxc-destroy", "-P", &path, "-n", name, "-f"],
                 &out,
             ));
+        }
+        if out.stdout.trim() == "NOT-OURS" {
+            return Err(not_ours(m, &path, name));
         }
         Ok(Response::default())
     }

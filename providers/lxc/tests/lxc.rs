@@ -359,9 +359,13 @@ fn loop_backing_enforces_the_disk_size() {
     d.destroy(&m, &name).unwrap();
 }
 
+/// An existing container that cannot start is reported, never destroyed: create cannot tell
+/// the remains of an interrupted create from a container someone is repairing or whose data
+/// matters, so it leaves it as it is (`kloud apply --replace FQDN` remakes it on purpose).
+/// Only a container made in the same call, whose first start fails, is removed.
 #[test]
-fn a_container_that_cannot_start_is_recreated_by_create() {
-    if !lxc_available("recreate") {
+fn a_container_that_cannot_start_is_reported_not_destroyed_by_create() {
+    if !lxc_available("broken_kept") {
         return;
     }
     let mut guard = Cleanup::new();
@@ -372,29 +376,119 @@ fn a_container_that_cannot_start_is_recreated_by_create() {
     let s = spec(&name, &net, 60);
     d.create(&m, &s).unwrap();
     d.stop(&m, &name).unwrap();
+    let dir = guard.root.join(&m.name).join(&name);
+    // Something of the container's own that a destroy would lose.
+    std::fs::write(dir.join("rootfs/data.txt"), "precious").unwrap();
     // What an interrupted create can leave: a container whose config points at a file that
     // was never written, so lxc-start fails for real.
-    std::fs::remove_file(guard.root.join(&m.name).join(&name).join("kloud-rcS")).unwrap();
+    std::fs::remove_file(dir.join("kloud-rcS")).unwrap();
     assert!(
         d.start(&m, &name).is_err(),
         "start of the broken container must fail"
     );
 
-    let again = d.create(&m, &s).unwrap();
-    assert!(!again.adopted);
-    assert!(
-        again
-            .diagnostics
-            .iter()
-            .any(|x| x.summary.contains("recreated")),
-        "{:?}",
-        again.diagnostics
+    let err = d.create(&m, &s).unwrap_err();
+    match &err {
+        DriverError::CommandFailed {
+            command, stderr, ..
+        } => {
+            assert!(command.starts_with("lxc-start"), "{command}");
+            assert!(stderr.contains("left as it is"), "{stderr}");
+        }
+        other => panic!("expected the start failure, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("rootfs/data.txt")).unwrap(),
+        "precious",
+        "the existing container must not be remade"
     );
-    assert!(pings(
-        &s.network.address.to_string(),
-        Duration::from_secs(5)
-    ));
+    let listed = d.list(&m).unwrap().containers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, ContainerState::Stopped);
+    // A deliberate destroy (what --replace does) still works on kloud's own container.
     d.destroy(&m, &name).unwrap();
+    assert!(d.list(&m).unwrap().containers.is_empty());
+}
+
+/// A container made with `lxc-create` by hand under a machine's LXC path, beside kloud's,
+/// carries no kloud mark: create refuses to adopt it and destroy refuses to remove it, with
+/// [`DriverError::NotOurs`], and it stays running. kloud's own container there carries
+/// `# kloud.owner = OWNER` and `# kloud.record = FQDN` in its config and is destroyed as usual.
+#[test]
+fn a_container_made_by_hand_is_never_adopted_or_destroyed() {
+    if !lxc_available("hand_made") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let ours = format!("{}.test", unique("ours"));
+    d.create(&m, &spec(&ours, &net, 70)).unwrap();
+    let config =
+        std::fs::read_to_string(guard.root.join(&m.name).join(&ours).join("config")).unwrap();
+    assert!(config.contains("# kloud.owner = kloud-test\n"), "{config}");
+    assert!(
+        config.contains(&format!("# kloud.record = {ours}\n")),
+        "{config}"
+    );
+
+    let theirs = format!("{}.test", unique("hand"));
+    let path = guard.root.join(&m.name);
+    // No network: the system's default config links to a bridge that may not exist here.
+    let hand_conf = guard.root.join("hand.conf");
+    std::fs::create_dir_all(&guard.root).unwrap();
+    std::fs::write(&hand_conf, "lxc.net.0.type = empty\n").unwrap();
+    let made = std::process::Command::new("lxc-create")
+        .arg("-P")
+        .arg(&path)
+        .args(["-n", &theirs, "-f"])
+        .arg(&hand_conf)
+        .args(["-t", "busybox"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let started = std::process::Command::new("lxc-start")
+        .arg("-P")
+        .arg(&path)
+        .args(["-n", &theirs])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+
+    let refused = d.destroy(&m, &theirs).unwrap_err();
+    assert!(
+        matches!(&refused, DriverError::NotOurs { name, .. } if name == &theirs),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("not made by kloud"),
+        "{refused}"
+    );
+    let adopt = d.create(&m, &spec(&theirs, &net, 71)).unwrap_err();
+    assert!(matches!(adopt, DriverError::NotOurs { .. }), "{adopt:?}");
+
+    let listed = d.list(&m).unwrap().containers;
+    let hand = listed
+        .iter()
+        .find(|o| o.name == theirs)
+        .expect("still there");
+    assert_eq!(hand.state, ContainerState::Running);
+    let hand_config = std::fs::read_to_string(path.join(&theirs).join("config")).unwrap();
+    assert!(
+        !hand_config.contains("# kloud."),
+        "create must not have marked it"
+    );
+
+    d.destroy(&m, &ours).unwrap();
+    let names: Vec<_> = d
+        .list(&m)
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(names, vec![theirs]);
 }
 
 #[test]
@@ -487,4 +581,50 @@ fn calls_on_one_container_wait_for_a_call_still_running() {
         &s.network.address.to_string(),
         Duration::from_secs(5)
     ));
+}
+
+/// The remains of kloud's own create that was interrupted after `lxc-create` but before the
+/// config (and its mark) was written: the making-file beside it says it is kloud's, so the
+/// next create finishes it (writes the config, starts it) instead of refusing it as not ours,
+/// and without destroying it.
+#[test]
+fn the_remains_of_an_interrupted_create_are_finished_not_refused() {
+    if !lxc_available("interrupted") {
+        return;
+    }
+    let mut guard = Cleanup::new();
+    let net = guard.network();
+    let d = driver(&guard.root);
+    let m = local_machine("hw");
+    let name = format!("{}.test", unique("cut"));
+    let path = guard.root.join(&m.name);
+    std::fs::create_dir_all(&path).unwrap();
+    // What the create script leaves when killed right after its lxc-create.
+    std::fs::write(path.join(format!(".kloud-making-{name}")), "").unwrap();
+    let made = std::process::Command::new("lxc-create")
+        .arg("-P")
+        .arg(&path)
+        .args(["-n", &name, "-t", "busybox"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    std::fs::write(path.join(&name).join("rootfs/left.txt"), "kept").unwrap();
+
+    let s = spec(&name, &net, 80);
+    let r = d.create(&m, &s).unwrap();
+    assert!(!r.adopted);
+    let config = std::fs::read_to_string(path.join(&name).join("config")).unwrap();
+    assert!(config.contains("# kloud.owner = kloud-test\n"), "{config}");
+    assert_eq!(
+        std::fs::read_to_string(path.join(&name).join("rootfs/left.txt")).unwrap(),
+        "kept",
+        "finished in place, not remade"
+    );
+    assert!(!path.join(format!(".kloud-making-{name}")).exists());
+    assert!(pings(
+        &s.network.address.to_string(),
+        Duration::from_secs(5)
+    ));
+    d.destroy(&m, &name).unwrap();
+    assert!(d.list(&m).unwrap().containers.is_empty());
 }

@@ -7,6 +7,11 @@
 //! routes a single address per container, so the network's gateway and prefix are not used.
 //! `vzctl set --ram/--diskspace/--cpus --save` applies to a running container, so resizes are
 //! live.
+//!
+//! Each container kloud creates is marked as kloud's in its OpenVZ description
+//! (`vzctl set CTID --description "kloud owner=OWNER record=FQDN" --save`, read back with
+//! `vzlist -o description`); create adopts and destroy removes only containers with that mark,
+//! so a container made by hand is never touched, whatever HostDB says.
 
 pub mod registry;
 pub mod vzlist;
@@ -23,6 +28,7 @@ use kloud_provider_api::compute::{
 };
 use kloud_provider_api::Diagnostic;
 use kloud_provider_exec::{failed, Output, Runner, SshOptions};
+use vzlist::{is_marked, mark, MARK_PREFIX};
 
 pub use registry::REGISTRY;
 
@@ -276,6 +282,26 @@ impl OpenVzDriver {
         .map(drop)
     }
 
+    /// Refuses a container that does not carry kloud's mark in its description.
+    fn check_marked(&self, m: &MachineRef, ctid: &str, name: &str) -> Result<(), DriverError> {
+        let argv = ["vzlist", "-H", "-o", "description", ctid];
+        let out = self.runner.run(m, &argv, None)?;
+        if !out.success() {
+            return Err(failed(m, &argv, &out));
+        }
+        if is_marked(&out.stdout) {
+            return Ok(());
+        }
+        Err(DriverError::NotOurs {
+            machine: m.name.clone(),
+            name: name.to_string(),
+            mark: format!(
+                "CT {ctid}'s description is `{}`, not `{MARK_PREFIX}…`",
+                out.stdout.trim()
+            ),
+        })
+    }
+
     fn remove(&self, m: &MachineRef, ctid: &str, running: bool) -> Result<(), DriverError> {
         if running {
             self.vz(m, &["vzctl", "stop", ctid])?;
@@ -320,6 +346,7 @@ impl ComputeDriver for OpenVzDriver {
             let listed = self.list(m)?.containers;
             if let Some(o) = listed.iter().find(|o| o.name == spec.name) {
                 let ctid = o.driver_id.clone().unwrap_or_default();
+                self.check_marked(m, &ctid, &spec.name)?;
                 if o.state != ContainerState::Running {
                     self.vz(m, &["vzctl", "start", &ctid])?;
                 }
@@ -361,11 +388,24 @@ impl ComputeDriver for OpenVzDriver {
             if !out.success() {
                 return Err(failed(m, &argv, &out));
             }
+            let description = mark(&spec.owner, &spec.name);
             let finish = self
-                .set_size(m, &ctid, spec.cpu, spec.memory_mib, spec.disk_gib)
+                .vz(
+                    m,
+                    &[
+                        "vzctl",
+                        "set",
+                        &ctid,
+                        "--description",
+                        &description,
+                        "--save",
+                    ],
+                )
+                .and_then(|_| self.set_size(m, &ctid, spec.cpu, spec.memory_mib, spec.disk_gib))
                 .and_then(|()| self.vz(m, &["vzctl", "start", &ctid]).map(drop));
             if let Err(e) = finish {
-                // Leave nothing half-made: the next create starts clean.
+                // Leave nothing half-made: the next create starts clean. The container was
+                // made by this call, so removing it destroys nothing that was there before.
                 let _ = self.remove(m, &ctid, false);
                 return Err(e);
             }
@@ -424,6 +464,7 @@ impl ComputeDriver for OpenVzDriver {
             None => Ok(Response::default()),
             Some(o) => {
                 let ctid = o.driver_id.clone().unwrap_or_default();
+                self.check_marked(m, &ctid, name)?;
                 self.remove(m, &ctid, o.state == ContainerState::Running)?;
                 Ok(Response::default())
             }

@@ -1,9 +1,36 @@
-//! Reading `vzlist` and choosing CTIDs, kept apart from the commands so both are tested
-//! without a machine.
+//! Reading `vzlist`, choosing CTIDs and kloud's ownership mark (the description), kept apart
+//! from the commands so they are tested without a machine.
 
 use std::collections::BTreeSet;
 
 use kloud_provider_api::compute::{ContainerState, Observed};
+
+/// How a kloud container's description starts.
+pub const MARK_PREFIX: &str = "kloud owner=";
+
+/// The description marking a container as kloud's: made for `owner` as HostDB record
+/// `record`. Characters vzctl's config file or a shell line could take apart (control
+/// characters, quotes, backslashes, whitespace inside a value) are written as `_`.
+pub fn mark(owner: &str, record: &str) -> String {
+    let clean = |v: &str| -> String {
+        v.chars()
+            .map(|c| {
+                if c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\' | '\'' | '$' | '`')
+                {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    format!("{MARK_PREFIX}{} record={}", clean(owner), clean(record))
+}
+
+/// Whether a `vzlist -o description` value is kloud's mark.
+pub fn is_marked(description: &str) -> bool {
+    description.trim().starts_with(MARK_PREFIX)
+}
 
 /// The fields the driver asks `vzlist` for; `ip` last because it may hold several addresses.
 pub const FIELDS: &str = "ctid,name,hostname,status,ip";
@@ -72,6 +99,17 @@ pub fn allocate(taken: &BTreeSet<u32>, preferred: Option<u32>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mark_names_owner_and_record_and_cannot_be_broken_out_of() {
+        let m = mark("team-a", "web-1.dc1.test");
+        assert_eq!(m, "kloud owner=team-a record=web-1.dc1.test");
+        assert!(is_marked(&format!(" {m}\n")));
+        assert!(!is_marked("-"));
+        assert!(!is_marked("a web server, made by hand"));
+        let odd = mark("a b\"\n$(x)", "r");
+        assert_eq!(odd, "kloud owner=a_b___(x) record=r");
+    }
 
     #[test]
     fn parses_rows_with_names_hostnames_and_several_ips() {

@@ -111,6 +111,7 @@ fn spec(name: &str, host: u8) -> ContainerSpec {
         },
         driver_id: None,
         boot: Default::default(),
+        owner: "kloud-test".into(),
     }
 }
 
@@ -444,4 +445,64 @@ fn first_boot_through_vzctl_exec2() {
     // A class that asks for nothing gets no first boot (vzctl set the hostname).
     let plain = d.create(m, &spec("web-3.dc1.test", 9)).unwrap();
     assert!(plain.first_boot.is_none());
+}
+
+/// A container made with vzctl by hand carries no kloud description: create refuses to adopt
+/// it and destroy refuses to remove it ([`DriverError::NotOurs`]), and no vzctl call touches it.
+/// kloud's own container is marked `kloud owner=OWNER record=FQDN` and destroyed as usual.
+#[test]
+fn a_container_made_by_hand_is_never_adopted_or_destroyed() {
+    let Some(vz) = Machine::new("hand_made") else {
+        return;
+    };
+    let (d, m) = (&vz.driver, &vz.machine);
+    let ours = d.create(m, &spec("ours.test", 5)).unwrap();
+    let ctid = ours.driver_id.unwrap();
+    let description =
+        std::fs::read_to_string(vz.state.join("ct").join(&ctid).join("DESCRIPTION")).unwrap();
+    assert_eq!(description, "kloud owner=kloud-test record=ours.test");
+
+    vz.vzctl_by_hand(&[
+        "create",
+        "120",
+        "--ostemplate",
+        "debian-12-x86_64",
+        "--hostname",
+        "hand.test",
+        "--name",
+        "hand.test",
+    ]);
+    vz.vzctl_by_hand(&["start", "120"]);
+    let before = vz.calls().len();
+    let refused = d.destroy(m, "hand.test").unwrap_err();
+    assert!(
+        matches!(&refused, DriverError::NotOurs { name, .. } if name == "hand.test"),
+        "{refused:?}"
+    );
+    let adopt = d.create(m, &spec("hand.test", 6)).unwrap_err();
+    assert!(matches!(adopt, DriverError::NotOurs { .. }), "{adopt:?}");
+    let touched: Vec<String> = vz.calls()[before..]
+        .iter()
+        .filter(|c| c.starts_with("vzctl"))
+        .cloned()
+        .collect();
+    assert!(touched.is_empty(), "vzctl must not run: {touched:?}");
+    let hand = d
+        .list(m)
+        .unwrap()
+        .containers
+        .into_iter()
+        .find(|o| o.name == "hand.test")
+        .expect("still there");
+    assert_eq!(hand.state, ContainerState::Running);
+
+    d.destroy(m, "ours.test").unwrap();
+    let names: Vec<String> = d
+        .list(m)
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(names, ["hand.test"]);
 }

@@ -44,6 +44,10 @@ pub fn check_read(v1: &V1, req: &Request) -> Result<(), V1Error> {
 
 /// Whether `token` may write namespace `ns`.
 pub fn can_write(v1: &V1, token: &TokenInfo, ns: &str) -> bool {
+    // A token scoped to an owner writes only that owner's host records, never documents.
+    if token.owner.is_some() {
+        return false;
+    }
     token.role >= Role::Operator
         || v1
             .access

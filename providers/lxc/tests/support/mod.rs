@@ -136,6 +136,7 @@ pub fn spec(name: &str, net: &NetworkSpec, host: u8) -> ContainerSpec {
         },
         driver_id: None,
         boot: Default::default(),
+        owner: "kloud-test".into(),
     }
 }
 
