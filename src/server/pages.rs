@@ -196,3 +196,40 @@ pub fn link_next(resp: &mut Response, path: &str, p: &[(String, String)], next: 
         resp.headers_mut().insert(axum::http::header::LINK, l);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_past_the_end_give_an_empty_last_page() {
+        let (page, next) = by_position(vec![1, 2, 3, 4, 5], 2, 2);
+        assert_eq!((page, next.as_deref()), (vec![3, 4], Some("4")));
+        let (page, next) = by_position(vec![1, 2, 3], 2, 5);
+        assert_eq!((page, next), (vec![3], None));
+        let (page, next) = by_position(vec![1, 2, 3], 9, 5);
+        assert_eq!((page, next), (Vec::<i32>::new(), None));
+        assert!(position(Some("x")).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_page_ending_at_a_section_end_continues_with_the_next_section() {
+        let hosts = |names: &[&str]| names.iter().map(|n| Host::machine(n)).collect::<Vec<_>>();
+        let snap = Snapshot {
+            index: 4,
+            machines: hosts(&["m1", "m2"]),
+            hosts: hosts(&["h1"]),
+            others: Vec::new(),
+            tags: vec![Tag::new("t1")],
+        };
+        let first = snapshot(snap.clone(), None, 2).unwrap();
+        assert_eq!(first.snapshot.machines.len(), 2);
+        assert_eq!(first.next.as_deref(), Some("m:m2"));
+        let second = snapshot(snap.clone(), first.next.as_deref(), 2).unwrap();
+        assert_eq!(second.snapshot.hosts.len(), 1);
+        assert_eq!(second.snapshot.tags.len(), 1);
+        assert_eq!((second.snapshot.index, second.next), (4, None));
+        assert!(snapshot(snap.clone(), Some("x:y"), 2).is_err());
+        assert!(snapshot(snap, Some("nocolon"), 2).is_err());
+    }
+}
