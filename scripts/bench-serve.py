@@ -199,6 +199,43 @@ try:
         time.sleep(0.2)
     print(f"  all 50 hosts running {time.perf_counter() - t0:.1f} s after the requests started "
           f"({states.count('running')} running, {states.count('failed')} failed)")
+
+    # 4. The HostDB v1 API of the same server (issue 18): 10,000 hosts of tag `web`.
+    writer = subprocess.run([kloud, "hostdb", "token", "create", "--role", "operator", "--name", "bench-seed",
+                             "--store", "sqlite:.kloud/hostdb.db"], cwd=work, env=env, check=True,
+                            capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    s, b = call("POST", "/v1/txn", writer, {"writes": [{"op": "put_tag", "tag": {"name": "web"}, "expect": "absent"}]})
+    assert s == 200, b
+    for start in range(0, 10_000, 1000):
+        writes = [{"op": "put_host", "expect": "absent",
+                   "host": {"name": f"v1-{i:05d}.bs.kloud.test", "kind": "container", "tags": ["web"],
+                            "properties": {"Network": {"IP": f"10.9.{i // 256}.{i % 256}"}, "os": "debian"}}}
+                  for i in range(start, start + 1000)]
+        s, b = call("POST", "/v1/txn", writer, {"writes": writes})
+        assert s == 200, b
+    if shutil.which("wrk"):
+        runs = []
+        for _ in range(3):
+            out = subprocess.run(["wrk", "-t2", "-c16", "-d5s", "--latency", f"{base}/hostdb/v1/hosts/v1-04242.bs.kloud.test"],
+                                 capture_output=True, text=True, check=True).stdout
+            rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+            p99 = next(l for l in out.splitlines() if l.strip().startswith("99%")).split()[1]
+            runs.append((rps, p99))
+        runs.sort()
+        print(f"GET /hostdb/v1/hosts/NAME over https, wrk 2 threads 16 connections 5 s, median of 3: "
+              f"{runs[1][0]:,.0f} req/s, p99 {runs[1][1]} (all: {runs})")
+    else:
+        print("GET /hostdb/v1/hosts/NAME: wrk is not installed (apt-get install wrk)")
+    took = []
+    for _ in range(5):
+        t = time.perf_counter()
+        req = urllib.request.Request(f"{base}/hostdb/v1/hosts/*/Network/IP?foreach=tags/web/members")
+        with urllib.request.urlopen(req, context=tls, timeout=300) as r:
+            body = r.read()
+        took.append(time.perf_counter() - t)
+    lines = body.decode().count("\n")
+    print(f"GET /hostdb/v1/hosts/*/Network/IP?foreach=tags/web/members over 10,000 members: "
+          f"median {statistics.median(took) * 1000:.0f} ms of 5 ({lines} lines, {len(body):,} bytes)")
     if not held:
         sys.exit(1)
 finally:

@@ -92,6 +92,14 @@ pub fn steps(spec: &ContainerSpec) -> Vec<Step> {
     out
 }
 
+/// The shell command a driver runs inside the container with [`script`] on its standard
+/// input: the script is read whole into memory, then run with its input closed, so no command
+/// in it can read the rest. Nothing is written to a file first: early in a container's boot
+/// its init may still mount a fresh tmpfs over `/run`, which made a script written there vanish
+/// before it ran ("cannot open /run/kloud-first-boot.sh", seen under load).
+pub const RUN_FROM_STDIN: &str =
+    "script=$(cat) && exec /bin/sh -c \"$script\" kloud-first-boot </dev/null";
+
 /// The whole script for `spec`: values, the body, then one `run_step` per step.
 pub fn script(spec: &ContainerSpec) -> String {
     let b = &spec.boot;

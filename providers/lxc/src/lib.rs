@@ -509,7 +509,7 @@ impl LxcDriver {
             "--",
             "/bin/sh",
             "-c",
-            "cat > /run/kloud-first-boot.sh && exec /bin/sh /run/kloud-first-boot.sh </dev/null",
+            boot::RUN_FROM_STDIN,
         ];
         let out = self.locked(m, path, &spec.name, &argv, Some(script.as_bytes()))?;
         Ok(boot::parse(&out.stdout, &out.stderr, out.status))

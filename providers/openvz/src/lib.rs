@@ -204,12 +204,7 @@ impl OpenVzDriver {
             return Ok(None);
         }
         let script = boot::script(spec);
-        let argv = [
-            "vzctl",
-            "exec2",
-            ctid,
-            "cat > /run/kloud-first-boot.sh && exec /bin/sh /run/kloud-first-boot.sh </dev/null",
-        ];
+        let argv = ["vzctl", "exec2", ctid, boot::RUN_FROM_STDIN];
         let deadline = Instant::now() + self.config.lock_wait;
         loop {
             let out = self.runner.run(m, &argv, Some(script.as_bytes()))?;

@@ -418,7 +418,7 @@ fn first_boot_through_vzctl_exec2() {
     assert!(vz
         .calls()
         .iter()
-        .any(|c| c.starts_with("vzctl exec2 101 cat > /run/kloud-first-boot.sh")));
+        .any(|c| c.starts_with("vzctl exec2 101 script=$(cat)")));
     assert_eq!(
         std::fs::read_to_string(ct.join("env")).unwrap(),
         "web-1.dc1.test web role::web\n"
