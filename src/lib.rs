@@ -17,3 +17,4 @@ pub mod plan;
 pub mod server;
 pub mod size;
 pub mod templates;
+pub mod ui;

@@ -1,7 +1,8 @@
 //! `kloud serve [DIR]`: one server over the config in DIR (design §10) — the HostDB API at
 //! `/v1/…`, sign-in with LDAP (`/v1/auth/login`, `/v1/auth/logout`) and the HostDB v1 API at
 //! `/hostdb/v1/…`. With `--tls-cert`/`--tls-key` (or `--tls-self-signed`) it serves https
-//! only, with HSTS. Self-service offers and the web UI are not served yet (issues 16, 17).
+//! only, with HSTS. The web UI is at `/ui/` (`crate::ui`). Self-service offers are not served
+//! yet (issue 16).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use super::store::open_for;
 use crate::hostdb::Store;
 use crate::identity::{self, Identity};
 use crate::server::{self, tls, v1, ServerConfig};
+use crate::ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -60,11 +62,19 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .build()
         .into_diagnostic()?;
     let served = store.clone();
+    let ui_options = ui::Options { tls: tls.is_some() };
     let result = rt.block_on(async move {
         // Routers that start tasks are built inside the runtime.
+        let web = ui::Ui::new(served.clone(), identity.clone(), None, ui_options);
+        let closer = web.closer();
+        let shutdown_signal = move || async move {
+            shutdown_signal().await;
+            closer.close();
+        };
         let app = server::router(served.clone(), ServerConfig::default())
             .merge(identity::router(identity.clone()))
-            .merge(v1::router(served, identity, access));
+            .merge(v1::router(served, identity, access))
+            .merge(ui::router(web));
         let listener = std::net::TcpListener::bind(args.listen).map_err(|e| {
             miette!(
                 code = "kloud::serve::listen",

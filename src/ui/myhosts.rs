@@ -1,0 +1,300 @@
+//! "My hosts": the person's self-service hosts with the offers and the quota left, request /
+//! delete / recreate, and the ssh command to copy.
+//!
+//! The page talks to the self-service engine (design §10, `src/selfservice/`) through
+//! [`SelfServiceUi`], the five calls it needs, made as the person signed in: the engine
+//! decides quotas, placement and ownership (a person can only release or recreate their own
+//! hosts), and its error messages are shown as they are.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::Serialize;
+
+use super::authz::{allowed, Action};
+use super::session::{post_form, require, Form, Signed};
+use super::Ui;
+use crate::hostdb::model::Role;
+
+/// A boxed future, so the trait can be used as `dyn`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who asks (from the session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub name: String,
+    pub role: Role,
+}
+
+/// An offer with the person's use of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Offer {
+    pub name: String,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub image: String,
+    pub per_user: u32,
+    /// The person's hosts of this offer.
+    pub used: u32,
+}
+
+/// One of the person's hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MyHost {
+    pub name: String,
+    pub offer: String,
+    pub owner: String,
+    pub state: String,
+    pub machine: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A refused or failed call: a stable code and the engine's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `quota_exceeded`, `unknown_offer`, `no_capacity`, `not_found`, or another.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    fn status(&self) -> StatusCode {
+        match self.code {
+            "quota_exceeded" => StatusCode::CONFLICT,
+            "unknown_offer" | "not_found" => StatusCode::NOT_FOUND,
+            "forbidden" => StatusCode::FORBIDDEN,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// The self-service calls the page makes.
+pub trait SelfServiceUi: Send + Sync {
+    fn offers<'a>(&'a self, who: &'a Person) -> BoxFuture<'a, Result<Vec<Offer>, Failure>>;
+    fn list<'a>(&'a self, who: &'a Person) -> BoxFuture<'a, Result<Vec<MyHost>, Failure>>;
+    fn request<'a>(
+        &'a self,
+        who: &'a Person,
+        offer: &'a str,
+        ssh_keys: Vec<String>,
+    ) -> BoxFuture<'a, Result<MyHost, Failure>>;
+    fn release<'a>(&'a self, who: &'a Person, name: &'a str) -> BoxFuture<'a, Result<(), Failure>>;
+    fn recreate<'a>(
+        &'a self,
+        who: &'a Person,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<MyHost, Failure>>;
+}
+
+fn person(who: &Signed) -> Person {
+    Person {
+        name: who.user.clone(),
+        role: who.role,
+    }
+}
+
+/// An offer row: the offer and how many more the person may have.
+#[derive(Serialize)]
+struct OfferRow {
+    #[serde(flatten)]
+    offer: Offer,
+    memory: String,
+    disk: String,
+    left: u32,
+}
+
+/// A host row with the command that logs in to it.
+#[derive(Serialize)]
+struct HostRow {
+    #[serde(flatten)]
+    host: MyHost,
+    ssh: String,
+}
+
+/// What the page says after a POST (`?done=…&name=…`).
+#[derive(Default)]
+pub struct Done {
+    done: String,
+    name: String,
+}
+
+impl Done {
+    fn from_query(query: Option<&str>) -> Done {
+        let form = Form::parse(query.unwrap_or("").as_bytes());
+        Done {
+            done: form.get("done").unwrap_or("").to_string(),
+            name: form.get("name").unwrap_or("").to_string(),
+        }
+    }
+
+    fn notice(&self) -> Option<String> {
+        let name = self.name.trim();
+        let what = match self.done.as_str() {
+            "requested" => "Requested",
+            "deleted" => "Deleted",
+            "recreated" => "Recreating",
+            _ => return None,
+        };
+        Some(format!("{what} {name}"))
+    }
+}
+
+/// `GET /ui/my`.
+pub async fn page(State(ui): State<Arc<Ui>>, headers: HeaderMap, uri: Uri) -> Response {
+    let done = Done::from_query(uri.query());
+    match require(&ui, &headers, &uri).await {
+        Ok(who) => render(&ui, &who, StatusCode::OK, done.notice(), None).await,
+        Err(resp) => resp,
+    }
+}
+
+/// The page with a notice or an error above it.
+async fn render(
+    ui: &Ui,
+    who: &Signed,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let base = context! {
+        title => "My hosts", me => who, nav => "my", notice, error,
+        reader => allowed(who.role, Action::ReadFleet),
+    };
+    let Some(svc) = ui.selfservice.as_ref() else {
+        let ctx = context! { configured => false, offers => Vec::<()>::new(), hosts => Vec::<()>::new(), ..base };
+        return ui.templates.page(status, "my.html", ctx);
+    };
+    let p = person(who);
+    let (offers, hosts) = match (svc.offers(&p).await, svc.list(&p).await) {
+        (Ok(o), Ok(h)) => (o, h),
+        (Err(e), _) | (_, Err(e)) => {
+            return super::pages::error(
+                ui,
+                e.status(),
+                "Self-service cannot answer",
+                &e.message,
+                Some(who),
+            )
+        }
+    };
+    let offers: Vec<OfferRow> = offers
+        .into_iter()
+        .map(|o| OfferRow {
+            memory: crate::size::format_mib(o.memory_mib),
+            disk: crate::size::format_gib(o.disk_gib),
+            left: o.per_user.saturating_sub(o.used),
+            offer: o,
+        })
+        .collect();
+    let hosts: Vec<HostRow> = hosts
+        .into_iter()
+        .map(|h| HostRow {
+            ssh: format!("ssh {}@{}", who.user, h.ip.as_deref().unwrap_or(&h.name)),
+            host: h,
+        })
+        .collect();
+    let ctx = context! { configured => true, offers, hosts, ..base };
+    ui.templates.page(status, "my.html", ctx)
+}
+
+/// After a change: back to the page, saying what was done.
+fn done(what: &str, name: &str) -> Response {
+    let name: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    Redirect::to(&format!("/ui/my?done={what}&name={name}")).into_response()
+}
+
+/// The self-service engine, or the page saying there is none.
+async fn engine<'a>(ui: &'a Ui, who: &Signed) -> Result<&'a Arc<dyn SelfServiceUi>, Response> {
+    match ui.selfservice.as_ref() {
+        Some(s) if allowed(who.role, Action::SelfService) => Ok(s),
+        Some(_) => Err(super::pages::forbidden(ui, who)),
+        None => Err(render(
+            ui,
+            who,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            Some("self-service is not configured on this server".into()),
+        )
+        .await),
+    }
+}
+
+/// `POST /ui/my/request` (`offer`, optional `ssh_keys`, one per line).
+pub async fn request(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let (who, form) = match post_form(&ui, &headers, &uri, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let svc = match engine(&ui, &who).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let offer = form.get("offer").unwrap_or("").to_string();
+    let keys: Vec<String> = form
+        .get("ssh_keys")
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    match svc.request(&person(&who), &offer, keys).await {
+        Ok(h) => done("requested", &h.name),
+        Err(e) => render(&ui, &who, e.status(), None, Some(e.message)).await,
+    }
+}
+
+/// `POST /ui/my/{name}/delete`.
+pub async fn delete(
+    State(ui): State<Arc<Ui>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let (who, _) = match post_form(&ui, &headers, &uri, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let svc = match engine(&ui, &who).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    match svc.release(&person(&who), &name).await {
+        Ok(()) => done("deleted", &name),
+        Err(e) => render(&ui, &who, e.status(), None, Some(e.message)).await,
+    }
+}
+
+/// `POST /ui/my/{name}/recreate`.
+pub async fn recreate(
+    State(ui): State<Arc<Ui>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let (who, _) = match post_form(&ui, &headers, &uri, &body).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let svc = match engine(&ui, &who).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    match svc.recreate(&person(&who), &name).await {
+        Ok(h) => done("recreated", &h.name),
+        Err(e) => render(&ui, &who, e.status(), None, Some(e.message)).await,
+    }
+}
