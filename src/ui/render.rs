@@ -37,7 +37,7 @@ impl Templates {
     /// the tests catch; it renders as an error page rather than stopping the server.
     pub fn new() -> Templates {
         let mut env = Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
         env.add_filter("urlencode", urlencode);
         for (name, source) in TEMPLATES {
             if let Err(e) = env.add_template(name, source) {
