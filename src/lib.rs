@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod ops;
 pub mod place;
 pub mod plan;
+pub mod selfservice;
 pub mod server;
 pub mod size;
 pub mod templates;

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use kloud::hostdb::{Actor, Expect, Host, State, Store, Tag};
 use kloud::ops::{self, events::Recorded, ApplyRequest, PlanRequest};
+use kloud_provider_api::compute::{
+    ComputeDriver, ContainerSpec, CreateResponse, DriverError, ListResponse, MachineRef, Response,
+};
 use ops_support::{FakeDriver, FakeDrivers};
 use serde_json::{json, Value};
 use ui_support::{auth_block, ldap_url, serve, Served};
@@ -78,11 +81,18 @@ impl Drop for WebDriver {
 /// The quickstart (its machines, web and lb hosts, without the provider blocks: no
 /// Prometheus or Puppet here) with the test directory's `auth` block, applied to a SQLite
 /// HostDB by the real engine.
-fn quickstart(dir: &std::path::Path, ldap: &str) -> Arc<dyn Store> {
+fn quickstart(dir: &std::path::Path, ldap: &str, extra: &str) -> Arc<dyn Store> {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
     let main = std::fs::read_to_string(examples.join("main.hcl")).unwrap();
     let hosts = std::fs::read_to_string(examples.join("hosts.hcl")).unwrap();
     let hosts = hosts.split("provider \"").next().unwrap();
+    // With self-service (an `extra` offer), one web server, so the quickstart's machines
+    // have room for a person's three small hosts.
+    let main = if extra.is_empty() {
+        main
+    } else {
+        main.replace("default     = 3", "default     = 1") + extra
+    };
     std::fs::write(
         dir.join("main.hcl"),
         format!("{main}\n{}", auth_block(ldap)),
@@ -123,6 +133,7 @@ fn quickstart(dir: &std::path::Path, ldap: &str) -> Arc<dyn Store> {
 
 struct Lab {
     _dir: tempfile::TempDir,
+    service: Option<Arc<kloud::selfservice::SelfService>>,
     store: Arc<dyn Store>,
     served: Served,
     driver: WebDriver,
@@ -131,18 +142,53 @@ struct Lab {
 }
 
 fn lab() -> Option<Lab> {
+    lab_with("", false)
+}
+
+/// The offer of design §10, for people to request hosts from.
+const OFFER: &str = r#"
+offer "small" {
+  cpu      = 1
+  memory   = "256MiB"
+  disk     = "2GiB"
+  image    = "debian-12"
+  network  = "lab"
+  per_user = 3
+  login { sudo = true }
+  placement { max_per = { machine = 2 } }
+}
+"#;
+
+/// The lab with `extra` config, and self-service (with a driver whose creates take a while,
+/// so a page can be seen following a host from `creating` to `running`).
+fn lab_with(extra: &str, selfservice: bool) -> Option<Lab> {
     let (chromium, chromedriver) = chromium()?;
     let ldap = ldap_url()?;
     let dir = tempfile::tempdir().unwrap();
-    let store = quickstart(dir.path(), &ldap);
+    let store = quickstart(dir.path(), &ldap, extra);
     let config = kloud::config::load(dir.path(), &Default::default()).unwrap();
-    let served = serve(store.clone(), &config, None);
+    let service = selfservice.then(|| {
+        let settings = kloud::selfservice::Settings {
+            poll_every: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let drivers: Arc<dyn kloud::apply::DriverSet + Send> =
+            Arc::new(SlowCreateDrivers(SlowCreateDriver(FakeDriver::default())));
+        kloud::selfservice::SelfService::new(
+            store.clone(),
+            Arc::new(config.clone()),
+            drivers,
+            settings,
+        )
+    });
+    let served = serve(store.clone(), &config, service.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     Some(Lab {
         _dir: dir,
+        service,
         store,
         served,
         driver: WebDriver::start(&chromedriver),
@@ -238,8 +284,8 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
 }
 
 /// Sign in through the form with the keyboard only: type, Tab, type, Enter.
-async fn sign_in(c: &Client, lab: &Lab, user: &str) {
-    c.goto(&lab.url("/ui/fleet")).await.unwrap();
+async fn sign_in(c: &Client, lab: &Lab, user: &str, start: &str) {
+    c.goto(&lab.url(start)).await.unwrap();
     assert!(
         c.current_url().await.unwrap().path().ends_with("/ui/login"),
         "sent to sign in"
@@ -281,7 +327,7 @@ fn sign_in_fleet_filter_machine_map_host_and_tags_in_a_browser() {
         let c = lab.browser().await;
         c.goto(&lab.url("/ui/login")).await.unwrap();
         look(&c, "login").await;
-        sign_in(&c, &lab, "alice").await;
+        sign_in(&c, &lab, "alice", "/ui/fleet").await;
         assert_eq!(
             c.current_url().await.unwrap().path(),
             "/ui/fleet",
@@ -417,7 +463,7 @@ fn a_host_turning_running_appears_without_a_reload() {
     let Some(lab) = lab() else { return };
     lab.rt.block_on(async {
         let c = lab.browser().await;
-        sign_in(&c, &lab, "bob").await;
+        sign_in(&c, &lab, "bob", "/ui/fleet").await;
         c.goto(&lab.url("/ui/fleet?class=extra")).await.unwrap();
         assert!(text(&c, "#live").await.contains("No hosts"));
         // A marker that a reload would lose.
@@ -463,4 +509,205 @@ async fn wait_text(c: &Client, css: &str, want: &str) {
         assert!(Instant::now() < deadline, "{css} never said {want}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How long [`SlowCreateDriver`] takes to create a container.
+const CREATE_TAKES: Duration = Duration::from_millis(1500);
+
+/// The in-memory driver, with creates that take [`CREATE_TAKES`]: a double that lets a page
+/// be seen in `creating` before `running`.
+struct SlowCreateDriver(FakeDriver);
+
+impl ComputeDriver for SlowCreateDriver {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    fn create(&self, m: &MachineRef, spec: &ContainerSpec) -> Result<CreateResponse, DriverError> {
+        std::thread::sleep(CREATE_TAKES);
+        self.0.create(m, spec)
+    }
+    fn can_resize_live(&self) -> bool {
+        self.0.can_resize_live()
+    }
+    fn resize(
+        &self,
+        m: &MachineRef,
+        name: &str,
+        cpu: u32,
+        mem: u64,
+        disk: u64,
+    ) -> Result<Response, DriverError> {
+        self.0.resize(m, name, cpu, mem, disk)
+    }
+    fn start(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
+        self.0.start(m, name)
+    }
+    fn stop(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
+        self.0.stop(m, name)
+    }
+    fn destroy(&self, m: &MachineRef, name: &str) -> Result<Response, DriverError> {
+        self.0.destroy(m, name)
+    }
+    fn list(&self, m: &MachineRef) -> Result<ListResponse, DriverError> {
+        self.0.list(m)
+    }
+    fn images(&self) -> Vec<String> {
+        self.0.images()
+    }
+}
+
+struct SlowCreateDrivers(SlowCreateDriver);
+
+impl kloud::apply::DriverSet for SlowCreateDrivers {
+    fn get(&self, kind: &str) -> Result<&dyn ComputeDriver, String> {
+        match kind {
+            "lxc" => Ok(&self.0),
+            _ => Err(format!("no driver `{kind}`")),
+        }
+    }
+}
+
+const CAROL_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKloudTestCarolKey0000000000000000000000 carol@test";
+
+#[test]
+fn my_hosts_request_until_the_quota_then_delete_without_reloads() {
+    let Some(lab) = lab_with(OFFER, true) else {
+        return;
+    };
+    lab.rt.block_on(async {
+        let c = lab.browser().await;
+        sign_in(&c, &lab, "carol", "/ui/").await;
+        // A plain user lands on their hosts and sees no fleet.
+        assert_eq!(c.current_url().await.unwrap().path(), "/ui/my");
+        assert!(texts(&c, "header nav a").await == ["My hosts"]);
+        assert_eq!(text(&c, "tr[data-offer=small] td.left").await, "3");
+        look(&c, "my-empty").await;
+
+        let small = |n: u32| format!("small-carol-{n}.qs.kloud.internal");
+        for n in 1..=3 {
+            c.find(Locator::Css("#ssh-keys"))
+                .await
+                .unwrap()
+                .send_keys(CAROL_KEY)
+                .await
+                .unwrap();
+            c.find(Locator::Css("button[name=offer][value=small]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let row = format!("tr[data-host=\"{}\"] .state", small(n));
+            c.wait().for_element(Locator::Css(&row)).await.unwrap();
+            assert!(text(&c, ".notice").await.contains(&small(n)));
+            // Drawn while the host is being created; it turns running on this same page.
+            c.execute("window.kloudMarker = 7; return 0;", vec![])
+                .await
+                .unwrap();
+            let first = text(&c, &row).await;
+            if n == 1 {
+                assert_eq!(first, "creating", "the slow driver is still creating it");
+                look(&c, "my-creating").await;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let st = lab.store.get_host(&small(n)).unwrap().and_then(|h| h.state);
+                if st == Some(State::Running) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "store state of {} is {st:?}; locks {:?}",
+                    small(n),
+                    lab.store.list_locks().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            wait_text(&c, &row, "running").await;
+            let marker: Value = c
+                .execute("return window.kloudMarker;", vec![])
+                .await
+                .unwrap();
+            assert_eq!(marker, json!(7), "the page was not reloaded");
+            wait_text(&c, "tr[data-offer=small] td.left", &(3 - n).to_string()).await;
+        }
+        let ssh = text(&c, &format!("tr[data-host=\"{}\"] code.ssh", small(1))).await;
+        assert!(ssh.starts_with("ssh carol@10.251.0."), "{ssh}");
+        look(&c, "my-three").await;
+
+        // The fourth: the quota's message, and no host.
+        c.find(Locator::Css("#ssh-keys"))
+            .await
+            .unwrap()
+            .send_keys(CAROL_KEY)
+            .await
+            .unwrap();
+        c.find(Locator::Css("button[name=offer][value=small]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let error = c
+            .wait()
+            .for_element(Locator::Css("#error"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            error.contains("you hold 3 of 3 hosts of offer `small`"),
+            "{error}"
+        );
+        assert_eq!(
+            c.find_all(Locator::Css("table.mine tbody tr"))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        // A 409 answer logs a failed load in the console; that one is expected.
+        let logged = console_errors(&c).await;
+        assert!(logged.iter().all(|e| e.contains("409")), "{logged:#?}");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+        std::fs::write(dir.join("my-quota.png"), c.screenshot().await.unwrap()).unwrap();
+
+        // Delete the second with the keyboard: focus its button, Enter.
+        c.goto(&lab.url("/ui/my")).await.unwrap();
+        let delete = c
+            .find(Locator::Css(&format!(
+                "button[aria-label=\"Delete {}\"]",
+                small(2)
+            )))
+            .await
+            .unwrap();
+        let enter = char::from(fantoccini::key::Key::Enter).to_string();
+        delete.send_keys(&enter).await.unwrap();
+        c.wait().for_element(Locator::Css(".notice")).await.unwrap();
+        c.execute("window.kloudMarker = 8; return 0;", vec![])
+            .await
+            .unwrap();
+        // It goes away on this page when the worker has removed it.
+        let gone = format!("tr[data-host=\"{}\"]", small(2));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while c.find(Locator::Css(&gone)).await.is_ok() {
+            assert!(Instant::now() < deadline, "{} never went away", small(2));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let marker: Value = c
+            .execute("return window.kloudMarker;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(marker, json!(8), "the page was not reloaded");
+        wait_text(&c, "tr[data-offer=small] td.left", "1").await;
+        assert!(
+            lab.store.get_host(&small(2)).unwrap().is_none(),
+            "the record is removed"
+        );
+        look(&c, "my-deleted").await;
+
+        c.close().await.unwrap();
+    });
 }

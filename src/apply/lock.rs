@@ -55,6 +55,28 @@ impl<'a> LockGuard<'a> {
         })
     }
 
+    /// Take the apply lock, waiting up to `wait` for its holder to finish (self-service
+    /// requests wait for a config apply instead of failing). Retries with a growing pause, so
+    /// waiters do not hammer the database.
+    pub fn acquire_waiting(
+        store: &'a dyn Store,
+        holder: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Self, ApplyError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match Self::acquire(store, holder, ttl) {
+                Err(ApplyError::Locked { .. }) if started.elapsed() + pause < wait => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 3 / 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The lease as last renewed.
     pub fn lease(&self) -> Option<Lease> {
         self.lease.lock().ok().map(|l| l.clone())

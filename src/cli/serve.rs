@@ -1,12 +1,13 @@
 //! `kloud serve [DIR]`: one server over the config in DIR (design §10) — the HostDB API at
 //! `/v1/…`, sign-in with LDAP (`/v1/auth/login`, `/v1/auth/logout`) and the HostDB v1 API at
-//! `/hostdb/v1/…`. With `--tls-cert`/`--tls-key` (or `--tls-self-signed`) it serves https
-//! only, with HSTS. The web UI is at `/ui/` (`crate::ui`). Self-service offers are not served
-//! yet (issue 16).
+//! `/hostdb/v1/…`, self-service (`/v1/offers`, `/v1/self/hosts…`) with its background
+//! worker, and the web UI at `/ui/` (`crate::ui`). With `--tls-cert`/`--tls-key` (or
+//! `--tls-self-signed`) it serves https only, with HSTS.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use miette::{miette, IntoDiagnostic};
@@ -14,8 +15,10 @@ use miette::{miette, IntoDiagnostic};
 use super::diagnostics::load_or_report;
 use super::hostdb::shutdown_signal;
 use super::store::open_for;
+use crate::apply::{DriverSet, Drivers};
 use crate::hostdb::Store;
 use crate::identity::{self, Identity};
+use crate::selfservice::{self, SelfService};
 use crate::server::{self, tls, v1, ServerConfig};
 use crate::ui;
 
@@ -52,6 +55,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         Identity::new(store.clone(), config.auth.as_ref())
             .map_err(|e| miette!(code = "kloud::serve::identity", "{e}"))?,
     );
+    let config = Arc::new(config);
+    let drivers: Arc<dyn DriverSet + Send> = Arc::new(Drivers::from_env());
+    let service = SelfService::new(
+        store.clone(),
+        config.clone(),
+        drivers,
+        selfservice::Settings::default(),
+    );
     let access = config
         .auth
         .as_ref()
@@ -65,7 +76,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let ui_options = ui::Options { tls: tls.is_some() };
     let result = rt.block_on(async move {
         // Routers that start tasks are built inside the runtime.
-        let web = ui::Ui::new(served.clone(), identity.clone(), None, ui_options);
+        let stop = Arc::new(AtomicBool::new(false));
+        service.start_worker(stop.clone());
+        let web = ui::Ui::new(
+            served.clone(),
+            identity.clone(),
+            Some(service.clone()),
+            ui_options,
+        );
         let closer = web.closer();
         let shutdown_signal = move || async move {
             shutdown_signal().await;
@@ -73,6 +91,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         };
         let app = server::router(served.clone(), ServerConfig::default())
             .merge(identity::router(identity.clone()))
+            .merge(selfservice::router(service.clone(), identity.clone()))
             .merge(v1::router(served, identity, access))
             .merge(ui::router(web));
         let listener = std::net::TcpListener::bind(args.listen).map_err(|e| {

@@ -276,9 +276,17 @@ pub(super) fn host_classes<'a>(
     (host_classes, class_items)
 }
 
-/// The one unlabelled `placement { max_per, strategy }` of a host class, and the span of its
+/// "a host class" or "an offer": what the block is, for messages.
+fn kind_of(item: Item) -> &'static str {
+    match item.block.ident.as_str() {
+        "offer" => "an offer",
+        _ => "a host class",
+    }
+}
+
+/// The one unlabelled `placement { max_per, strategy }` of a host class or offer, and the span of its
 /// `max_per`.
-fn placement(
+pub(super) fn placement(
     item: Item,
     eval: &Evaluator,
     diags: &mut Diagnostics,
@@ -290,7 +298,7 @@ fn placement(
             diags.push(
                 Diagnostic::new(
                     "kloud::config::block_labels",
-                    "a host class takes one unlabelled `placement` block",
+                    format!("{} takes one unlabelled `placement` block", kind_of(item)),
                 )
                 .at(item.file, header_span(pb))
                 .label("unexpected")
@@ -300,7 +308,11 @@ fn placement(
         }
         let mut pr = Reader::new(
             item.file,
-            format!("the placement of host_class \"{}\"", item.label()),
+            format!(
+                "the placement of {} \"{}\"",
+                item.block.ident.as_str(),
+                item.label()
+            ),
             header_span(pb),
             &pb.body,
             PLACEMENT_ATTRS,

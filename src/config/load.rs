@@ -212,6 +212,13 @@ pub fn load_sources(
 
     let auth_items: Vec<_> = items("auth").iter().map(|i| (i.file, i.block)).collect();
     let auth = super::auth::decode(&auth_items, dir, &eval, diags);
+    let offers = super::offer::offers(
+        &items("offer"),
+        &labels_of(&items("network")),
+        &labels_of(&items("tag")),
+        &eval,
+        diags,
+    );
 
     let digest = digest(&files, &variables);
     Some(Config {
@@ -229,6 +236,7 @@ pub fn load_sources(
         digest,
         login,
         auth,
+        offers,
     })
 }
 

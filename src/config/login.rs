@@ -259,7 +259,7 @@ fn decode_dns(
 }
 
 /// Why `user` cannot be a login name (useradd's rules, kept strict), or `None`.
-fn user_problem(user: &str) -> Option<String> {
+pub fn user_problem(user: &str) -> Option<String> {
     let ok = !user.is_empty()
         && user.len() <= 32
         && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
@@ -276,7 +276,7 @@ fn user_problem(user: &str) -> Option<String> {
 }
 
 /// An OpenSSH public key line: a known type, base64 data, an optional comment, one line.
-fn looks_like_public_key(k: &str) -> bool {
+pub fn looks_like_public_key(k: &str) -> bool {
     let mut w = k.split_whitespace();
     let (Some(kind), Some(data)) = (w.next(), w.next()) else {
         return false;

@@ -32,6 +32,8 @@ pub struct Config {
     pub hosts: Vec<DesiredHost>,
     /// The `auth {}` block, if any (people from LDAP, design §10).
     pub auth: Option<super::auth::AuthConfig>,
+    /// `offer` blocks: what people may ask `kloud serve` for (design §10).
+    pub offers: BTreeMap<String, super::offer::Offer>,
     /// A digest of the sources and variable values, recorded in plans to detect a changed config.
     pub digest: String,
     /// Logins, first-boot commands and resolvers (design §9; `config/login.rs`).

@@ -14,6 +14,7 @@ pub const BLOCKS: &[(&str, usize)] = &[
     ("provider", 1),
     ("template", 1),
     ("auth", 0),
+    ("offer", 1),
 ];
 
 pub const AUTH_ATTRS: &[&str] = &["roles", "session_ttl"];
@@ -51,6 +52,21 @@ pub const HOST_CLASS_ATTRS: &[&str] = &[
 pub const HOST_CLASS_BLOCKS: &[&str] = &["placement", "login"];
 /// The `login {}` block of a host class (decoded in `config/login.rs`).
 pub const LOGIN_ATTRS: &[&str] = &["user", "ssh_keys", "sudo"];
+/// `offer "NAME" { … }` (design §10): what a person may ask `kloud serve` for.
+pub const OFFER_ATTRS: &[&str] = &[
+    "cpu",
+    "memory",
+    "disk",
+    "image",
+    "network",
+    "per_user",
+    "tags",
+    "properties",
+    "driver",
+];
+pub const OFFER_BLOCKS: &[&str] = &["placement", "login"];
+/// An offer's `login {}`: the user and keys are the person's own.
+pub const OFFER_LOGIN_ATTRS: &[&str] = &["sudo"];
 pub const PLACEMENT_ATTRS: &[&str] = &["max_per", "strategy"];
 pub const TEMPLATE_ATTRS: &[&str] = &[
     "source",

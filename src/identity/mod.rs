@@ -8,7 +8,7 @@
 //! [`router`] serves `POST /v1/auth/login` and `POST /v1/auth/logout`.
 
 pub mod ldap;
-mod routes;
+pub mod routes;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::auth::{AuthConfig, LdapConfig};
-use crate::hostdb::model::{Actor, Role, TokenInfo};
+use crate::hostdb::model::{Actor, Document, Expect, Role, TokenInfo, Write};
 use crate::hostdb::store::Store;
 use crate::hostdb::util::format_time;
 use crate::hostdb::StoreError;
@@ -129,8 +129,10 @@ impl Identity {
         let role = self.role_for(&person.groups);
         let store = self.store.clone();
         let (user, groups, ttl) = (username.to_string(), person.groups.clone(), self.ttl);
+        let keys = person.ssh_keys.clone();
         let (info, token) = blocking(move || {
             let created = store.session_create(&user, role, &groups, ttl)?;
+            remember_keys(store.as_ref(), &user, &keys)?;
             let event = serde_json::json!({
                 "event": "login", "role": role.as_str(), "session": created.0.id,
                 "groups": groups,
@@ -180,6 +182,51 @@ impl Identity {
         })
         .await
     }
+}
+
+/// The document namespace keeping each person's public keys from the directory, for the hosts
+/// they ask for (self-service) when a request names none.
+pub const PEOPLE_NAMESPACE: &str = "people";
+
+/// Keep the keys the directory gave at sign-in (public keys: nothing secret); written only
+/// when they changed, so a sign-in does not bump the index for nothing.
+fn remember_keys(store: &dyn Store, user: &str, keys: &[String]) -> Result<(), StoreError> {
+    let value = serde_json::json!({ "ssh_keys": keys });
+    if store
+        .get_document(PEOPLE_NAMESPACE, user)?
+        .is_some_and(|d| d.value == value)
+    {
+        return Ok(());
+    }
+    let document = Document {
+        namespace: PEOPLE_NAMESPACE.into(),
+        key: user.to_string(),
+        value,
+        modified_index: 0,
+    };
+    store.write(
+        vec![Write::PutDocument {
+            document,
+            expect: Expect::Any,
+        }],
+        &actor(user, "signed in: keys from the directory"),
+    )?;
+    Ok(())
+}
+
+/// The public keys the directory gave `user` at their last sign-in.
+pub fn keys_of(store: &dyn Store, user: &str) -> Result<Vec<String>, StoreError> {
+    let Some(doc) = store.get_document(PEOPLE_NAMESPACE, user)? else {
+        return Ok(Vec::new());
+    };
+    Ok(doc
+        .value
+        .get("ssh_keys")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect())
 }
 
 fn actor(user: &str, message: &str) -> Actor {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::error::OpsError;
 use super::events::{Event, Events};
+use super::plan::PlanRequest;
 use crate::apply::{self, DriverSet, LockGuard, Outcome, Report};
 use crate::config::Config;
 use crate::hostdb::Store;
@@ -94,14 +95,108 @@ pub fn apply(
         events.emit(Event::Locked { lock_id: lease.id });
     }
     apply::check_fresh(plan, config, store).map_err(OpsError::from_apply)?;
-    let total = plan
-        .changes
+    let held = run_held(&[(plan, config)], store, drivers, req, events, guard)?;
+    Ok(ApplyOutcome {
+        hosts: held.reports.into_iter().next().unwrap_or_default(),
+        integrations: held.integrations,
+        lock_trouble: held.lock_trouble,
+        took: started.elapsed(),
+    })
+}
+
+/// How [`converge`] applies, waiting up to `lock_wait` for the lock.
+#[derive(Debug, Clone)]
+pub struct ConvergeRequest {
+    pub apply: ApplyRequest,
+    pub lock_wait: Duration,
+}
+
+/// What one [`converge`] did: per config its plan and hosts' report, then the integrations.
+#[derive(Debug)]
+pub struct ConvergeOutcome {
+    pub applied: Vec<(Plan, Report)>,
+    pub integrations: Vec<IntegrationOutcome>,
+    pub lock_trouble: bool,
+    pub took: Duration,
+}
+
+/// Plan and apply several owners' configs in one go while holding the lock, so nothing can
+/// change HostDB in between (a server carrying out many people's requests at once). `configs`
+/// is called once the lock is held: configs made from HostDB records must be read under it,
+/// or a record written in between would be planned away. A config whose plan fails or that
+/// `accept` refuses is left out and reported as an event; unplaced hosts are left out, not
+/// fatal. Owners are worked on `apply.parallelism` at a time.
+pub fn converge(
+    configs: &dyn Fn() -> Result<Vec<(Config, PlanRequest)>, OpsError>,
+    store: &dyn Store,
+    drivers: &dyn DriverSet,
+    req: &ConvergeRequest,
+    accept: &(dyn Fn(&Config, &Plan) -> Result<(), OpsError> + Sync),
+    events: &dyn Events,
+) -> Result<ConvergeOutcome, OpsError> {
+    let started = Instant::now();
+    let guard =
+        LockGuard::acquire_waiting(store, &req.apply.actor, req.apply.lock_ttl, req.lock_wait)
+            .map_err(OpsError::from_apply)?;
+    if let Some(lease) = guard.lease() {
+        events.emit(Event::Locked { lock_id: lease.id });
+    }
+    let configs = configs()?;
+    let mut planned = Vec::new();
+    for (config, plan_req) in &configs {
+        match super::plan::plan(config, store, drivers, plan_req, events)
+            .and_then(|p| accept(config, &p).map(|()| p))
+        {
+            Ok(plan) => planned.push((plan, config)),
+            Err(e) => events.emit(Event::Diagnostic {
+                source: "plan".into(),
+                host: None,
+                error: true,
+                summary: format!("{}: {e}", config.settings.owner),
+                detail: None,
+            }),
+        }
+    }
+    let items: Vec<(&Plan, &Config)> = planned.iter().map(|(p, c)| (p, *c)).collect();
+    let held = run_held(&items, store, drivers, &req.apply, events, guard)?;
+    let applied = planned
+        .into_iter()
+        .map(|(p, _)| p)
+        .zip(held.reports)
+        .collect();
+    Ok(ConvergeOutcome {
+        applied,
+        integrations: held.integrations,
+        lock_trouble: held.lock_trouble,
+        took: started.elapsed(),
+    })
+}
+
+/// What [`run_held`] did.
+struct Held {
+    reports: Vec<Report>,
+    integrations: Vec<IntegrationOutcome>,
+    lock_trouble: bool,
+}
+
+/// The hosts of each plan under the held lock, then the integrations once it is released. One
+/// plan gets every worker; several are worked on `parallelism` at a time, one worker each.
+fn run_held(
+    items: &[(&Plan, &Config)],
+    store: &dyn Store,
+    drivers: &dyn DriverSet,
+    req: &ApplyRequest,
+    events: &dyn Events,
+    guard: LockGuard<'_>,
+) -> Result<Held, OpsError> {
+    let total = items
         .iter()
+        .flat_map(|(p, _)| &p.changes)
         .filter(|c| c.action != Action::NoOp)
         .count();
     events.emit(Event::Started { total });
     let opts = apply::Options {
-        parallelism: req.parallelism,
+        parallelism: if items.len() > 1 { 1 } else { req.parallelism },
         actor: req.actor.clone(),
         cancel: req.cancel.clone(),
         fence: guard.lease().map(|l| (l.name, l.id)),
@@ -114,20 +209,61 @@ pub fn apply(
         }
         events.emit(Event::LockTrouble { error });
     };
-    let hosts = guard
-        .while_held(&trouble, || {
-            apply::apply(plan, config, store, drivers, &opts, events)
-        })
-        .map_err(OpsError::Apply)?;
+    let reports = guard.while_held(&trouble, || {
+        apply_each(items, store, drivers, &opts, req.parallelism, events)
+    })?;
     drop(guard);
-    let mut integrations = converge_integrations(config, store, events);
-    integrations.extend(converge_templates(config, store, events));
-    Ok(ApplyOutcome {
-        hosts,
+    let mut integrations = Vec::new();
+    if let Some((_, config)) = items.first() {
+        integrations = converge_integrations(config, store, events);
+        integrations.extend(converge_templates(config, store, events));
+    }
+    Ok(Held {
+        reports,
         integrations,
         lock_trouble: lock_trouble.load(Ordering::SeqCst),
-        took: started.elapsed(),
     })
+}
+
+/// `apply::apply` for each plan, `workers` plans at a time; reports in the plans' order.
+fn apply_each(
+    items: &[(&Plan, &Config)],
+    store: &dyn Store,
+    drivers: &dyn DriverSet,
+    opts: &apply::Options,
+    workers: usize,
+    events: &dyn Events,
+) -> Result<Vec<Report>, OpsError> {
+    if let [(plan, config)] = items {
+        return Ok(vec![apply::apply(
+            plan, config, store, drivers, opts, events,
+        )
+        .map_err(OpsError::Apply)?]);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<Report, OpsError>>>> =
+        std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((plan, config)) = items.get(i) else {
+                    break;
+                };
+                let r = apply::apply(plan, config, store, drivers, opts, events)
+                    .map_err(OpsError::Apply);
+                if let Ok(mut all) = results.lock() {
+                    all[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Ok(Report::default())))
+        .collect()
 }
 
 /// Bring DNS, monitoring and puppet in line with HostDB, passing on what each provider said.

@@ -12,7 +12,10 @@ pub mod error;
 pub mod events;
 pub mod plan;
 
-pub use apply::{apply, ApplyOutcome, ApplyRequest, IntegrationOutcome};
+pub use apply::{
+    apply, converge, ApplyOutcome, ApplyRequest, ConvergeOutcome, ConvergeRequest,
+    IntegrationOutcome,
+};
 pub use error::OpsError;
 pub use events::{Event, Events};
 pub use plan::{plan, PlanRequest};

@@ -32,8 +32,8 @@ use axum::Router;
 
 use crate::hostdb::Store;
 use crate::identity::Identity;
+use crate::selfservice::SelfService;
 use crate::server::watch::Notifier;
-pub use myhosts::SelfServiceUi;
 
 /// The Content-Security-Policy of every answer under `/ui/`: only this origin's script, style
 /// and images, no inline code, no framing, forms posting only here.
@@ -54,7 +54,7 @@ pub struct Options {
 pub struct Ui {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) identity: Arc<Identity>,
-    pub(crate) selfservice: Option<Arc<dyn SelfServiceUi>>,
+    pub(crate) selfservice: Option<Arc<SelfService>>,
     pub(crate) options: Options,
     pub(crate) notifier: Notifier,
     pub(crate) closing: tokio::sync::watch::Sender<bool>,
@@ -79,7 +79,7 @@ impl Ui {
     pub fn new(
         store: Arc<dyn Store>,
         identity: Arc<Identity>,
-        selfservice: Option<Arc<dyn SelfServiceUi>>,
+        selfservice: Option<Arc<SelfService>>,
         options: Options,
     ) -> Arc<Ui> {
         let notifier = Notifier::new(store.index().unwrap_or(0));

@@ -1,13 +1,11 @@
 //! "My hosts": the person's self-service hosts with the offers and the quota left, request /
 //! delete / recreate, and the ssh command to copy.
 //!
-//! The page talks to the self-service engine (design §10, `src/selfservice/`) through
-//! [`SelfServiceUi`], the five calls it needs, made as the person signed in: the engine
-//! decides quotas, placement and ownership (a person can only release or recreate their own
-//! hosts), and its error messages are shown as they are.
+//! The page calls the self-service engine ([`SelfService`], design §10) as the person signed
+//! in: the engine decides quotas, placement and ownership (a person can only release or
+//! recreate their own hosts), and its error messages are shown as they are. The engine lists
+//! every person's hosts to an operator; this page shows the person's own.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -19,77 +17,17 @@ use serde::Serialize;
 use super::authz::{allowed, Action};
 use super::session::{post_form, require, Form, Signed};
 use super::Ui;
-use crate::hostdb::model::Role;
+use crate::selfservice::{HostView, OfferView, Person, SelfError, SelfService};
 
-/// A boxed future, so the trait can be used as `dyn`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Who asks (from the session).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Person {
-    pub name: String,
-    pub role: Role,
-}
-
-/// An offer with the person's use of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Offer {
-    pub name: String,
-    pub cpu: u32,
-    pub memory_mib: u64,
-    pub disk_gib: u64,
-    pub image: String,
-    pub per_user: u32,
-    /// The person's hosts of this offer.
-    pub used: u32,
-}
-
-/// One of the person's hosts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MyHost {
-    pub name: String,
-    pub offer: String,
-    pub owner: String,
-    pub state: String,
-    pub machine: Option<String>,
-    pub ip: Option<String>,
-}
-
-/// A refused or failed call: a stable code and the engine's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// `quota_exceeded`, `unknown_offer`, `no_capacity`, `not_found`, or another.
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Failure {
-    fn status(&self) -> StatusCode {
-        match self.code {
-            "quota_exceeded" => StatusCode::CONFLICT,
-            "unknown_offer" | "not_found" => StatusCode::NOT_FOUND,
-            "forbidden" => StatusCode::FORBIDDEN,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        }
+/// The HTTP status of a refused or failed self-service call (as the API answers it).
+fn status_of(e: &SelfError) -> StatusCode {
+    match e {
+        SelfError::QuotaExceeded { .. } => StatusCode::CONFLICT,
+        SelfError::UnknownOffer(_) | SelfError::NotFound(_) => StatusCode::NOT_FOUND,
+        SelfError::BadName(_) | SelfError::BadKey(_) | SelfError::NoKeys => StatusCode::BAD_REQUEST,
+        SelfError::NoCapacity { .. } | SelfError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        SelfError::Engine(_) | SelfError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
-}
-
-/// The self-service calls the page makes.
-pub trait SelfServiceUi: Send + Sync {
-    fn offers<'a>(&'a self, who: &'a Person) -> BoxFuture<'a, Result<Vec<Offer>, Failure>>;
-    fn list<'a>(&'a self, who: &'a Person) -> BoxFuture<'a, Result<Vec<MyHost>, Failure>>;
-    fn request<'a>(
-        &'a self,
-        who: &'a Person,
-        offer: &'a str,
-        ssh_keys: Vec<String>,
-    ) -> BoxFuture<'a, Result<MyHost, Failure>>;
-    fn release<'a>(&'a self, who: &'a Person, name: &'a str) -> BoxFuture<'a, Result<(), Failure>>;
-    fn recreate<'a>(
-        &'a self,
-        who: &'a Person,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<MyHost, Failure>>;
 }
 
 fn person(who: &Signed) -> Person {
@@ -103,7 +41,7 @@ fn person(who: &Signed) -> Person {
 #[derive(Serialize)]
 struct OfferRow {
     #[serde(flatten)]
-    offer: Offer,
+    offer: OfferView,
     memory: String,
     disk: String,
     left: u32,
@@ -113,7 +51,7 @@ struct OfferRow {
 #[derive(Serialize)]
 struct HostRow {
     #[serde(flatten)]
-    host: MyHost,
+    host: HostView,
     ssh: String,
 }
 
@@ -176,9 +114,9 @@ async fn render(
         (Err(e), _) | (_, Err(e)) => {
             return super::pages::error(
                 ui,
-                e.status(),
+                status_of(&e),
                 "Self-service cannot answer",
-                &e.message,
+                &e.to_string(),
                 Some(who),
             )
         }
@@ -192,10 +130,12 @@ async fn render(
             offer: o,
         })
         .collect();
+    let owner = p.owner();
     let hosts: Vec<HostRow> = hosts
         .into_iter()
+        .filter(|h| h.owner == owner)
         .map(|h| HostRow {
-            ssh: format!("ssh {}@{}", who.user, h.ip.as_deref().unwrap_or(&h.name)),
+            ssh: format!("ssh {}@{}", h.user, h.ip.as_deref().unwrap_or(&h.name)),
             host: h,
         })
         .collect();
@@ -210,7 +150,7 @@ fn done(what: &str, name: &str) -> Response {
 }
 
 /// The self-service engine, or the page saying there is none.
-async fn engine<'a>(ui: &'a Ui, who: &Signed) -> Result<&'a Arc<dyn SelfServiceUi>, Response> {
+async fn engine<'a>(ui: &'a Ui, who: &Signed) -> Result<&'a Arc<SelfService>, Response> {
     match ui.selfservice.as_ref() {
         Some(s) if allowed(who.role, Action::SelfService) => Ok(s),
         Some(_) => Err(super::pages::forbidden(ui, who)),
@@ -251,7 +191,7 @@ pub async fn request(
         .collect();
     match svc.request(&person(&who), &offer, keys).await {
         Ok(h) => done("requested", &h.name),
-        Err(e) => render(&ui, &who, e.status(), None, Some(e.message)).await,
+        Err(e) => render(&ui, &who, status_of(&e), None, Some(e.to_string())).await,
     }
 }
 
@@ -272,8 +212,8 @@ pub async fn delete(
         Err(resp) => return resp,
     };
     match svc.release(&person(&who), &name).await {
-        Ok(()) => done("deleted", &name),
-        Err(e) => render(&ui, &who, e.status(), None, Some(e.message)).await,
+        Ok(_) => done("deleted", &name),
+        Err(e) => render(&ui, &who, status_of(&e), None, Some(e.to_string())).await,
     }
 }
 
@@ -295,6 +235,6 @@ pub async fn recreate(
     };
     match svc.recreate(&person(&who), &name).await {
         Ok(h) => done("recreated", &h.name),
-        Err(e) => render(&ui, &who, e.status(), None, Some(e.message)).await,
+        Err(e) => render(&ui, &who, status_of(&e), None, Some(e.to_string())).await,
     }
 }

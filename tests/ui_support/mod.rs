@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use kloud::hostdb::Store;
 use kloud::identity::Identity;
-use kloud::ui::{self, SelfServiceUi};
+use kloud::selfservice::SelfService;
+use kloud::ui;
 
 /// The test directory's ldap:// URL, or `None` (skip) outside CI when slapd is not set up.
 pub fn ldap_url() -> Option<String> {
@@ -85,24 +86,30 @@ impl Drop for Served {
     }
 }
 
-/// The routes `kloud serve` serves, over `store` with `auth`.
+/// The routes `kloud serve` serves, over `store` with `auth` (and self-service with its
+/// worker, when given). Inside a tokio runtime.
 pub fn app(
     store: Arc<dyn Store>,
     config: &kloud::config::Config,
-    selfservice: Option<Arc<dyn SelfServiceUi>>,
+    selfservice: Option<Arc<SelfService>>,
     tls: bool,
 ) -> (axum::Router, ui::Closer) {
     let identity = Arc::new(Identity::new(store.clone(), config.auth.as_ref()).unwrap());
     let web = ui::Ui::new(
         store.clone(),
         identity.clone(),
-        selfservice,
+        selfservice.clone(),
         ui::Options { tls },
     );
     let closer = web.closer();
-    let app = kloud::server::router(store, Default::default())
-        .merge(kloud::identity::router(identity))
+    let mut app = kloud::server::router(store, Default::default())
+        .merge(kloud::identity::router(identity.clone()))
         .merge(ui::router(web));
+    if let Some(service) = selfservice {
+        // The worker ends with the server's runtime.
+        service.start_worker(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        app = app.merge(kloud::selfservice::router(service, identity));
+    }
     (app, closer)
 }
 
@@ -110,7 +117,7 @@ pub fn app(
 pub fn serve(
     store: Arc<dyn Store>,
     config: &kloud::config::Config,
-    selfservice: Option<Arc<dyn SelfServiceUi>>,
+    selfservice: Option<Arc<SelfService>>,
 ) -> Served {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
