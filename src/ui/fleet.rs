@@ -220,7 +220,7 @@ pub async fn page(State(ui): State<Arc<Ui>>, headers: HeaderMap, uri: Uri) -> Re
     let next = page.next.as_deref().map(|n| filter.with_after(Some(n)));
     let first = (!filter.after.is_empty()).then(|| filter.with_after(None));
     let states = ["creating", "running", "failed", "deleting", "none"];
-    ui.templates.page(
+    ui.page(
         StatusCode::OK,
         "fleet.html",
         context! {

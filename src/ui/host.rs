@@ -208,7 +208,7 @@ pub async fn page(
         .iter()
         .map(|(k, v)| (k.clone(), show_value(v)))
         .collect();
-    ui.templates.page(
+    ui.page(
         StatusCode::OK,
         "host.html",
         context! {

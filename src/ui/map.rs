@@ -179,7 +179,7 @@ pub async fn page(State(ui): State<Arc<Ui>>, headers: HeaderMap, uri: Uri) -> Re
         Ok(m) => m,
         Err(e) => return store_error(&ui, e, &who),
     };
-    ui.templates.page(
+    ui.page(
         StatusCode::OK,
         "map.html",
         context! { title => "Machines", me => who, nav => "map", map => map.as_ref() },
@@ -258,5 +258,26 @@ mod tests {
         assert_eq!(a1.disk_gib, Use { used: 4, total: 20 });
         assert_eq!(a1.hosts, 2);
         assert_eq!((map.machines, map.hosts), (4, 3));
+    }
+
+    #[test]
+    fn the_map_page_draws_each_machine_with_meters() {
+        let machines = [
+            machine("node-a1", "sw-a", "r1"),
+            machine("node-b1", "sw-b", "r2"),
+        ];
+        let mut big = container("db-1", "node-b1", "dc1");
+        big.cpu = Some(3);
+        let containers = [container("web-1", "node-a1", "quickstart"), big];
+        let map = machine_map(&machines, &containers);
+        let html = crate::ui::render::Templates::new()
+            .html(
+                "map.html",
+                minijinja::context! { title => "Machines", map, index => 7 },
+            )
+            .unwrap();
+        let start = html.find("<div id=\"live\">").unwrap();
+        let end = html.rfind("</main>").unwrap();
+        insta::assert_snapshot!(&html[start..end]);
     }
 }

@@ -97,6 +97,20 @@ impl Ui {
         })
     }
 
+    /// A page, stamped with the HostDB index it was drawn at (`<body data-index>`): a page
+    /// whose event stream starts at a later index knows it missed a change.
+    pub(crate) fn page(
+        &self,
+        status: axum::http::StatusCode,
+        name: &str,
+        ctx: impl serde::Serialize,
+    ) -> axum::response::Response {
+        let ctx = minijinja::Value::from_serialize(ctx);
+        let index = self.notifier.index();
+        self.templates
+            .page(status, name, minijinja::context! { index, ..ctx })
+    }
+
     /// What ends the live streams at shutdown.
     pub fn closer(&self) -> Closer {
         Closer(self.closing.clone())

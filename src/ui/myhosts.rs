@@ -106,7 +106,7 @@ async fn render(
     };
     let Some(svc) = ui.selfservice.as_ref() else {
         let ctx = context! { configured => false, offers => Vec::<()>::new(), hosts => Vec::<()>::new(), ..base };
-        return ui.templates.page(status, "my.html", ctx);
+        return ui.page(status, "my.html", ctx);
     };
     let p = person(who);
     let (offers, hosts) = match (svc.offers(&p).await, svc.list(&p).await) {
@@ -140,7 +140,7 @@ async fn render(
         })
         .collect();
     let ctx = context! { configured => true, offers, hosts, ..base };
-    ui.templates.page(status, "my.html", ctx)
+    ui.page(status, "my.html", ctx)
 }
 
 /// After a change: back to the page, saying what was done.

@@ -37,7 +37,7 @@ pub fn error(
     message: &str,
     who: Option<&Signed>,
 ) -> Response {
-    ui.templates.page(
+    ui.page(
         status,
         "error.html",
         context! { title, message, me => who, nav => "", status => status.as_u16() },
@@ -113,7 +113,7 @@ pub async fn tags(State(ui): State<Arc<Ui>>, headers: HeaderMap, uri: Uri) -> Re
                 .collect(),
         })
         .collect();
-    ui.templates.page(
+    ui.page(
         StatusCode::OK,
         "tags.html",
         context! { title => "Tags", me => who, nav => "tags", tags => rows },

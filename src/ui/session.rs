@@ -191,7 +191,7 @@ fn login_page(
     let Ok(csrf) = random_hex(32) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness").into_response();
     };
-    let mut resp = ui.templates.page(
+    let mut resp = ui.page(
         status,
         "login.html",
         context! { title => "Sign in", csrf, next, error, username },

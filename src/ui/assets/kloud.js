@@ -29,7 +29,7 @@
 
   if (!live || !window.EventSource || !window.fetch) return;
 
-  let busy = false, again = false, shown = null;
+  let busy = false, again = false, shown = document.body.getAttribute("data-index");
   function say(text) {
     if (!status) return;
     status.hidden = false;
@@ -39,7 +39,9 @@
     if (busy) { again = true; return; }
     busy = true;
     try {
-      const r = await fetch(window.location.href, { credentials: "same-origin", headers: { "X-Kloud-Live": "1" } });
+      // A page drawn as the answer to a form names the address it is read from.
+      const src = live.getAttribute("data-src") || window.location.href;
+      const r = await fetch(src, { credentials: "same-origin", headers: { "X-Kloud-Live": "1" } });
       if (r.ok && !r.redirected) {
         const doc = new DOMParser().parseFromString(await r.text(), "text/html");
         const fresh = doc.getElementById("live");
@@ -66,7 +68,11 @@
   }
 
   const events = new EventSource("/ui/events");
-  events.addEventListener("hello", function (e) { shown = e.data; say("live"); });
+  // The stream says where it starts: a change between drawing the page and now is fetched.
+  events.addEventListener("hello", function (e) {
+    say("live");
+    if (e.data !== shown) { shown = e.data; refresh(); }
+  });
   events.addEventListener("change", function (e) {
     say("live");
     if (e.data !== shown) { shown = e.data; refresh(); }
