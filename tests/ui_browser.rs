@@ -133,7 +133,6 @@ fn quickstart(dir: &std::path::Path, ldap: &str, extra: &str) -> Arc<dyn Store> 
 
 struct Lab {
     _dir: tempfile::TempDir,
-    service: Option<Arc<kloud::selfservice::SelfService>>,
     store: Arc<dyn Store>,
     served: Served,
     driver: WebDriver,
@@ -181,14 +180,13 @@ fn lab_with(extra: &str, selfservice: bool) -> Option<Lab> {
             settings,
         )
     });
-    let served = serve(store.clone(), &config, service.clone());
+    let served = serve(store.clone(), &config, service);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     Some(Lab {
         _dir: dir,
-        service,
         store,
         served,
         driver: WebDriver::start(&chromedriver),
@@ -571,7 +569,7 @@ const CAROL_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKloudTestCarolKey0000000000000000000000 carol@test";
 
 #[test]
-fn my_hosts_request_until_the_quota_then_delete_without_reloads() {
+fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
     let Some(lab) = lab_with(OFFER, true) else {
         return;
     };
@@ -707,6 +705,29 @@ fn my_hosts_request_until_the_quota_then_delete_without_reloads() {
             "the record is removed"
         );
         look(&c, "my-deleted").await;
+
+        // Recreate the first: it is destroyed and made again under the same name, followed
+        // on this page.
+        let recreate = format!("button[aria-label=\"Recreate {}\"]", small(1));
+        c.find(Locator::Css(&recreate))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Css(".notice")).await.unwrap();
+        c.execute("window.kloudMarker = 9; return 0;", vec![])
+            .await
+            .unwrap();
+        let row = format!("tr[data-host=\"{}\"] .state", small(1));
+        assert_eq!(text(&c, &row).await, "recreating");
+        wait_text(&c, &row, "running").await;
+        let marker: Value = c
+            .execute("return window.kloudMarker;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(marker, json!(9), "the page was not reloaded");
+        look(&c, "my-recreated").await;
 
         c.close().await.unwrap();
     });
