@@ -225,7 +225,9 @@ mod tests {
             container("ghost", "gone", "x"),
         ];
         let map = machine_map(&machines, &containers);
-        let shape: Vec<(String, Vec<(String, Vec<String>)>)> = map
+        // (switch, [(rack, [machine])])
+        type Shape = Vec<(String, Vec<(String, Vec<String>)>)>;
+        let shape: Shape = map
             .switches
             .iter()
             .map(|s| {
