@@ -71,8 +71,18 @@ impl Done {
         }
     }
 
+    /// The notice, when the query names a host (a link cannot put other words on the page).
     fn notice(&self) -> Option<String> {
         let name = self.name.trim();
+        let host_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 253
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        };
+        if !host_name(name) {
+            return None;
+        }
         let what = match self.done.as_str() {
             "requested" => "Requested",
             "deleted" => "Deleted",
@@ -236,5 +246,27 @@ pub async fn recreate(
     match svc.recreate(&person(&who), &name).await {
         Ok(h) => done("recreated", &h.name),
         Err(e) => render(&ui, &who, status_of(&e), None, Some(e.to_string())).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_name_only_hosts() {
+        let done = |d: &str, n: &str| {
+            Done {
+                done: d.into(),
+                name: n.into(),
+            }
+            .notice()
+        };
+        assert_eq!(
+            done("requested", "small-carol-1.qs").as_deref(),
+            Some("Requested small-carol-1.qs")
+        );
+        assert_eq!(done("deleted", "your account is locked, call 555"), None);
+        assert_eq!(done("other", "a"), None);
     }
 }
