@@ -19,3 +19,4 @@ pub mod selfservice;
 pub mod server;
 pub mod size;
 pub mod templates;
+pub mod ui;

@@ -1,8 +1,8 @@
 //! `kloud serve [DIR]`: one server over the config in DIR (design §10) — the HostDB API at
 //! `/v1/…`, sign-in with LDAP (`/v1/auth/login`, `/v1/auth/logout`) and the HostDB v1 API at
-//! `/hostdb/v1/…`, and self-service (`/v1/offers`, `/v1/self/hosts…`) with its background
-//! worker. With `--tls-cert`/`--tls-key` (or `--tls-self-signed`) it serves https only, with
-//! HSTS.
+//! `/hostdb/v1/…`, self-service (`/v1/offers`, `/v1/self/hosts…`) with its background
+//! worker, and the web UI at `/ui/` (`crate::ui`). With `--tls-cert`/`--tls-key` (or
+//! `--tls-self-signed`) it serves https only, with HSTS.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ use crate::hostdb::Store;
 use crate::identity::{self, Identity};
 use crate::selfservice::{self, SelfService};
 use crate::server::{self, tls, v1, ServerConfig};
+use crate::ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -73,14 +74,27 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .index()
         .map_err(|e| miette!(code = "kloud::serve::hostdb", "{e}"))?;
     let served = store.clone();
+    let ui_options = ui::Options { tls: tls.is_some() };
     let result = rt.block_on(async move {
         // Routers that start tasks are built inside the runtime.
         let stop = Arc::new(AtomicBool::new(false));
         service.start_worker(stop.clone());
+        let web = ui::Ui::new(
+            served.clone(),
+            identity.clone(),
+            Some(service.clone()),
+            ui_options,
+        );
+        let closer = web.closer();
+        let shutdown_signal = move || async move {
+            shutdown_signal().await;
+            closer.close();
+        };
         let app = server::router_at(served.clone(), ServerConfig::default(), index)
             .merge(identity::router(identity.clone()))
             .merge(selfservice::router(service.clone(), identity.clone()))
-            .merge(v1::router(served, identity, access));
+            .merge(v1::router(served, identity, access))
+            .merge(ui::router(web));
         let listener = std::net::TcpListener::bind(args.listen).map_err(|e| {
             miette!(
                 code = "kloud::serve::listen",

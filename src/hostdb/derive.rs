@@ -5,19 +5,41 @@
 //! name sorts last wins, so the result never depends on storage order. Merging is by top-level
 //! key: a key set by a nearer tag replaces the whole value from a farther one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
 use super::error::StoreError;
 use super::model::{Host, Tag};
 
+/// Where a derived key's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "from", content = "tag", rename_all = "lowercase")]
+pub enum Origin {
+    /// The host's own properties.
+    Own,
+    /// This tag (the host's own, or one it inherits through nesting).
+    Tag(String),
+}
+
 /// Merge the properties of `host`'s tags (looked up with `get_tag`) and then its own.
 /// Tags that are referenced but not recorded contribute nothing.
 pub fn derive_config(
     host: &Host,
-    mut get_tag: impl FnMut(&str) -> Result<Option<Tag>, StoreError>,
+    get_tag: impl FnMut(&str) -> Result<Option<Tag>, StoreError>,
 ) -> Result<Map<String, Value>, StoreError> {
+    Ok(derive_config_origins(host, get_tag)?
+        .into_iter()
+        .map(|(k, (v, _))| (k, v))
+        .collect())
+}
+
+/// [`derive_config`], each key with where its value comes from (what the web UI's host page
+/// shows). One walk serves both, so they cannot disagree.
+pub fn derive_config_origins(
+    host: &Host,
+    mut get_tag: impl FnMut(&str) -> Result<Option<Tag>, StoreError>,
+) -> Result<BTreeMap<String, (Value, Origin)>, StoreError> {
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut levels: Vec<Vec<Tag>> = Vec::new();
     let mut frontier: BTreeSet<String> = host.tags.iter().cloned().collect();
@@ -36,16 +58,16 @@ pub fn derive_config(
         levels.push(level);
         frontier = next.into_iter().filter(|t| !seen.contains(t)).collect();
     }
-    let mut out = Map::new();
+    let mut out = BTreeMap::new();
     for level in levels.iter().rev() {
         for tag in level {
             for (k, v) in &tag.properties {
-                out.insert(k.clone(), v.clone());
+                out.insert(k.clone(), (v.clone(), Origin::Tag(tag.name.clone())));
             }
         }
     }
     for (k, v) in &host.properties {
-        out.insert(k.clone(), v.clone());
+        out.insert(k.clone(), (v.clone(), Origin::Own));
     }
     Ok(out)
 }
@@ -54,7 +76,6 @@ pub fn derive_config(
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn tag(name: &str, parents: &[&str], props: Value) -> Tag {
         let mut t = Tag::new(name);
@@ -98,5 +119,26 @@ mod tests {
             .unwrap_or_default();
         let got = derive_config(&h, |_| Ok(Some(t.clone()))).unwrap();
         assert_eq!(Value::Object(got), json!({"port": 8080}));
+    }
+
+    #[test]
+    fn origins_name_the_tag_or_the_host() {
+        let tags: BTreeMap<String, Tag> = [
+            tag("web", &["prod"], json!({"port": 80})),
+            tag("prod", &[], json!({"env": "prod", "port": 1})),
+        ]
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+        let mut h = Host::container("w1");
+        h.tags = vec!["web".into()];
+        h.properties = json!({"env": "dev"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let got = derive_config_origins(&h, |n| Ok(tags.get(n).cloned())).unwrap();
+        assert_eq!(got["port"], (json!(80), Origin::Tag("web".into())));
+        assert_eq!(got["env"], (json!("dev"), Origin::Own));
+        assert_eq!(got.len(), 2);
     }
 }
