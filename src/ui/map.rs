@@ -33,9 +33,25 @@ pub const RACK_LABEL: &str = "rack";
 pub struct Use {
     pub used: u64,
     pub total: u64,
+    /// The bar's fill in tenths (0–10, capped), for a CSS class: the page has no inline style.
+    pub tenths: u64,
 }
 
 impl Use {
+    pub fn new(used: u64, total: u64) -> Use {
+        // No capacity recorded: full as soon as anything is there.
+        let tenths = used
+            .saturating_mul(10)
+            .checked_div(total)
+            .unwrap_or(u64::from(used > 0) * 10)
+            .min(10);
+        Use {
+            used,
+            total,
+            tenths,
+        }
+    }
+
     /// Over capacity (a machine shrunk, or records written by hand).
     pub fn over(&self) -> bool {
         self.used > self.total
@@ -100,18 +116,9 @@ pub fn machine_map(machines: &[Host], containers: &[Host]) -> MachineMap {
             .push(MachineUse {
                 name: m.name.clone(),
                 class: m.class.clone(),
-                cpu: Use {
-                    used: cpu,
-                    total: u64::from(m.cpu.unwrap_or(0)),
-                },
-                memory_mib: Use {
-                    used: mem,
-                    total: m.memory_mib.unwrap_or(0),
-                },
-                disk_gib: Use {
-                    used: disk,
-                    total: m.disk_gib.unwrap_or(0),
-                },
+                cpu: Use::new(cpu, u64::from(m.cpu.unwrap_or(0))),
+                memory_mib: Use::new(mem, m.memory_mib.unwrap_or(0)),
+                disk_gib: Use::new(disk, m.disk_gib.unwrap_or(0)),
                 hosts: n,
             });
     }
@@ -249,15 +256,17 @@ mod tests {
             r#"[("(no switch)", [("(no rack)", ["loose"])]), ("sw-a", [("r1", ["node-a1", "node-a2"])]), ("sw-b", [("r2", ["node-b1"])])]"#
         );
         let a1 = &map.switches[1].racks[0].machines[0];
-        assert_eq!(a1.cpu, Use { used: 2, total: 2 });
         assert_eq!(
-            a1.memory_mib,
+            a1.cpu,
             Use {
-                used: 512,
-                total: 2048
+                used: 2,
+                total: 2,
+                tenths: 10
             }
         );
-        assert_eq!(a1.disk_gib, Use { used: 4, total: 20 });
+        assert_eq!(a1.memory_mib, Use::new(512, 2048));
+        assert_eq!((a1.memory_mib.tenths, a1.disk_gib.tenths), (2, 2));
+        assert_eq!(a1.disk_gib, Use::new(4, 20));
         assert_eq!(a1.hosts, 2);
         assert_eq!((map.machines, map.hosts), (4, 3));
     }
