@@ -93,12 +93,24 @@ pub enum Command {
 
 /// Parse the command line, run the command and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
-    // Like any Unix filter: `kloud hosts | head` ends quietly when the reader goes away.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    // Like any Unix filter: `kloud hosts | head` ends quietly when the reader goes away. Not
+    // the servers: there SIGPIPE stays ignored, or a client closing its connection while an
+    // answer is written would kill the process (found by `scripts/bench-serve.py`).
+    let server = matches!(
+        &cli.command,
+        Command::Serve(_)
+            | Command::Hostdb(hostdb::Args {
+                command: hostdb::HostdbCommand::Serve(_),
+                ..
+            })
+    );
+    if !server {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let outcome = match cli.command {
         Command::Validate(a) => validate::run(a),
         Command::Fmt(a) => fmt::run(a),
