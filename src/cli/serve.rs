@@ -74,7 +74,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .index()
         .map_err(|e| miette!(code = "kloud::serve::hostdb", "{e}"))?;
     let served = store.clone();
-    let ui_options = ui::Options { tls: tls.is_some() };
+    let ui_options = ui::Options {
+        tls: tls.is_some(),
+        index: Some(index),
+    };
     let result = rt.block_on(async move {
         // Routers that start tasks are built inside the runtime.
         let stop = Arc::new(AtomicBool::new(false));

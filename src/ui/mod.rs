@@ -48,6 +48,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(200);
 pub struct Options {
     /// Served over TLS: the session cookie gets `Secure`.
     pub tls: bool,
+    /// The HostDB index to start from, read by the caller outside the runtime (PostgreSQL's
+    /// client blocks on a runtime of its own); `None` reads it here.
+    pub index: Option<u64>,
 }
 
 /// What every UI route shares.
@@ -82,7 +85,8 @@ impl Ui {
         selfservice: Option<Arc<SelfService>>,
         options: Options,
     ) -> Arc<Ui> {
-        let notifier = Notifier::new(store.index().unwrap_or(0));
+        let index = options.index.unwrap_or_else(|| store.index().unwrap_or(0));
+        let notifier = Notifier::new(index);
         notifier.spawn_poller(store.clone(), POLL_EVERY);
         let (closing, _) = tokio::sync::watch::channel(false);
         Arc::new(Ui {

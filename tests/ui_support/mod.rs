@@ -99,7 +99,7 @@ pub fn app(
         store.clone(),
         identity.clone(),
         selfservice.clone(),
-        ui::Options { tls },
+        ui::Options { tls, index: None },
     );
     let closer = web.closer();
     let mut app = kloud::server::router(store, Default::default())
