@@ -158,7 +158,13 @@ fn place(
 ) -> Result<Host, SelfError> {
     let name = wanted.name.clone();
     let offer = wanted.class.clone();
-    let config = person::config_for(&ctx.config, owner, mine, Some(wanted), &machines(ctx)?);
+    let config = person::config_for(
+        &ctx.config,
+        owner,
+        mine,
+        Some(wanted),
+        &machine_names(ctx.store.as_ref())?,
+    );
     let req = PlanRequest {
         force: true,
         targets: vec![offer.clone()],
@@ -187,12 +193,7 @@ fn place(
     Ok(records::container(&after, owner, State::Creating, None))
 }
 
-/// Names of the machines recorded in HostDB (a person's plan uses only those).
-pub fn machines(ctx: &Context) -> Result<BTreeSet<String>, SelfError> {
-    machine_names(ctx.store.as_ref())
-}
-
-/// Names of the machines recorded in `store`.
+/// Names of the machines recorded in `store` (a person's plan uses only those).
 pub fn machine_names(store: &dyn Store) -> Result<BTreeSet<String>, SelfError> {
     let machines = store.all_hosts(&crate::hostdb::model::HostQuery {
         kind: Some(crate::hostdb::model::Kind::Machine),
