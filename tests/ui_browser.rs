@@ -81,7 +81,7 @@ impl Drop for WebDriver {
 /// The quickstart (its machines, web and lb hosts, without the provider blocks: no
 /// Prometheus or Puppet here) with the test directory's `auth` block, applied to a SQLite
 /// HostDB by the real engine.
-fn quickstart(dir: &std::path::Path, ldap: &str, extra: &str) -> Arc<dyn Store> {
+fn quickstart(dir: &std::path::Path, ldap: &str, extra: &str, hostdb: &str) -> Arc<dyn Store> {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
     let main = std::fs::read_to_string(examples.join("main.hcl")).unwrap();
     let hosts = std::fs::read_to_string(examples.join("hosts.hcl")).unwrap();
@@ -100,7 +100,7 @@ fn quickstart(dir: &std::path::Path, ldap: &str, extra: &str) -> Arc<dyn Store> 
     .unwrap();
     std::fs::write(dir.join("hosts.hcl"), hosts).unwrap();
     let config = kloud::config::load(dir, &Default::default()).unwrap();
-    let store: Arc<dyn Store> = Arc::from(kloud::hostdb::open("sqlite:hostdb.db", dir).unwrap());
+    let store: Arc<dyn Store> = Arc::from(kloud::hostdb::open(hostdb, dir).unwrap());
     let drivers = FakeDrivers(Arc::new(FakeDriver::default()));
     let events = Recorded::default();
     let plan = ops::plan(
@@ -133,6 +133,8 @@ fn quickstart(dir: &std::path::Path, ldap: &str, extra: &str) -> Arc<dyn Store> 
 
 struct Lab {
     _dir: tempfile::TempDir,
+    /// The PostgreSQL schema the HostDB is in, dropped last.
+    _pg: Option<ops_support::PgSchema>,
     store: Arc<dyn Store>,
     served: Served,
     driver: WebDriver,
@@ -161,10 +163,21 @@ offer "small" {
 /// The lab with `extra` config, and self-service (with a driver whose creates take a while,
 /// so a page can be seen following a host from `creating` to `running`).
 fn lab_with(extra: &str, selfservice: bool) -> Option<Lab> {
+    lab_on(extra, selfservice, false)
+}
+
+/// [`lab_with`], with its HostDB on the test PostgreSQL server when `postgres`.
+fn lab_on(extra: &str, selfservice: bool, postgres: bool) -> Option<Lab> {
     let (chromium, chromedriver) = chromium()?;
     let ldap = ldap_url()?;
+    let (hostdb, pg) = if postgres {
+        let (url, schema) = ops_support::pg_schema_url()?;
+        (url, Some(schema))
+    } else {
+        ("sqlite:hostdb.db".to_string(), None)
+    };
     let dir = tempfile::tempdir().unwrap();
-    let store = quickstart(dir.path(), &ldap, extra);
+    let store = quickstart(dir.path(), &ldap, extra, &hostdb);
     let config = kloud::config::load(dir.path(), &Default::default()).unwrap();
     let service = selfservice.then(|| {
         let settings = kloud::selfservice::Settings {
@@ -187,6 +200,7 @@ fn lab_with(extra: &str, selfservice: bool) -> Option<Lab> {
         .unwrap();
     Some(Lab {
         _dir: dir,
+        _pg: pg,
         store,
         served,
         driver: WebDriver::start(&chromedriver),
@@ -196,6 +210,13 @@ fn lab_with(extra: &str, selfservice: bool) -> Option<Lab> {
 }
 
 impl Lab {
+    /// `read` of the store, on a thread of its own: a PostgreSQL store cannot be used from
+    /// inside the test's async runtime.
+    fn read<T: Send>(&self, read: impl FnOnce(&dyn Store) -> T + Send) -> T {
+        let store = self.store.as_ref();
+        std::thread::scope(|s| s.spawn(move || read(store)).join().unwrap())
+    }
+
     async fn browser(&self) -> Client {
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -264,21 +285,69 @@ async fn look(c: &Client, name: &str) {
     assert!(errors.is_empty(), "console errors on {name}: {errors:#?}");
 }
 
+/// The text of the element at `css`. The live page replaces parts of itself (server-sent
+/// events), so an element found a moment ago can be gone: look again, up to 10 s.
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = c.find(Locator::Css(css)).await;
+        let error = match found {
+            Ok(e) => match e.text().await {
+                Ok(t) => return t,
+                Err(err) => err,
+            },
+            Err(err) => err,
+        };
+        assert!(Instant::now() < deadline, "{css}: {error}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
+/// The texts of every element at `css`, read again whole if the page replaced one meanwhile.
 async fn texts(c: &Client, css: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in c.find_all(Locator::Css(css)).await.unwrap() {
-        out.push(e.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'again: loop {
+        let mut out = Vec::new();
+        for e in c.find_all(Locator::Css(css)).await.unwrap() {
+            match e.text().await {
+                Ok(t) => out.push(t),
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "{css}: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'again;
+                }
+            }
+        }
+        return out;
     }
-    out
+}
+
+/// Click the element at `css`, found again if the live page replaced it before the click.
+async fn click(c: &Client, css: &str) {
+    press(c, css, None).await
+}
+
+/// Click the element at `css` (no `keys`) or type `keys` into it, found again if the live page
+/// replaced it meanwhile (a stale element took no click and no keys: trying again is safe).
+async fn press(c: &Client, css: &str, keys: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let error = match c.find(Locator::Css(css)).await {
+            Ok(e) => {
+                let done = match keys {
+                    Some(k) => e.send_keys(k).await,
+                    None => e.click().await,
+                };
+                match done {
+                    Ok(()) => return,
+                    Err(err) => err,
+                }
+            }
+            Err(err) => err,
+        };
+        assert!(Instant::now() < deadline, "{css}: {error}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Sign in through the form with the keyboard only: type, Tab, type, Enter.
@@ -340,12 +409,7 @@ fn sign_in_fleet_filter_machine_map_host_and_tags_in_a_browser() {
         // Filter by class through the form.
         let class = c.find(Locator::Css("#f-class")).await.unwrap();
         class.send_keys("web").await.unwrap();
-        c.find(Locator::Css(".filters button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, ".filters button[type=submit]").await;
         c.wait()
             .for_element(Locator::Css("table.hosts"))
             .await
@@ -404,14 +468,11 @@ fn sign_in_fleet_filter_machine_map_host_and_tags_in_a_browser() {
         }
         look(&c, "map").await;
         // A machine's name lists its hosts.
-        c.find(Locator::Css(
+        click(
+            &c,
             "li.machine[data-machine=\"node-b1.qs.kloud.internal\"] > a",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        )
+        .await;
         c.wait()
             .for_element(Locator::Css("#f-machine"))
             .await
@@ -570,9 +631,22 @@ const CAROL_KEY: &str =
 
 #[test]
 fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
-    let Some(lab) = lab_with(OFFER, true) else {
-        return;
-    };
+    if let Some(lab) = lab_with(OFFER, true) {
+        my_hosts(&lab);
+    }
+}
+
+/// The same on a PostgreSQL HostDB (what `kloud serve` replicas share).
+#[test]
+fn my_hosts_on_a_postgres_hostdb() {
+    if let Some(lab) = lab_on(OFFER, true, true) {
+        my_hosts(&lab);
+    }
+}
+
+/// Request hosts until the quota, delete one and recreate another, on one page that follows
+/// each change live.
+fn my_hosts(lab: &Lab) {
     lab.rt.block_on(async {
         let c = lab.browser().await;
         sign_in(&c, &lab, "carol", "/ui/").await;
@@ -590,12 +664,7 @@ fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
                 .send_keys(CAROL_KEY)
                 .await
                 .unwrap();
-            c.find(Locator::Css("button[name=offer][value=small]"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            click(&c, "button[name=offer][value=small]").await;
             let row = format!("tr[data-host=\"{}\"] .state", small(n));
             c.wait().for_element(Locator::Css(&row)).await.unwrap();
             assert!(text(&c, ".notice").await.contains(&small(n)));
@@ -610,7 +679,7 @@ fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
             }
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let st = lab.store.get_host(&small(n)).unwrap().and_then(|h| h.state);
+                let st = lab.read(|s| s.get_host(&small(n)).unwrap().and_then(|h| h.state));
                 if st == Some(State::Running) {
                     break;
                 }
@@ -618,7 +687,7 @@ fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
                     Instant::now() < deadline,
                     "store state of {} is {st:?}; locks {:?}",
                     small(n),
-                    lab.store.list_locks().unwrap()
+                    lab.read(|s| s.list_locks().unwrap())
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -641,12 +710,7 @@ fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
             .send_keys(CAROL_KEY)
             .await
             .unwrap();
-        c.find(Locator::Css("button[name=offer][value=small]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "button[name=offer][value=small]").await;
         let error = c
             .wait()
             .for_element(Locator::Css("#error"))
@@ -674,15 +738,9 @@ fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
 
         // Delete the second with the keyboard: focus its button, Enter.
         c.goto(&lab.url("/ui/my")).await.unwrap();
-        let delete = c
-            .find(Locator::Css(&format!(
-                "button[aria-label=\"Delete {}\"]",
-                small(2)
-            )))
-            .await
-            .unwrap();
         let enter = char::from(fantoccini::key::Key::Enter).to_string();
-        delete.send_keys(&enter).await.unwrap();
+        let delete = format!("button[aria-label=\"Delete {}\"]", small(2));
+        press(&c, &delete, Some(&enter)).await;
         c.wait().for_element(Locator::Css(".notice")).await.unwrap();
         c.execute("window.kloudMarker = 8; return 0;", vec![])
             .await
@@ -701,7 +759,7 @@ fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
         assert_eq!(marker, json!(8), "the page was not reloaded");
         wait_text(&c, "tr[data-offer=small] td.left", "1").await;
         assert!(
-            lab.store.get_host(&small(2)).unwrap().is_none(),
+            lab.read(|s| s.get_host(&small(2)).unwrap().is_none()),
             "the record is removed"
         );
         look(&c, "my-deleted").await;
@@ -709,12 +767,7 @@ fn my_hosts_request_until_the_quota_delete_and_recreate_without_reloads() {
         // Recreate the first: it is destroyed and made again under the same name, followed
         // on this page.
         let recreate = format!("button[aria-label=\"Recreate {}\"]", small(1));
-        c.find(Locator::Css(&recreate))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, &recreate).await;
         c.wait().for_element(Locator::Css(".notice")).await.unwrap();
         c.execute("window.kloudMarker = 9; return 0;", vec![])
             .await

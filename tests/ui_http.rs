@@ -123,7 +123,7 @@ fn over_tls_the_session_cookie_is_secure() {
         .unwrap();
     let running = kloud::server::tls::spawn(
         "127.0.0.1:0".parse().unwrap(),
-        move || ui_support::app(store, &config, None, true).0,
+        move || ui_support::app(store, &config, None, true, None).0,
         tls,
         kloud::server::tls::Timeouts::default(),
         2,

@@ -87,22 +87,28 @@ impl Drop for Served {
 }
 
 /// The routes `kloud serve` serves, over `store` with `auth` (and self-service with its
-/// worker, when given). Inside a tokio runtime.
+/// worker, when given). Inside a tokio runtime; HostDB's `index` is read before entering it
+/// (a PostgreSQL store cannot be read from inside one), `None` reads it here (SQLite).
 pub fn app(
     store: Arc<dyn Store>,
     config: &kloud::config::Config,
     selfservice: Option<Arc<SelfService>>,
     tls: bool,
+    index: Option<u64>,
 ) -> (axum::Router, ui::Closer) {
+    let index = index.unwrap_or_else(|| store.index().unwrap());
     let identity = Arc::new(Identity::new(store.clone(), config.auth.as_ref()).unwrap());
     let web = ui::Ui::new(
         store.clone(),
         identity.clone(),
         selfservice.clone(),
-        ui::Options { tls, index: None },
+        ui::Options {
+            tls,
+            index: Some(index),
+        },
     );
     let closer = web.closer();
-    let mut app = kloud::server::router(store, Default::default())
+    let mut app = kloud::server::router_at(store, Default::default(), index)
         .merge(kloud::identity::router(identity.clone()))
         .merge(ui::router(web));
     if let Some(service) = selfservice {
@@ -128,9 +134,10 @@ pub fn serve(
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    let index = store.index().unwrap();
     let (app, closer) = {
         let _context = rt.enter();
-        app(store, config, selfservice, false)
+        app(store, config, selfservice, false, Some(index))
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
