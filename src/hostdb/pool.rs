@@ -72,6 +72,14 @@ impl<C> Pool<C> {
         }
     }
 
+    /// Every idle connection, taken out of the pool (to close them elsewhere).
+    pub(crate) fn take_idle(&self) -> Vec<C> {
+        match self.state.lock() {
+            Ok(mut st) => std::mem::take(&mut st.idle),
+            Err(poisoned) => std::mem::take(&mut poisoned.into_inner().idle),
+        }
+    }
+
     /// Give a healthy connection back.
     pub(crate) fn put(&self, c: C) {
         if let Ok(mut st) = self.state.lock() {

@@ -37,6 +37,22 @@ pub struct Postgres {
     pool: Pool<PgConn>,
 }
 
+impl Drop for Postgres {
+    /// Closing a client runs a small runtime of its own, which panics inside another one; the
+    /// last handle on a store can go away on a tokio worker (a server's background task ending
+    /// at shutdown), so there its connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = self.pool.take_idle();
+        if idle.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        // Detached: the connections only need closing, nobody waits for it.
+        let _ = std::thread::Builder::new()
+            .name("kloud-pg-close".into())
+            .spawn(move || drop(idle));
+    }
+}
+
 fn err(e: postgres::Error) -> StoreError {
     let unavailable = match e.as_db_error() {
         // The crate does not expose its error kinds; these are its connection failures.
