@@ -17,6 +17,8 @@ use kloud::hostdb::{self, Role, Store};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
+mod ops_support;
+
 fn ready(test: &str, debian: bool) -> bool {
     let have = |prog: &str, arg: &str| {
         Command::new(prog)
@@ -868,31 +870,6 @@ fn a_person_uses_the_cli_over_https() {
     assert!(text(&out).contains("kloud login"), "{}", text(&out));
 }
 
-/// A PostgreSQL URL on a new, empty schema of the test server (dropped with the guard).
-fn pg_schema() -> Option<(String, impl Drop)> {
-    struct Schema(String, String);
-    impl Drop for Schema {
-        fn drop(&mut self) {
-            if let Ok(mut c) = postgres::Client::connect(&self.0, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.1));
-            }
-        }
-    }
-    let admin = match std::env::var("KLOUD_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ if kloud_provider_api::under_ci() => {
-            panic!("CI: KLOUD_TEST_PG_URL is not set: source scripts/setup/postgres.sh")
-        }
-        _ => return None,
-    };
-    let schema = format!("t_{}", kloud::hostdb::util::random_hex(8).unwrap());
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
-    let sep = if admin.contains('?') { '&' } else { '?' };
-    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-    Some((url, Schema(admin, schema)))
-}
-
 /// Two `kloud serve` on one PostgreSQL HostDB: requests to either count against one quota; a
 /// watch on one wakes for a write through the other; one killed with -9 in the middle of
 /// requests leaves nothing orphaned — the other repairs what it left, every record gets its
@@ -902,7 +879,7 @@ fn two_servers_on_one_postgres_share_the_quota_and_repair_a_killed_ones_work() {
     if !ready("replicas", false) {
         return;
     }
-    let Some((url, _schema)) = pg_schema() else {
+    let Some((url, _schema)) = ops_support::pg_schema_url() else {
         return;
     };
     let mut a = Lab::with_hostdb(16, Some(url));

@@ -15,6 +15,7 @@
 //!
 //! [`routes`] serves it over HTTP (`/v1/offers`, `/v1/self/hosts…`).
 
+pub mod pacing;
 pub mod person;
 pub mod reserve;
 pub mod routes;
@@ -137,6 +138,8 @@ pub struct SelfService {
     kick: Arc<tokio::sync::Notify>,
     /// Requests of this process take the HostDB lock one at a time.
     gate: Arc<std::sync::Mutex<()>>,
+    /// When the worker looks again and retries failed hosts.
+    pacing: std::sync::Mutex<pacing::Pacing>,
 }
 
 /// Knobs of the self-service engine.
@@ -178,6 +181,7 @@ impl SelfService {
             settings,
             kick: Arc::new(tokio::sync::Notify::new()),
             gate: Arc::new(std::sync::Mutex::new(())),
+            pacing: std::sync::Mutex::new(pacing::Pacing::default()),
         })
     }
 

@@ -4,17 +4,19 @@
 //!
 //! It wakes when a request of this server kicks it, and every `poll_every` otherwise, which
 //! is how it picks up requests made through another server and work a crashed server left
-//! half done. A failed host is retried on every pass, so it is repaired as soon as it can be.
+//! half done. A pass that would find nothing new reads nothing, and a person's failed hosts are
+//! retried with a growing wait ([`super::pacing`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::hostdb::model::{Host, State};
 use crate::ops::{self, events::Silent, ApplyRequest, ConvergeRequest, OpsError, PlanRequest};
 
+use super::pacing::Pacing;
 use super::person::{self, RECREATE_LABEL};
 use super::{reserve, SelfError, SelfService};
 
@@ -55,21 +57,37 @@ const PER_PASS: usize = 8;
 /// first). Returns how many people it worked on.
 pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, SelfError> {
     let store = service.store.as_ref();
-    // A cheap look first, without the lock: most passes find nothing to do.
-    if pending(&person::hosts_of(store, None)?).is_empty() {
+    let now = Instant::now();
+    // The cheapest look first: nothing changed since a pass that had nothing to do.
+    let index = store.index()?;
+    if pacing(service).can_skip(index, now) {
+        return Ok(0);
+    }
+    // Then without the lock: most passes find nothing to do.
+    if due(service, pending(&person::hosts_of(store, None)?), now).is_empty() {
+        pacing(service).idle(index);
         return Ok(0);
     }
     // The records the plans are made from are read again under the lock (see `ops::converge`).
+    let taken = std::sync::Mutex::new(Vec::<String>::new());
     let configs = || -> Result<Vec<(Config, PlanRequest)>, OpsError> {
         let read = |e: crate::hostdb::StoreError| OpsError::Read(e);
-        let pending = pending(&person::hosts_of(store, None).map_err(read)?);
+        let pending = due(
+            service,
+            pending(&person::hosts_of(store, None).map_err(read)?),
+            now,
+        );
         let machines = reserve::machine_names(store).map_err(|e| match e {
             SelfError::Store(e) => read(e),
             other => read(crate::hostdb::StoreError::Backend(other.to_string())),
         })?;
-        Ok(oldest_first(pending)
+        let people: Vec<(String, Vec<Host>)> =
+            oldest_first(pending).into_iter().take(PER_PASS).collect();
+        if let Ok(mut t) = taken.lock() {
+            *t = people.iter().map(|(owner, _)| owner.clone()).collect();
+        }
+        Ok(people
             .into_iter()
-            .take(PER_PASS)
             .map(|(owner, hosts)| {
                 let config = person::config_for(&service.config, &owner, &hosts, None, &machines);
                 let replace = hosts
@@ -106,7 +124,43 @@ pub fn run_once(service: &SelfService, stop: &Arc<AtomicBool>) -> Result<usize, 
         &Silent,
     )
     .map_err(|e| SelfError::Engine(e.to_string()))?;
+    let taken = taken.lock().map(|t| t.clone()).unwrap_or_default();
+    settle(service, &taken, now)?;
     Ok(outcome.applied.len())
+}
+
+fn pacing(service: &SelfService) -> std::sync::MutexGuard<'_, Pacing> {
+    // The pacing is advice: a panic elsewhere never stops the worker.
+    service
+        .pacing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The people of `pending` whose turn it is: a change at once, unfinished work after its wait.
+fn due(
+    service: &SelfService,
+    mut pending: BTreeMap<String, Vec<Host>>,
+    now: Instant,
+) -> BTreeMap<String, Vec<Host>> {
+    let mut pacing = pacing(service);
+    pending.retain(|owner, hosts| pacing.due(owner, latest_change(hosts), now));
+    pending
+}
+
+fn latest_change(hosts: &[Host]) -> u64 {
+    hosts.iter().map(|h| h.modified_index).max().unwrap_or(0)
+}
+
+/// After a pass: each person it took is done, or waits longer before the next try (a host
+/// still failed, or a plan that could not be made or placed).
+fn settle(service: &SelfService, taken: &[String], now: Instant) -> Result<(), SelfError> {
+    for owner in taken {
+        let hosts = person::hosts_of(service.store.as_ref(), Some(owner.clone()))?;
+        let unfinished = hosts.iter().any(needs_work);
+        pacing(service).settle(owner, unfinished, latest_change(&hosts), now);
+    }
+    Ok(())
 }
 
 /// People by the oldest change among their hosts with work to do.
