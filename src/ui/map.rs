@@ -68,6 +68,8 @@ pub struct MachineUse {
     pub disk_gib: Use,
     /// Containers placed on it.
     pub hosts: usize,
+    /// Any resource used beyond what the machine has.
+    pub over: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,14 +115,7 @@ pub fn machine_map(machines: &[Host], containers: &[Host]) -> MachineMap {
             .or_default()
             .entry(label(RACK_LABEL, "(no rack)"))
             .or_default()
-            .push(MachineUse {
-                name: m.name.clone(),
-                class: m.class.clone(),
-                cpu: Use::new(cpu, u64::from(m.cpu.unwrap_or(0))),
-                memory_mib: Use::new(mem, m.memory_mib.unwrap_or(0)),
-                disk_gib: Use::new(disk, m.disk_gib.unwrap_or(0)),
-                hosts: n,
-            });
+            .push(machine_use(m, cpu, mem, disk, n));
     }
     let mut count = 0;
     let switches = tree
@@ -140,6 +135,22 @@ pub fn machine_map(machines: &[Host], containers: &[Host]) -> MachineMap {
     MachineMap {
         switches,
         machines: count,
+        hosts,
+    }
+}
+
+/// Machine `m` using `cpu`, `mem` and `disk` for `hosts` containers.
+fn machine_use(m: &Host, cpu: u64, mem: u64, disk: u64, hosts: usize) -> MachineUse {
+    let cpu = Use::new(cpu, u64::from(m.cpu.unwrap_or(0)));
+    let memory_mib = Use::new(mem, m.memory_mib.unwrap_or(0));
+    let disk_gib = Use::new(disk, m.disk_gib.unwrap_or(0));
+    MachineUse {
+        name: m.name.clone(),
+        class: m.class.clone(),
+        over: cpu.over() || memory_mib.over() || disk_gib.over(),
+        cpu,
+        memory_mib,
+        disk_gib,
         hosts,
     }
 }
