@@ -649,7 +649,7 @@ fn my_hosts_on_a_postgres_hostdb() {
 fn my_hosts(lab: &Lab) {
     lab.rt.block_on(async {
         let c = lab.browser().await;
-        sign_in(&c, &lab, "carol", "/ui/").await;
+        sign_in(&c, lab, "carol", "/ui/").await;
         // A plain user lands on their hosts and sees no fleet.
         assert_eq!(c.current_url().await.unwrap().path(), "/ui/my");
         assert!(texts(&c, "header nav a").await == ["My hosts"]);
