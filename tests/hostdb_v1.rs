@@ -482,6 +482,39 @@ pub fn revisions_and_rollback(s: &Server) {
     );
 }
 
+/// A host and a tag may share a name, and so a change-log object: each namespace's revisions
+/// are its own (`hosts/web?meta=revisions` listed tag web's changes too, and
+/// `hosts/web?revision=` of one was a 500).
+pub fn revisions_of_a_host_and_a_tag_of_one_name(s: &Server) {
+    seed(&*s.store);
+    s.ok_put("hosts/web", "v: host");
+    s.ok_put("tags/web", "v: tag");
+    let host_revs = s.text("hosts/web?meta=revisions");
+    assert_eq!(host_revs.lines().count(), 1, "{host_revs}");
+    let tag_revs = s.text("tags/web?meta=revisions");
+    // seed made the tag, the PUT changed it.
+    assert_eq!(tag_revs.lines().count(), 2, "{tag_revs}");
+    let newest: u64 = tag_revs.split(' ').next().unwrap().parse().unwrap();
+    // The tag's change is the newest: the host as of then is the host.
+    assert_eq!(
+        s.text(&format!("hosts/web?revision={newest}")).trim(),
+        "v: host"
+    );
+    assert_eq!(
+        s.text(&format!("tags/web?revision={newest}")).trim(),
+        "v: tag"
+    );
+    // A host that never existed has no revisions, whatever tag has its name.
+    assert_eq!(
+        s.get("hosts/frontend?meta=revisions").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(&format!("hosts/frontend?revision={newest}")).status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
 pub fn search_parents_derived_foreach(s: &Server) {
     seed(&*s.store);
     for i in 1..=3 {
@@ -730,6 +763,7 @@ macro_rules! v1_suite {
         case!(members_nesting_and_cycles);
         case!(renames_follow_memberships);
         case!(revisions_and_rollback);
+        case!(revisions_of_a_host_and_a_tag_of_one_name);
         case!(search_parents_derived_foreach);
         case!(documents_in_other_namespaces);
         case!(writes_need_a_session_log_and_permission);
