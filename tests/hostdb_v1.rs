@@ -515,6 +515,29 @@ pub fn revisions_of_a_host_and_a_tag_of_one_name(s: &Server) {
     );
 }
 
+/// A NUL in an id or a parameter is 400 before the store is asked: PostgreSQL can neither store
+/// nor look up text holding one (they were 500s on PostgreSQL).
+pub fn nul_characters_are_refused(s: &Server) {
+    seed(&*s.store);
+    let r = s.put_as("dns/k", "a: b", "a\0b", &s.session);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&r), "parameter `log` holds a NUL character");
+    for id in [
+        "hosts/a%00b",
+        "dns/a%00b",
+        "tags/web%00/members?raw=true",
+        "hosts/*/x?foreach=tags/a%00b/members",
+    ] {
+        let r = s.get(id);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "GET {id}");
+        assert!(error_of(&r).contains("NUL"), "GET {id}: {}", error_of(&r));
+    }
+    let r = s.put("tags/web/members", "web-1.example\0");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Nothing was written.
+    assert_eq!(s.get("dns/k").status(), StatusCode::NOT_FOUND);
+}
+
 pub fn search_parents_derived_foreach(s: &Server) {
     seed(&*s.store);
     for i in 1..=3 {
@@ -764,6 +787,7 @@ macro_rules! v1_suite {
         case!(renames_follow_memberships);
         case!(revisions_and_rollback);
         case!(revisions_of_a_host_and_a_tag_of_one_name);
+        case!(nul_characters_are_refused);
         case!(search_parents_derived_foreach);
         case!(documents_in_other_namespaces);
         case!(writes_need_a_session_log_and_permission);

@@ -249,6 +249,21 @@ fn parse(method: Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<
                 .or_insert_with(|| v.into_owned());
         }
     }
+    // No name, key, path, message or YAML holds a NUL (YAML forbids it), and PostgreSQL cannot
+    // store or even look up text with one: refuse it here rather than fail in the store.
+    if id.iter().any(|s| s.contains('\0')) {
+        return Err(V1Error::bad_request("the id holds a NUL character"));
+    }
+    if let Some(name) = params
+        .iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| k)
+    {
+        return Err(V1Error::bad_request(format!(
+            "parameter `{}` holds a NUL character",
+            name.escape_default()
+        )));
+    }
     let session = params
         .get("session")
         .filter(|s| !s.is_empty())
@@ -366,6 +381,26 @@ mod tests {
         assert_eq!(percent_decode("%40web").unwrap(), "@web");
         assert!(percent_decode("a%2").is_err());
         assert!(percent_decode("%zz").is_err());
+    }
+
+    #[test]
+    fn refuses_nul_in_ids_and_parameters() {
+        let parse_put = |uri: &str, body: &str| {
+            let uri: Uri = uri.parse().unwrap();
+            parse(Method::PUT, &uri, &HeaderMap::new(), body.as_bytes())
+        };
+        assert!(parse_put("/hostdb/v1/dns/a%20b", "log=x").is_ok());
+        let e = parse_put("/hostdb/v1/dns/a%00b", "log=x").err().unwrap();
+        assert_eq!(e.status, 400);
+        let e = parse_put("/hostdb/v1/dns/k", "log=a%00b").err().unwrap();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "parameter `log` holds a NUL character")
+        );
+        let e = parse_put("/hostdb/v1/dns/k?foreach=tags/a%00/members", "")
+            .err()
+            .unwrap();
+        assert_eq!(e.status, 400);
     }
 
     #[test]
