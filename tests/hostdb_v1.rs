@@ -538,6 +538,29 @@ pub fn nul_characters_are_refused(s: &Server) {
     assert_eq!(s.get("dns/k").status(), StatusCode::NOT_FOUND);
 }
 
+/// A method v1 has no call for is 405 with `Allow`, session or not (it was 401 without a
+/// session, then 400 without a log, as if it were a write).
+pub fn other_methods_are_405(s: &Server) {
+    seed(&*s.store);
+    for method in ["PATCH", "OPTIONS", "TRACE"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = s
+            .client
+            .request(
+                method.clone(),
+                format!("{}/hosts/app-1.dc1.example", s.base),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(error_of(&r), "Not Supported");
+        assert_eq!(
+            r.headers().get("Allow").unwrap(),
+            "GET, HEAD, PUT, POST, DELETE"
+        );
+    }
+}
+
 pub fn search_parents_derived_foreach(s: &Server) {
     seed(&*s.store);
     for i in 1..=3 {
@@ -788,6 +811,7 @@ macro_rules! v1_suite {
         case!(revisions_and_rollback);
         case!(revisions_of_a_host_and_a_tag_of_one_name);
         case!(nul_characters_are_refused);
+        case!(other_methods_are_405);
         case!(search_parents_derived_foreach);
         case!(documents_in_other_namespaces);
         case!(writes_need_a_session_log_and_permission);

@@ -203,6 +203,15 @@ pub fn router(store: Arc<dyn Store>, identity: Arc<Identity>, access: HostDbV1Ac
         .with_state(state)
 }
 
+/// The methods v1 has calls for (HEAD as GET).
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::HEAD,
+    Method::PUT,
+    Method::POST,
+    Method::DELETE,
+];
+
 async fn handle(
     State(v1): State<Arc<V1>>,
     method: Method,
@@ -210,6 +219,15 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Any other method is no write: 405 at once, not a demand for a session and a log.
+    if !METHODS.contains(&method) {
+        let mut res = V1Error::unsupported().into_response();
+        res.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE"),
+        );
+        return res;
+    }
     let req = match parse(method, &uri, &headers, &body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
