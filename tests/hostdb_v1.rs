@@ -538,27 +538,46 @@ pub fn nul_characters_are_refused(s: &Server) {
     assert_eq!(s.get("dns/k").status(), StatusCode::NOT_FOUND);
 }
 
-/// A method v1 has no call for is 405 with `Allow`, session or not (it was 401 without a
-/// session, then 400 without a log, as if it were a write).
+/// A method an id has no call for is 405 with `Allow`, session or not (it was 401 without a
+/// session, then 400 without a log, as if it were a write), and every 405 says `Allow`.
 pub fn other_methods_are_405(s: &Server) {
     seed(&*s.store);
-    for method in ["PATCH", "OPTIONS", "TRACE"] {
+    let cases = [
+        (
+            "PATCH",
+            "hosts/app-1.dc1.example",
+            "GET, HEAD, PUT, POST, DELETE",
+        ),
+        (
+            "OPTIONS",
+            "hosts/app-1.dc1.example",
+            "GET, HEAD, PUT, POST, DELETE",
+        ),
+        ("TRACE", "tags/web", "GET, HEAD, PUT, POST, DELETE"),
+        ("PUT", "", "GET, HEAD"),
+        ("DELETE", "hosts", "GET, HEAD"),
+        ("POST", "tags/web/members", "GET, HEAD, PUT, DELETE"),
+        ("PUT", "auth/session", "GET, HEAD, POST"),
+        ("POST", "auth/can_modify", "GET, HEAD"),
+    ];
+    for (method, id, allow) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let r = s
             .client
-            .request(
-                method.clone(),
-                format!("{}/hosts/app-1.dc1.example", s.base),
-            )
+            .request(method.clone(), format!("{}/{id}", s.base))
             .send()
             .unwrap();
-        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
-        assert_eq!(error_of(&r), "Not Supported");
-        assert_eq!(
-            r.headers().get("Allow").unwrap(),
-            "GET, HEAD, PUT, POST, DELETE"
-        );
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {id}");
+        assert_eq!(error_of(&r), "Not Supported", "{method} {id}");
+        assert_eq!(r.headers().get("Allow").unwrap(), allow, "{method} {id}");
     }
+    // The original's 405 for parents of another namespace than hosts says Allow too.
+    let r = s.get("tags/web?meta=parents&from=tags");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        r.headers().get("Allow").unwrap(),
+        "GET, HEAD, PUT, POST, DELETE"
+    );
 }
 
 pub fn search_parents_derived_foreach(s: &Server) {

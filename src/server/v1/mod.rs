@@ -203,14 +203,26 @@ pub fn router(store: Arc<dyn Store>, identity: Arc<Identity>, access: HostDbV1Ac
         .with_state(state)
 }
 
-/// The methods v1 has calls for (HEAD as GET).
-const METHODS: [Method; 5] = [
-    Method::GET,
-    Method::HEAD,
-    Method::PUT,
-    Method::POST,
-    Method::DELETE,
-];
+/// The methods an id has calls for (HEAD as GET), as an `Allow` header says them.
+fn allowed(id: &[String]) -> &'static str {
+    let id: Vec<&str> = id.iter().map(String::as_str).collect();
+    match id.as_slice() {
+        // The namespace list and a namespace's key list are read-only.
+        [] | [_] => "GET, HEAD",
+        ["auth", "session"] => "GET, HEAD, POST",
+        ["auth", ..] => "GET, HEAD",
+        ["tags", _, "members"] => "GET, HEAD, PUT, DELETE",
+        _ => "GET, HEAD, PUT, POST, DELETE",
+    }
+}
+
+/// A 405 with the methods the id has.
+fn not_supported(allow: &'static str) -> Response {
+    let mut res = V1Error::unsupported().into_response();
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
 
 async fn handle(
     State(v1): State<Arc<V1>>,
@@ -219,29 +231,31 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Any other method is no write: 405 at once, not a demand for a session and a log.
-    if !METHODS.contains(&method) {
-        let mut res = V1Error::unsupported().into_response();
-        res.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE"),
-        );
-        return res;
-    }
     let req = match parse(method, &uri, &headers, &body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    // A method the id has no call for is 405 at once, not a demand for a session and a log.
+    let allow = allowed(&req.id);
+    if !allow.split(", ").any(|m| m == req.method.as_str()) {
+        return not_supported(allow);
+    }
     // Signing in talks to LDAP (async); everything else is store calls on the blocking pool.
     if req.method == Method::POST && req.id == ["auth", "session"] {
         return access::create_session(&v1, &req).await.into_response();
     }
     let result = tokio::task::spawn_blocking(move || dispatch(&v1, &req)).await;
-    match result {
+    let mut res = match result {
         Ok(Ok(answer)) => answer.into_response(),
         Ok(Err(e)) => e.into_response(),
         Err(e) => V1Error::new(500, e.to_string()).into_response(),
+    };
+    // Every 405 says what is allowed (`meta=parents` of a document is the original's 405).
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
+    res
 }
 
 fn parse(method: Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Request, V1Error> {
