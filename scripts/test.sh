@@ -66,6 +66,7 @@ fi
 echo "==> schemathesis"
 bash scripts/schemathesis.sh --max-examples 20
 
-# kloud serve's sign-in and self-service routes against their spec, as a person signed in.
+# kloud serve's sign-in and self-service routes against their spec, as a person signed in, and
+# its HostDB v1 API against schema/hostdb-v1.openapi.yaml as an operator (SQLite, PostgreSQL).
 echo "==> schemathesis (kloud serve)"
 bash scripts/schemathesis-serve.sh --max-examples 20

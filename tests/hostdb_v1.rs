@@ -482,6 +482,104 @@ pub fn revisions_and_rollback(s: &Server) {
     );
 }
 
+/// A host and a tag may share a name, and so a change-log object: each namespace's revisions
+/// are its own (`hosts/web?meta=revisions` listed tag web's changes too, and
+/// `hosts/web?revision=` of one was a 500).
+pub fn revisions_of_a_host_and_a_tag_of_one_name(s: &Server) {
+    seed(&*s.store);
+    s.ok_put("hosts/web", "v: host");
+    s.ok_put("tags/web", "v: tag");
+    let host_revs = s.text("hosts/web?meta=revisions");
+    assert_eq!(host_revs.lines().count(), 1, "{host_revs}");
+    let tag_revs = s.text("tags/web?meta=revisions");
+    // seed made the tag, the PUT changed it.
+    assert_eq!(tag_revs.lines().count(), 2, "{tag_revs}");
+    let newest: u64 = tag_revs.split(' ').next().unwrap().parse().unwrap();
+    // The tag's change is the newest: the host as of then is the host.
+    assert_eq!(
+        s.text(&format!("hosts/web?revision={newest}")).trim(),
+        "v: host"
+    );
+    assert_eq!(
+        s.text(&format!("tags/web?revision={newest}")).trim(),
+        "v: tag"
+    );
+    // A host that never existed has no revisions, whatever tag has its name.
+    assert_eq!(
+        s.get("hosts/frontend?meta=revisions").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(&format!("hosts/frontend?revision={newest}")).status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// A NUL in an id or a parameter is 400 before the store is asked: PostgreSQL can neither store
+/// nor look up text holding one (they were 500s on PostgreSQL).
+pub fn nul_characters_are_refused(s: &Server) {
+    seed(&*s.store);
+    let r = s.put_as("dns/k", "a: b", "a\0b", &s.session);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&r), "parameter `log` holds a NUL character");
+    for id in [
+        "hosts/a%00b",
+        "dns/a%00b",
+        "tags/web%00/members?raw=true",
+        "hosts/*/x?foreach=tags/a%00b/members",
+    ] {
+        let r = s.get(id);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "GET {id}");
+        assert!(error_of(&r).contains("NUL"), "GET {id}: {}", error_of(&r));
+    }
+    let r = s.put("tags/web/members", "web-1.example\0");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Nothing was written.
+    assert_eq!(s.get("dns/k").status(), StatusCode::NOT_FOUND);
+}
+
+/// A method an id has no call for is 405 with `Allow`, session or not (it was 401 without a
+/// session, then 400 without a log, as if it were a write), and every 405 says `Allow`.
+pub fn other_methods_are_405(s: &Server) {
+    seed(&*s.store);
+    let cases = [
+        (
+            "PATCH",
+            "hosts/app-1.dc1.example",
+            "GET, HEAD, PUT, POST, DELETE",
+        ),
+        (
+            "OPTIONS",
+            "hosts/app-1.dc1.example",
+            "GET, HEAD, PUT, POST, DELETE",
+        ),
+        ("TRACE", "tags/web", "GET, HEAD, PUT, POST, DELETE"),
+        ("PUT", "", "GET, HEAD"),
+        ("DELETE", "hosts", "GET, HEAD"),
+        ("POST", "tags/web/members", "GET, HEAD, PUT, DELETE"),
+        ("PUT", "auth/session", "GET, HEAD, POST"),
+        ("POST", "auth/can_modify", "GET, HEAD"),
+    ];
+    for (method, id, allow) in cases {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = s
+            .client
+            .request(method.clone(), format!("{}/{id}", s.base))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {id}");
+        assert_eq!(error_of(&r), "Not Supported", "{method} {id}");
+        assert_eq!(r.headers().get("Allow").unwrap(), allow, "{method} {id}");
+    }
+    // The original's 405 for parents of another namespace than hosts says Allow too.
+    let r = s.get("tags/web?meta=parents&from=tags");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        r.headers().get("Allow").unwrap(),
+        "GET, HEAD, PUT, POST, DELETE"
+    );
+}
+
 pub fn search_parents_derived_foreach(s: &Server) {
     seed(&*s.store);
     for i in 1..=3 {
@@ -730,6 +828,9 @@ macro_rules! v1_suite {
         case!(members_nesting_and_cycles);
         case!(renames_follow_memberships);
         case!(revisions_and_rollback);
+        case!(revisions_of_a_host_and_a_tag_of_one_name);
+        case!(nul_characters_are_refused);
+        case!(other_methods_are_405);
         case!(search_parents_derived_foreach);
         case!(documents_in_other_namespaces);
         case!(writes_need_a_session_log_and_permission);

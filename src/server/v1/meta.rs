@@ -25,6 +25,24 @@ fn object(ns: &str, key: &str) -> String {
     }
 }
 
+/// The kind of change-log entry an id's changes are. A host and a tag may share a name, and
+/// so a change-log object: each namespace reads only its own kind.
+fn kind(ns: &str) -> ObjectKind {
+    match ns {
+        "hosts" => ObjectKind::Host,
+        "tags" => ObjectKind::Tag,
+        _ => ObjectKind::Document,
+    }
+}
+
+/// The changes of an id, oldest first.
+fn changes(v1: &V1, ns: &str, key: &str) -> Result<Vec<crate::hostdb::model::Change>, V1Error> {
+    let kind = kind(ns);
+    let mut history = v1.store.history(&object(ns, key))?;
+    history.retain(|c| c.kind == kind);
+    Ok(history)
+}
+
 pub fn get(v1: &V1, req: &Request, id: &[&str], meta: &str) -> Result<String, V1Error> {
     let [ns, key, ..] = id else {
         return Err(V1Error::bad_request(format!(
@@ -63,35 +81,28 @@ pub fn get(v1: &V1, req: &Request, id: &[&str], meta: &str) -> Result<String, V1
 
 /// Newest first: `INDEX TIME ACTOR MESSAGE`, one a line.
 fn revisions(v1: &V1, ns: &str, key: &str, limit: usize) -> Result<String, V1Error> {
-    let history = v1.store.history(&object(ns, key))?;
+    let history = changes(v1, ns, key)?;
     if history.is_empty() {
         return Err(does_not_exist(ns, key));
     }
-    Ok(lines(
-        history
-            .iter()
-            .rev()
-            .filter(|c| c.kind != ObjectKind::Event)
-            .take(limit)
-            .map(|c| {
-                format!(
-                    "{} {} {} {}",
-                    c.index,
-                    format_time(c.time_ms),
-                    c.actor,
-                    c.message.as_deref().unwrap_or("").replace('\n', " ")
-                )
-            }),
-    ))
+    Ok(lines(history.iter().rev().take(limit).map(|c| {
+        format!(
+            "{} {} {} {}",
+            c.index,
+            format_time(c.time_ms),
+            c.actor,
+            c.message.as_deref().unwrap_or("").replace('\n', " ")
+        )
+    })))
 }
 
 /// The object as v1 showed it at revision `rev`.
 pub fn at_revision(v1: &V1, ns: &str, key: &str, rev: u64) -> Result<Value, V1Error> {
-    let history = v1.store.history(&object(ns, key))?;
+    let history = changes(v1, ns, key)?;
     let change = history
         .iter()
         .rev()
-        .find(|c| c.index <= rev && c.kind != ObjectKind::Event)
+        .find(|c| c.index <= rev)
         .ok_or_else(|| V1Error::not_found(format!("{ns}/{key} has no revision {rev}")))?;
     let after = change
         .after

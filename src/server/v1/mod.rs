@@ -203,6 +203,27 @@ pub fn router(store: Arc<dyn Store>, identity: Arc<Identity>, access: HostDbV1Ac
         .with_state(state)
 }
 
+/// The methods an id has calls for (HEAD as GET), as an `Allow` header says them.
+fn allowed(id: &[String]) -> &'static str {
+    let id: Vec<&str> = id.iter().map(String::as_str).collect();
+    match id.as_slice() {
+        // The namespace list and a namespace's key list are read-only.
+        [] | [_] => "GET, HEAD",
+        ["auth", "session"] => "GET, HEAD, POST",
+        ["auth", ..] => "GET, HEAD",
+        ["tags", _, "members"] => "GET, HEAD, PUT, DELETE",
+        _ => "GET, HEAD, PUT, POST, DELETE",
+    }
+}
+
+/// A 405 with the methods the id has.
+fn not_supported(allow: &'static str) -> Response {
+    let mut res = V1Error::unsupported().into_response();
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
 async fn handle(
     State(v1): State<Arc<V1>>,
     method: Method,
@@ -214,16 +235,27 @@ async fn handle(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    // A method the id has no call for is 405 at once, not a demand for a session and a log.
+    let allow = allowed(&req.id);
+    if !allow.split(", ").any(|m| m == req.method.as_str()) {
+        return not_supported(allow);
+    }
     // Signing in talks to LDAP (async); everything else is store calls on the blocking pool.
     if req.method == Method::POST && req.id == ["auth", "session"] {
         return access::create_session(&v1, &req).await.into_response();
     }
     let result = tokio::task::spawn_blocking(move || dispatch(&v1, &req)).await;
-    match result {
+    let mut res = match result {
         Ok(Ok(answer)) => answer.into_response(),
         Ok(Err(e)) => e.into_response(),
         Err(e) => V1Error::new(500, e.to_string()).into_response(),
+    };
+    // Every 405 says what is allowed (`meta=parents` of a document is the original's 405).
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
+    res
 }
 
 fn parse(method: Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Request, V1Error> {
@@ -248,6 +280,21 @@ fn parse(method: Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<
                 .entry(k.into_owned())
                 .or_insert_with(|| v.into_owned());
         }
+    }
+    // No name, key, path, message or YAML holds a NUL (YAML forbids it), and PostgreSQL cannot
+    // store or even look up text with one: refuse it here rather than fail in the store.
+    if id.iter().any(|s| s.contains('\0')) {
+        return Err(V1Error::bad_request("the id holds a NUL character"));
+    }
+    if let Some(name) = params
+        .iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| k)
+    {
+        return Err(V1Error::bad_request(format!(
+            "parameter `{}` holds a NUL character",
+            name.escape_default()
+        )));
     }
     let session = params
         .get("session")
@@ -366,6 +413,26 @@ mod tests {
         assert_eq!(percent_decode("%40web").unwrap(), "@web");
         assert!(percent_decode("a%2").is_err());
         assert!(percent_decode("%zz").is_err());
+    }
+
+    #[test]
+    fn refuses_nul_in_ids_and_parameters() {
+        let parse_put = |uri: &str, body: &str| {
+            let uri: Uri = uri.parse().unwrap();
+            parse(Method::PUT, &uri, &HeaderMap::new(), body.as_bytes())
+        };
+        assert!(parse_put("/hostdb/v1/dns/a%20b", "log=x").is_ok());
+        let e = parse_put("/hostdb/v1/dns/a%00b", "log=x").err().unwrap();
+        assert_eq!(e.status, 400);
+        let e = parse_put("/hostdb/v1/dns/k", "log=a%00b").err().unwrap();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "parameter `log` holds a NUL character")
+        );
+        let e = parse_put("/hostdb/v1/dns/k?foreach=tags/a%00/members", "")
+            .err()
+            .unwrap();
+        assert_eq!(e.status, 400);
     }
 
     #[test]
