@@ -383,3 +383,64 @@ fn datacenter_plan_snapshots() {
     );
     insta::assert_snapshot!("datacenter_markdown", render::markdown(&p));
 }
+
+const FRACTIONAL: &str = r#"
+kloud {
+  domain = "frac.example"
+}
+
+variable "half" {
+  default = 0.5
+}
+
+machine_class "small" {
+  cpu    = 1.5
+  memory = "4GiB"
+  disk   = 20
+}
+
+machines "m" {
+  class = "small"
+  count = 2
+}
+
+network "n" {
+  cidr = "10.0.0.0/24"
+}
+
+host_class "web" {
+  count   = 5
+  cpu     = var.half
+  memory  = 256
+  disk    = 1
+  image   = "busybox"
+  network = "n"
+}
+"#;
+
+/// Fractional cpu through the whole plan: machines of 1.5 cpus take three 0.5-cpu hosts each,
+/// the plan JSON keeps its schema, HostDB records read back unchanged (a plan after apply
+/// changes nothing), and a resize to 0.25 is an update that says `cpu 0.5 → 0.25`.
+#[test]
+fn fractional_cpu_plans_records_and_resizes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.hcl"), FRACTIONAL).unwrap();
+    let config = load(dir.path(), &[]);
+    assert_eq!(config.machines[0].cpu, kloud::Cpu::from_millis(1500));
+    let (_d, store) = store();
+    let first = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(first.summary.create, 5);
+    record(&config, store.as_ref(), &first);
+    let again = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert!(
+        !again.has_changes(),
+        "{}",
+        render::human(&again, render::Style::default())
+    );
+
+    let smaller = load(dir.path(), &[("half", "0.25")]);
+    let p = make(&smaller, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(p.summary.update, 5);
+    let human = render::human(&p, render::Style::default());
+    assert!(human.contains("cpu 0.5 → 0.25"), "{human}");
+}

@@ -26,7 +26,7 @@ pub(super) fn machine_classes(
     let mut machine_classes = BTreeMap::new();
     for item in first_of_each(items) {
         let mut r = reader(item, MACHINE_CLASS_ATTRS, &[], eval, diags);
-        let cpu = r.uint("cpu", true, 0);
+        let cpu = r.cpu("cpu", true);
         let memory = r.size("memory", MEMORY_UNIT, true);
         let disk = r.size("disk", DISK_UNIT, true);
         if let (Some(cpu), Some(memory_mib), Some(disk_gib)) = (cpu, memory, disk) {
@@ -35,7 +35,7 @@ pub(super) fn machine_classes(
                 name.clone(),
                 MachineClass {
                     name,
-                    cpu: clamp_u32(cpu),
+                    cpu,
                     memory_mib,
                     disk_gib,
                 },
@@ -212,7 +212,7 @@ pub(super) fn host_classes<'a>(
     for item in first_of_each(items) {
         let mut r = reader(item, HOST_CLASS_ATTRS, HOST_CLASS_BLOCKS, eval, diags);
         let count = r.uint("count", true, 0);
-        let cpu = r.uint("cpu", true, 0);
+        let cpu = r.cpu("cpu", true);
         let memory = r.size("memory", MEMORY_UNIT, true);
         let disk = r.size("disk", DISK_UNIT, true);
         let image = r.string("image", true);
@@ -258,7 +258,7 @@ pub(super) fn host_classes<'a>(
                 HostClass {
                     name,
                     count: clamp_u32(count),
-                    cpu: clamp_u32(cpu),
+                    cpu,
                     memory_mib,
                     disk_gib,
                     image,

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::Cpu;
+
 /// A loaded config directory.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -54,7 +56,7 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineClass {
     pub name: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
 }
@@ -78,7 +80,7 @@ pub struct Machine {
     pub name: String,
     pub group: String,
     pub class: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub labels: BTreeMap<String, String>,
@@ -131,7 +133,7 @@ pub enum Solver {
 pub struct HostClass {
     pub name: String,
     pub count: u32,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,
@@ -153,7 +155,7 @@ pub struct DesiredHost {
     pub class: String,
     /// 1-based position within its class.
     pub index: u32,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,

@@ -3,6 +3,7 @@
 //! These types are also the JSON shapes of the HTTP API, so they derive serde, skip absent
 //! optional fields and reject unknown fields on input.
 
+use crate::Cpu;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +91,7 @@ pub struct Host {
     pub state: Option<State>,
     /// Size of a container, capacity of a machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<u32>,
+    pub cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

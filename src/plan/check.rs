@@ -40,7 +40,7 @@ pub fn check(plan: &Plan, config: &Config, outside: &[Host]) -> Vec<Violation> {
                     class: foreign_class(h, config),
                     machine: h.machine.clone()?,
                     size: place::Resources::new(
-                        h.cpu.unwrap_or(0),
+                        h.cpu.unwrap_or_default(),
                         h.memory_mib.unwrap_or(0),
                         h.disk_gib.unwrap_or(0),
                     ),

@@ -797,7 +797,7 @@ fn rules_of(c: &crate::config::HostClass) -> place::Rules {
 /// A recorded host's size; missing values count as 0.
 fn recorded_size(h: &Host) -> place::Resources {
     place::Resources::new(
-        h.cpu.unwrap_or(0),
+        h.cpu.unwrap_or_default(),
         h.memory_mib.unwrap_or(0),
         h.disk_gib.unwrap_or(0),
     )
@@ -941,7 +941,7 @@ fn recorded_state(
     HostState {
         name: r.name.clone(),
         class: r.class.clone().unwrap_or_default(),
-        cpu: r.cpu.unwrap_or(0),
+        cpu: r.cpu.unwrap_or_default(),
         memory_mib: r.memory_mib.unwrap_or(0),
         disk_gib: r.disk_gib.unwrap_or(0),
         image: r.image.clone().unwrap_or_default(),
@@ -973,7 +973,7 @@ fn machine_state(m: &Machine) -> MachineState {
 fn recorded_machine_state(r: &Host) -> MachineState {
     MachineState {
         name: r.name.clone(),
-        cpu: r.cpu.unwrap_or(0),
+        cpu: r.cpu.unwrap_or_default(),
         memory_mib: r.memory_mib.unwrap_or(0),
         disk_gib: r.disk_gib.unwrap_or(0),
         labels: r.labels.clone(),

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod reason;
 pub mod render;
 
+use crate::Cpu;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ impl Action {
 pub struct HostState {
     pub name: String,
     pub class: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,
@@ -91,7 +92,7 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineState {
     pub name: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub labels: BTreeMap<String, String>,
