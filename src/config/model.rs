@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::Cpu;
+use crate::{Cpu, Overcommit};
 
 /// A loaded config directory.
 #[derive(Debug, Clone)]
@@ -59,6 +59,8 @@ pub struct MachineClass {
     pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// `overcommit = { cpu = N }`: the cpu placement may hand out is `cpu` × N.
+    pub overcommit_cpu: Overcommit,
 }
 
 /// A `machines "NAME"` block: `count` machines of one class, in one place.
@@ -73,6 +75,17 @@ pub struct MachineGroup {
     pub connect_template: String,
 }
 
+fn no_overcommit(o: &Overcommit) -> bool {
+    o.is_none()
+}
+
+impl Machine {
+    /// The cpu placement may hand out on this machine: its cpu times its overcommit factor.
+    pub fn schedulable_cpu(&self) -> Cpu {
+        self.overcommit_cpu.apply(self.cpu)
+    }
+}
+
 /// One physical machine, expanded from a [`MachineGroup`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
@@ -83,6 +96,9 @@ pub struct Machine {
     pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// Its class's cpu overcommit factor (1 unless the class sets one).
+    #[serde(default, skip_serializing_if = "no_overcommit")]
+    pub overcommit_cpu: Overcommit,
     pub labels: BTreeMap<String, String>,
     pub driver: String,
     /// `local` or `ssh://user@host[:port]`.

@@ -27,7 +27,7 @@ pub fn check(plan: &Plan, config: &Config, outside: &[Host]) -> Vec<Violation> {
             .iter()
             .map(|m| place::Machine {
                 name: m.name.clone(),
-                capacity: place::Resources::new(m.cpu, m.memory_mib, m.disk_gib),
+                capacity: place::Resources::new(m.schedulable_cpu(), m.memory_mib, m.disk_gib),
                 labels: m.labels.clone(),
                 driver: m.driver.clone(),
             })

@@ -9,7 +9,7 @@ pub mod diff;
 pub mod reason;
 pub mod render;
 
-use crate::Cpu;
+use crate::{Cpu, Overcommit};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -95,6 +95,9 @@ pub struct MachineState {
     pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// The cpu overcommit factor (`overcommit = { cpu = N }`); absent when 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_overcommit: Option<Overcommit>,
     pub labels: BTreeMap<String, String>,
     pub driver: String,
     pub connect: String,

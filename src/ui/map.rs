@@ -165,7 +165,12 @@ pub fn machine_map(machines: &[Host], containers: &[Host]) -> MachineMap {
 
 /// Machine `m` using `cpu`, `mem` and `disk` for `hosts` containers.
 fn machine_use(m: &Host, cpu: Cpu, mem: u64, disk: u64, hosts: usize) -> MachineUse {
-    let cpu = CpuUse::new(cpu, m.cpu.unwrap_or_default());
+    // Against what placement may hand out: the cpu times its overcommit factor.
+    let total = m
+        .cpu_overcommit
+        .unwrap_or_default()
+        .apply(m.cpu.unwrap_or_default());
+    let cpu = CpuUse::new(cpu, total);
     let memory_mib = Use::new(mem, m.memory_mib.unwrap_or(0));
     let disk_gib = Use::new(disk, m.disk_gib.unwrap_or(0));
     MachineUse {
