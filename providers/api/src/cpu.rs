@@ -55,7 +55,7 @@ impl Cpu {
 
     /// Whether this is a whole number of cores.
     pub const fn is_whole(self) -> bool {
-        self.0 % MILLIS_PER_CORE == 0
+        self.0.is_multiple_of(MILLIS_PER_CORE)
     }
 
     /// Whole cores, rounded up (`0.5` → 1): what an interface that counts cores gets.
@@ -146,7 +146,7 @@ fn decimal_millis(t: &str, scale: u64) -> Result<u64, DecimalError> {
         frac_trimmed.parse().map_err(|_| DecimalError::Syntax)?
     };
     let scaled_frac = frac * u128::from(scale);
-    if scaled_frac % denom != 0 {
+    if !scaled_frac.is_multiple_of(denom) {
         return Err(DecimalError::TooFine);
     }
     let total = u128::from(int) * u128::from(scale) + scaled_frac / denom;
@@ -296,7 +296,7 @@ impl fmt::Display for Overcommit {
 
 impl Serialize for Overcommit {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             s.serialize_u32(self.0 / 1000)
         } else {
             s.serialize_f64(f64::from(self.0) / 1000.0)
