@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use kloud::hostdb::{Actor, Expect, Host, HostQuery, Role, Store, Tag, Write};
 use kloud::server::{spawn, ServerConfig};
+use kloud::Cpu;
 
 const HOSTS: usize = 100_000;
 const MACHINES: usize = 1_000;
@@ -86,7 +87,7 @@ fn load(store: &dyn Store) {
     let mut batch = Vec::new();
     for i in 0..MACHINES {
         let mut m = Host::machine(&format!("hw-{i:04}.dc1.example.internal"));
-        m.cpu = Some(32);
+        m.cpu = Some(Cpu::from_cores(32));
         m.memory_mib = Some(131_072);
         m.labels.insert("rack".into(), format!("r{}", i % 20));
         m.driver = Some("lxc".into());
@@ -105,7 +106,7 @@ fn load(store: &dyn Store) {
             h.tags = vec![format!("t{}", i % TAGS), format!("g{}", i % GROUPS)];
             h.machine = Some(format!("hw-{:04}.dc1.example.internal", i % MACHINES));
             h.ip = Some(format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255));
-            h.cpu = Some(2);
+            h.cpu = Some(Cpu::from_cores(2));
             h.memory_mib = Some(4096);
             h.disk_gib = Some(20);
             h.image = Some("debian-12".into());

@@ -7,6 +7,7 @@
 mod support;
 
 use kloud::place::{place, Placement, Problem, Request, Resources};
+use kloud::Cpu;
 use std::time::Instant;
 
 /// CPU time this thread has run, in seconds (Linux schedstat). On a shared computer wall time
@@ -75,7 +76,7 @@ fn main() {
     fleet.requests.push(Request {
         name: "class05-new".into(),
         class: "class05".into(),
-        size: Resources::new(2, 4096, 40),
+        size: Resources::new(Cpu::from_cores(2), 4096, 40),
         driver: "lxc".into(),
     });
     let runs = std::env::var("KLOUD_BENCH_RUNS")

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use kloud::hostdb::{Actor, Expect, Host, Role, State, Store, Write};
 use kloud::identity::Identity;
+use kloud::Cpu;
 
 const HOSTS: usize = 100_000;
 const SWITCHES: usize = 10;
@@ -46,7 +47,7 @@ fn fleet(store: &dyn Store) {
                 State::Running
             });
             h.ip = Some(format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256));
-            h.cpu = Some(1);
+            h.cpu = Some(Cpu::from_cores(1));
             h.memory_mib = Some(512);
             h.disk_gib = Some(10);
             h.properties
@@ -68,7 +69,7 @@ fn machines(store: &dyn Store) {
             for m in 0..PER_RACK {
                 let name = format!("hw-s{s:02}-r{r:02}-{m:02}.dc1.example");
                 let mut h = Host::machine(&name);
-                h.cpu = Some(32);
+                h.cpu = Some(Cpu::from_cores(32));
                 h.memory_mib = Some(128 * 1024);
                 h.disk_gib = Some(2048);
                 h.class = Some("app".into());
@@ -82,7 +83,7 @@ fn machines(store: &dyn Store) {
                     } else {
                         "dc1".into()
                     });
-                    ct.cpu = Some(4);
+                    ct.cpu = Some(Cpu::from_cores(4));
                     ct.memory_mib = Some(8192);
                     ct.disk_gib = Some(100);
                     ct.state = Some(State::Running);

@@ -31,7 +31,10 @@ DIMS = ("cpu", "memory_mib", "disk_gib")
 
 
 def size(res):
-    return tuple(int(res.get(d, 0)) for d in DIMS)
+    # cpu is a number of cores that may be fractional (0.5): the model counts millicores, as
+    # kloud does.
+    cpu = round(float(res.get("cpu", 0)) * 1000)
+    return (cpu,) + tuple(int(res.get(d, 0)) for d in DIMS[1:])
 
 
 def build(problem, optimise):

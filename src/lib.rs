@@ -20,3 +20,7 @@ pub mod server;
 pub mod size;
 pub mod templates;
 pub mod ui;
+
+/// Cpu quantities in millicores, and the cpu overcommit factor of a machine (shared with the
+/// provider crates).
+pub use kloud_provider_api::cpu::{Cpu, CpuError, Overcommit, OvercommitError};

@@ -13,6 +13,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kloud::hostdb::{self, Kind, State, Store};
+use kloud::Cpu;
 
 fn lxc_ready(test: &str) -> bool {
     let ok = std::env::var_os("KLOUD_TEST_LXC").is_some()
@@ -903,7 +904,7 @@ fn a_container_made_by_hand_is_never_destroyed_even_when_a_record_claims_it() {
     claim.ip = Some("10.252.71.200".into());
     claim.image = Some("busybox".into());
     claim.state = Some(State::Running);
-    claim.cpu = Some(1);
+    claim.cpu = Some(Cpu::from_cores(1));
     claim.memory_mib = Some(32);
     claim.disk_gib = Some(1);
     store

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use kloud::hostdb::client::HttpStore;
 use kloud::hostdb::{Actor, Expect, Host, Role, Store, StoreError, Write};
 use kloud::server::{spawn, Running, ServerConfig};
+use kloud::Cpu;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 
@@ -1003,7 +1004,7 @@ fn lists_answer_at_most_a_page_and_the_client_sees_everything() {
     let mut writes = Vec::new();
     for i in 0..9 {
         let mut m = Host::machine(&format!("m{i:02}.dc1.test"));
-        m.cpu = Some(8);
+        m.cpu = Some(Cpu::from_cores(8));
         writes.push(Write::PutHost {
             host: m,
             expect: Expect::Any,

@@ -59,7 +59,7 @@ fn an_offer_decodes_with_its_rules_and_sudo() {
             o.per_user,
             o.sudo
         ),
-        (1, 256, 2, "debian-12", 3, true)
+        (kloud::Cpu::from_cores(1), 256, 2, "debian-12", 3, true)
     );
     assert_eq!(o.placement.max_per.get("machine"), Some(&2));
     assert_eq!(

@@ -12,6 +12,7 @@ use kloud::config::{load, Config};
 use kloud::hostdb::{self, HostQuery, Kind, State, Store};
 use kloud::ops::{self, events::Recorded, ApplyRequest, Event, PlanRequest};
 use kloud::plan::{Action, Plan};
+use kloud::Cpu;
 use ops_support::{write_config, FakeDriver, FakeDrivers, FaultInjectingStore};
 
 struct Lab {
@@ -553,7 +554,7 @@ fn capacity_is_shared_on(store: Box<dyn Store>) {
         .map(|(m, _)| m.clone())
         .unwrap();
     person.machine = Some(roomy);
-    person.cpu = Some(1);
+    person.cpu = Some(Cpu::from_cores(1));
     person.memory_mib = Some(256);
     person.disk_gib = Some(1);
     person.ip = Some("10.77.0.200".into());

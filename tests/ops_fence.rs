@@ -51,7 +51,7 @@ impl ComputeDriver for HeldFirstCreate {
         &self,
         m: &MachineRef,
         n: &str,
-        c: u32,
+        c: kloud::Cpu,
         mem: u64,
         d: u64,
     ) -> Result<Response, DriverError> {

@@ -151,3 +151,88 @@ fn exact_mode_from_the_flag_or_the_config_is_noted_in_the_plan() {
         "{err}"
     );
 }
+
+const FRACTIONAL: &str = r#"
+kloud {
+  domain = "frac.kloud.internal"
+}
+
+network "pool" {
+  cidr = "10.0.0.0/24"
+}
+
+machine_class "small" {
+  cpu    = 1.25
+  memory = "4GiB"
+  disk   = 20
+}
+
+machines "m" {
+  class  = "small"
+  count  = 2
+  name   = "m{{ index }}"
+  driver = "lxc"
+}
+
+host_class "half" {
+  count   = HALVES
+  cpu     = 0.5
+  memory  = 256
+  disk    = 1
+  image   = "none"
+  network = "pool"
+}
+
+host_class "quarter" {
+  count   = 4
+  cpu     = "250m"
+  memory  = 256
+  disk    = 1
+  image   = "none"
+  network = "pool"
+}
+"#;
+
+/// Fractional cpu (`0.5`, `"250m"`) fills two 1.25-cpu machines exactly; one half more does not
+/// fit, and the plan says so in cores. The plan JSON carries the fractions as numbers.
+#[test]
+fn fractional_cpu_places_exactly_and_reads_back_in_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.hcl"),
+        FRACTIONAL.replace("HALVES", "3"),
+    )
+    .unwrap();
+    let out = plan(dir.path(), &["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan_json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan_json["summary"]["create"], 7, "{plan_json}");
+    assert_eq!(plan_json["summary"]["unplaced"], 0, "{plan_json}");
+    let changes = plan_json["changes"].as_array().unwrap();
+    let cpu_of = |class: &str| {
+        changes
+            .iter()
+            .find(|c| c["class"] == class)
+            .map(|c| c["after"]["cpu"].clone())
+            .unwrap()
+    };
+    assert_eq!(cpu_of("half"), serde_json::json!(0.5));
+    assert_eq!(cpu_of("quarter"), serde_json::json!(0.25));
+    let text = plan(dir.path(), &[]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("0.5"), "{stdout}");
+
+    std::fs::write(
+        dir.path().join("main.hcl"),
+        FRACTIONAL.replace("HALVES", "4"),
+    )
+    .unwrap();
+    let out = plan(dir.path(), &["--json"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("have 2.5 cpus free"), "{text}");
+}

@@ -10,11 +10,13 @@ use kloud::place::{
     place, place_with, Existing, Machine, Options, Problem, Request, Resources, Rules,
     Strategy as Spreading,
 };
+use kloud::Cpu;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn resources() -> impl Strategy<Value = Resources> {
-    (0u32..6, 0u64..24, 0u64..60).prop_map(|(c, m, d)| Resources::new(c, m * 512, d))
+    (0u32..6, 0u64..24, 0u64..60)
+        .prop_map(|(c, m, d)| Resources::new(Cpu::from_cores(c), m * 512, d))
 }
 
 fn machine_strategy() -> impl Strategy<Value = (u32, u64, u64, Option<u8>, Option<u8>, bool)> {
@@ -70,7 +72,7 @@ prop_compose! {
                 if let Some(s) = switch { labels.insert("switch".to_string(), format!("s{s}")); }
                 Machine {
                     name: format!("m{i:02}"),
-                    capacity: Resources::new(cpu, mem * 1024, disk),
+                    capacity: Resources::new(Cpu::from_cores(cpu), mem * 1024, disk),
                     labels,
                     driver: if lxc { "lxc" } else { "openvz" }.to_string(),
                 }
@@ -157,7 +159,7 @@ prop_compose! {
             .enumerate()
             .map(|(i, (cpu, rack))| Machine {
                 name: format!("m{i}"),
-                capacity: Resources::new(cpu, 8192, 100),
+                capacity: Resources::new(Cpu::from_cores(cpu), 8192, 100),
                 labels: BTreeMap::from([("rack".to_string(), format!("r{rack}"))]),
                 driver: "lxc".into(),
             })
@@ -174,7 +176,7 @@ prop_compose! {
                 requests.push(Request {
                     name: format!("c{c}-{i}"),
                     class: format!("c{c}"),
-                    size: Resources::new(cpu, mem * 1024, 10),
+                    size: Resources::new(Cpu::from_cores(cpu), mem * 1024, 10),
                     driver: "lxc".into(),
                 });
             }

@@ -8,6 +8,7 @@ mod support;
 use kloud::place::{
     check, place, Existing, Machine, Placement, Problem, Request, Resources, Rules, Strategy,
 };
+use kloud::Cpu;
 use std::collections::{BTreeMap, BTreeSet};
 use support::assert_sound;
 
@@ -16,7 +17,7 @@ const GIB: u64 = 1024;
 fn machine(name: &str, rack: &str, switch: &str, cpu: u32, mem_gib: u64) -> Machine {
     Machine {
         name: name.into(),
-        capacity: Resources::new(cpu, mem_gib * GIB, 1000),
+        capacity: Resources::new(Cpu::from_cores(cpu), mem_gib * GIB, 1000),
         labels: BTreeMap::from([
             ("rack".into(), rack.into()),
             ("switch".into(), switch.into()),
@@ -29,7 +30,7 @@ fn request(name: &str, class: &str, cpu: u32, mem_gib: u64) -> Request {
     Request {
         name: name.into(),
         class: class.into(),
-        size: Resources::new(cpu, mem_gib * GIB, 10),
+        size: Resources::new(Cpu::from_cores(cpu), mem_gib * GIB, 10),
         driver: "lxc".into(),
     }
 }
@@ -114,13 +115,13 @@ fn memory_shortage_names_the_largest_free() {
             name: "big-1".into(),
             class: "db".into(),
             machine: "m0".into(),
-            size: Resources::new(4, 116 * GIB, 10),
+            size: Resources::new(Cpu::from_cores(4), 116 * GIB, 10),
         },
         Existing {
             name: "big-2".into(),
             class: "db".into(),
             machine: "m1".into(),
-            size: Resources::new(4, 120 * GIB, 10),
+            size: Resources::new(Cpu::from_cores(4), 120 * GIB, 10),
         },
     ];
     let problem = Problem {
@@ -146,7 +147,7 @@ fn memory_shortage_names_the_largest_free() {
 fn first_rejecting_stage_wins_and_driver_mismatch_is_counted() {
     let mut machines = four_switches();
     machines[0].driver = "openvz".into();
-    machines[1].capacity.cpu = 1;
+    machines[1].capacity.cpu = Cpu::from_cores(1);
     let problem = Problem {
         machines,
         existing: vec![],
@@ -205,27 +206,27 @@ fn existing_hosts_count_against_rules_and_stay() {
                 name: "lb-1".into(),
                 class: "lb".into(),
                 machine: "m0".into(),
-                size: Resources::new(2, 2 * GIB, 10),
+                size: Resources::new(Cpu::from_cores(2), 2 * GIB, 10),
             },
             // Already breaking the rule (two on sw1): kept, and still counted.
             Existing {
                 name: "lb-2".into(),
                 class: "lb".into(),
                 machine: "m2".into(),
-                size: Resources::new(2, 2 * GIB, 10),
+                size: Resources::new(Cpu::from_cores(2), 2 * GIB, 10),
             },
             Existing {
                 name: "lb-3".into(),
                 class: "lb".into(),
                 machine: "m3".into(),
-                size: Resources::new(2, 2 * GIB, 10),
+                size: Resources::new(Cpu::from_cores(2), 2 * GIB, 10),
             },
             // On a machine nobody knows: not moved, not an error.
             Existing {
                 name: "lb-0".into(),
                 class: "lb".into(),
                 machine: "gone".into(),
-                size: Resources::new(2, 2 * GIB, 10),
+                size: Resources::new(Cpu::from_cores(2), 2 * GIB, 10),
             },
         ],
         rules: BTreeMap::from([("lb".into(), rules(&[("switch", 1)], Strategy::Pack))]),
@@ -309,13 +310,13 @@ fn pack_prefers_machines_in_use_and_best_fit() {
             name: "e1".into(),
             class: "x".into(),
             machine: "m1".into(),
-            size: Resources::new(12, 8 * GIB, 10),
+            size: Resources::new(Cpu::from_cores(12), 8 * GIB, 10),
         },
         Existing {
             name: "e2".into(),
             class: "x".into(),
             machine: "m2".into(),
-            size: Resources::new(4, 8 * GIB, 10),
+            size: Resources::new(Cpu::from_cores(4), 8 * GIB, 10),
         },
     ];
     let problem = Problem {
@@ -368,11 +369,11 @@ fn zero_sizes_and_duplicates_are_accepted() {
         rules: BTreeMap::new(),
         requests: vec![
             Request {
-                size: Resources::new(0, 0, 0),
+                size: Resources::new(Cpu::from_cores(0), 0, 0),
                 ..request("z1", "c", 0, 0)
             },
             Request {
-                size: Resources::new(1, 0, 0),
+                size: Resources::new(Cpu::from_cores(1), 0, 0),
                 ..request("z2", "c", 0, 0)
             },
             request("z2", "c", 1, 1),
@@ -451,7 +452,7 @@ fn a_full_switch_and_full_machines_elsewhere_are_both_named() {
             name: format!("fill-{m}"),
             class: "batch".into(),
             machine: m.to_string(),
-            size: Resources::new(7, 4 * GIB, 10),
+            size: Resources::new(Cpu::from_cores(7), 4 * GIB, 10),
         })
         .collect();
     let problem = Problem {
@@ -488,7 +489,7 @@ fn a_machine_rule_that_binds_is_named_not_capacity() {
             name: "full".into(),
             class: "batch".into(),
             machine: "m2".into(),
-            size: Resources::new(32, 4 * GIB, 10),
+            size: Resources::new(Cpu::from_cores(32), 4 * GIB, 10),
         }],
         rules: BTreeMap::from([("c2".into(), rules(&[("machine", 1)], Strategy::Pack))]),
         requests: (0..3)

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use kloud::place::{check, Machine, Placement, Problem, Request, Resources, Rules, Strategy};
+use kloud::Cpu;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -62,7 +63,7 @@ pub fn load_vbp(path: &Path) -> Problem {
         .map(|t| t.parse().expect("number in .vbp"))
         .collect();
     assert_eq!(nums[0], 3, "3-dimensional instances only");
-    let cap = Resources::new(nums[1] as u32, nums[2], nums[3]);
+    let cap = Resources::new(Cpu::from_cores(nums[1] as u32), nums[2], nums[3]);
     let types = nums[4] as usize;
     let mut requests = Vec::new();
     for t in 0..types {
@@ -71,7 +72,7 @@ pub fn load_vbp(path: &Path) -> Problem {
             requests.push(Request {
                 name: format!("h{:04}", requests.len()),
                 class: "item".into(),
-                size: Resources::new(r[0] as u32, r[1], r[2]),
+                size: Resources::new(Cpu::from_cores(r[0] as u32), r[1], r[2]),
                 driver: "vbp".into(),
             });
         }
@@ -104,11 +105,17 @@ pub fn machines_used(p: &Placement) -> usize {
 /// the number of bins it uses on an instance of identical machines.
 pub fn ffd(problem: &Problem) -> usize {
     let cap = problem.machines[0].capacity;
-    let cap = [u64::from(cap.cpu), cap.memory_mib, cap.disk_gib];
+    let cap = [u64::from(cap.cpu.millis()), cap.memory_mib, cap.disk_gib];
     let mut items: Vec<[u64; 3]> = problem
         .requests
         .iter()
-        .map(|r| [u64::from(r.size.cpu), r.size.memory_mib, r.size.disk_gib])
+        .map(|r| {
+            [
+                u64::from(r.size.cpu.millis()),
+                r.size.memory_mib,
+                r.size.disk_gib,
+            ]
+        })
         .collect();
     let key = |s: &[u64; 3]| (0..3).map(|d| s[d] as f64 / cap[d] as f64).sum::<f64>();
     items.sort_by(|a, b| key(b).total_cmp(&key(a)));
@@ -137,7 +144,7 @@ pub fn datacenter(hosts: usize) -> Problem {
             let rack = i / 40;
             Machine {
                 name: format!("hw-r{rack:04}-{:02}", i % 40),
-                capacity: Resources::new(32, 128 * 1024, 2048),
+                capacity: Resources::new(Cpu::from_cores(32), 128 * 1024, 2048),
                 labels: BTreeMap::from([
                     ("rack".to_string(), format!("r{rack:04}")),
                     ("switch".to_string(), format!("sw{:03}", rack / 5)),
@@ -174,7 +181,7 @@ pub fn datacenter(hosts: usize) -> Problem {
             },
         );
         let size = Resources::new(
-            [1, 2, 4, 8][c % 4],
+            Cpu::from_cores([1, 2, 4, 8][c % 4]),
             [2, 4, 8, 16, 24][c % 5] * 1024,
             [20, 40, 80, 160][(c / 4) % 4],
         );
@@ -284,9 +291,9 @@ pub fn tight_fleet(shape: TightShape, seed: u64) -> Problem {
         .map(|i| {
             let rack = i / per_rack;
             let capacity = if rng.below(5) == 0 {
-                Resources::new(24, 64 * 1024, 4096)
+                Resources::new(Cpu::from_cores(24), 64 * 1024, 4096)
             } else {
-                Resources::new(32, 128 * 1024, 2048)
+                Resources::new(Cpu::from_cores(32), 128 * 1024, 2048)
             };
             Machine {
                 name: format!("hw-r{rack:03}-{:03}", i % per_rack),
@@ -336,7 +343,7 @@ pub fn tight_fleet(shape: TightShape, seed: u64) -> Problem {
             requests.push(Request {
                 name: format!("{class}-{i:05}"),
                 class: class.clone(),
-                size: Resources::new(cpu, memory, disk),
+                size: Resources::new(Cpu::from_cores(cpu), memory, disk),
                 driver: "lxc".into(),
             });
         }

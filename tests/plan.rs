@@ -383,3 +383,157 @@ fn datacenter_plan_snapshots() {
     );
     insta::assert_snapshot!("datacenter_markdown", render::markdown(&p));
 }
+
+const FRACTIONAL: &str = r#"
+kloud {
+  domain = "frac.example"
+}
+
+variable "half" {
+  default = 0.5
+}
+
+machine_class "small" {
+  cpu    = 1.5
+  memory = "4GiB"
+  disk   = 20
+}
+
+machines "m" {
+  class = "small"
+  count = 2
+}
+
+network "n" {
+  cidr = "10.0.0.0/24"
+}
+
+host_class "web" {
+  count   = 5
+  cpu     = var.half
+  memory  = 256
+  disk    = 1
+  image   = "busybox"
+  network = "n"
+}
+"#;
+
+/// Fractional cpu through the whole plan: machines of 1.5 cpus take three 0.5-cpu hosts each,
+/// the plan JSON keeps its schema, HostDB records read back unchanged (a plan after apply
+/// changes nothing), and a resize to 0.25 is an update that says `cpu 0.5 → 0.25`.
+#[test]
+fn fractional_cpu_plans_records_and_resizes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.hcl"), FRACTIONAL).unwrap();
+    let config = load(dir.path(), &[]);
+    assert_eq!(config.machines[0].cpu, kloud::Cpu::from_millis(1500));
+    let (_d, store) = store();
+    let first = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(first.summary.create, 5);
+    record(&config, store.as_ref(), &first);
+    let again = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert!(
+        !again.has_changes(),
+        "{}",
+        render::human(&again, render::Style::default())
+    );
+
+    let smaller = load(dir.path(), &[("half", "0.25")]);
+    let p = make(&smaller, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(p.summary.update, 5);
+    let human = render::human(&p, render::Style::default());
+    assert!(human.contains("cpu 0.5 → 0.25"), "{human}");
+}
+
+const OVERCOMMITTED: &str = r#"
+kloud {
+  domain = "oc.example"
+}
+
+variable "factor" {
+  default = 1.5
+}
+
+variable "web_count" {
+  default = 12
+}
+
+machine_class "eight" {
+  cpu        = 8
+  memory     = "64GiB"
+  disk       = 200
+  overcommit = { cpu = var.factor }
+}
+
+machines "m" {
+  class = "eight"
+  count = 2
+}
+
+network "n" {
+  cidr = "10.0.0.0/24"
+}
+
+host_class "web" {
+  count   = var.web_count
+  cpu     = 1
+  memory  = 1024
+  disk    = 1
+  image   = "busybox"
+  network = "n"
+  placement {
+    strategy = "pack"
+  }
+}
+"#;
+
+/// `overcommit = { cpu = 1.5 }`: an 8-cpu machine takes 12 one-cpu hosts (memory and disk are
+/// not overcommitted), the factor is recorded on the machine's HostDB record and in the plan,
+/// a plan after apply changes nothing, and a new factor is a machine update.
+#[test]
+fn cpu_overcommit_packs_more_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.hcl"), OVERCOMMITTED).unwrap();
+    let config = load(dir.path(), &[]);
+    let (_d, store) = store();
+    let first = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!(first.summary.create, 12);
+    let used: std::collections::BTreeSet<_> = first
+        .changes
+        .iter()
+        .filter_map(|c| c.after.as_ref()?.machine.clone())
+        .collect();
+    assert_eq!(used.len(), 1, "12 × 1 cpu fit one 8 × 1.5 machine");
+    let json = serde_json::to_value(&first).unwrap();
+    assert_eq!(
+        json["machines"][0]["after"]["cpu_overcommit"],
+        serde_json::json!(1.5)
+    );
+    record(&config, store.as_ref(), &first);
+    let m = store.get_host(&first.machines[0].address).unwrap().unwrap();
+    assert_eq!(
+        m.cpu_overcommit,
+        Some(kloud::Overcommit::from_f64(1.5).unwrap())
+    );
+    let again = make(&config, store.as_ref(), &plan::Options::default()).unwrap();
+    assert!(
+        !again.has_changes(),
+        "{}",
+        render::human(&again, render::Style::default())
+    );
+
+    // One more host than 12 goes to the second machine.
+    let more = load(dir.path(), &[("web_count", "13")]);
+    let p = make(&more, store.as_ref(), &plan::Options::default()).unwrap();
+    assert_eq!((p.summary.create, p.summary.unplaced), (1, 0));
+
+    let doubled = load(dir.path(), &[("factor", "2")]);
+    let p = make(&doubled, store.as_ref(), &plan::Options::default()).unwrap();
+    assert!(
+        p.machines
+            .iter()
+            .all(|m| m.action == plan::Action::Update && m.reason == "cpu overcommit changed"),
+        "{:?}",
+        p.machines
+    );
+}

@@ -459,7 +459,7 @@ fn sign_in_fleet_filter_machine_map_host_and_tags_in_a_browser() {
                 .iter()
                 .filter(|h| h.machine.as_deref() == Some(m))
                 .collect();
-            let cpu: u32 = on.iter().filter_map(|h| h.cpu).sum();
+            let cpu: kloud::Cpu = on.iter().filter_map(|h| h.cpu).sum();
             let mem: u64 = on.iter().filter_map(|h| h.memory_mib).sum();
             let card = text(&c, &format!("li.machine[data-machine=\"{m}\"]")).await;
             assert!(card.contains(&format!("{cpu}/2")), "{m}: {card}");
@@ -592,7 +592,7 @@ impl ComputeDriver for SlowCreateDriver {
         &self,
         m: &MachineRef,
         name: &str,
-        cpu: u32,
+        cpu: kloud::Cpu,
         mem: u64,
         disk: u64,
     ) -> Result<Response, DriverError> {

@@ -11,6 +11,7 @@ use crate::plan::{Action, HostState, MachineState, Plan};
 pub fn machine(m: &MachineState, owner: &str) -> Host {
     let mut h = Host::machine(&m.name);
     h.cpu = Some(m.cpu);
+    h.cpu_overcommit = m.cpu_overcommit;
     h.memory_mib = Some(m.memory_mib);
     h.disk_gib = Some(m.disk_gib);
     h.labels = m.labels.clone();

@@ -16,6 +16,7 @@ use super::model::*;
 use super::reader::{header_span, Reader};
 use super::schema::*;
 use crate::providers;
+use crate::{Overcommit, OvercommitError};
 
 /// `machine_class "NAME" { cpu, memory, disk }`.
 pub(super) fn machine_classes(
@@ -26,23 +27,104 @@ pub(super) fn machine_classes(
     let mut machine_classes = BTreeMap::new();
     for item in first_of_each(items) {
         let mut r = reader(item, MACHINE_CLASS_ATTRS, &[], eval, diags);
-        let cpu = r.uint("cpu", true, 0);
+        let cpu = r.cpu("cpu", true);
         let memory = r.size("memory", MEMORY_UNIT, true);
         let disk = r.size("disk", DISK_UNIT, true);
-        if let (Some(cpu), Some(memory_mib), Some(disk_gib)) = (cpu, memory, disk) {
+        let overcommit = overcommit(&mut r);
+        if let (Some(cpu), Some(memory_mib), Some(disk_gib), Some(overcommit_cpu)) =
+            (cpu, memory, disk, overcommit)
+        {
             let name = item.label().to_string();
             machine_classes.insert(
                 name.clone(),
                 MachineClass {
                     name,
-                    cpu: clamp_u32(cpu),
+                    cpu,
                     memory_mib,
                     disk_gib,
+                    overcommit_cpu,
                 },
             );
         }
     }
     machine_classes
+}
+
+/// `overcommit = { cpu = N }` of a machine class (absent: no overcommit); `None` after
+/// reporting a bad value.
+fn overcommit(r: &mut Reader) -> Option<Overcommit> {
+    if !r.has("overcommit") {
+        return Some(Overcommit::NONE);
+    }
+    let (v, span) = r.value("overcommit")?;
+    let bad = |message: String, label: &str, help: String| {
+        Diagnostic::new("kloud::config::bad_overcommit", message)
+            .at(r.file, span.clone())
+            .label(label.to_string())
+            .help(help)
+    };
+    let example = "write `overcommit = { cpu = 2 }`: a number ≥ 1 (1.5 is allowed)";
+    let hcl::Value::Object(o) = &v else {
+        let d = bad(
+            "`overcommit` must be an object such as { cpu = 2 }".into(),
+            "not an object",
+            example.into(),
+        );
+        r.report(d);
+        return None;
+    };
+    let mut factor = Some(Overcommit::NONE);
+    for (k, item) in o {
+        if !OVERCOMMIT_KEYS.contains(&k.as_str()) {
+            let help = if k == "memory" || k == "disk" {
+                format!("{k} is never overcommitted; only `cpu` can be")
+            } else {
+                did_you_mean(k, OVERCOMMIT_KEYS.iter().copied())
+                    .unwrap_or_else(|| "the only key of `overcommit` is `cpu`".into())
+            };
+            let d = bad(
+                format!("`overcommit` has no key `{k}`"),
+                "unknown key",
+                help,
+            );
+            r.report(d);
+            factor = None;
+            continue;
+        }
+        let parsed = match item {
+            hcl::Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| OvercommitError::Syntax(n.to_string()))
+                .and_then(Overcommit::from_f64),
+            other => {
+                let d = bad(
+                    format!(
+                        "`overcommit.cpu` must be a number, found {}",
+                        super::eval::type_name(other)
+                    ),
+                    "not a number",
+                    example.into(),
+                );
+                r.report(d);
+                factor = None;
+                continue;
+            }
+        };
+        match parsed {
+            Ok(f) if factor.is_some() => factor = Some(f),
+            Ok(_) => {}
+            Err(e) => {
+                let d = bad(
+                    format!("`overcommit.cpu` is not a valid factor: {e}"),
+                    "bad factor",
+                    example.into(),
+                );
+                r.report(d);
+                factor = None;
+            }
+        }
+    }
+    factor
 }
 
 /// `network "NAME" { cidr, gateway }`, with each network's block.
@@ -212,7 +294,7 @@ pub(super) fn host_classes<'a>(
     for item in first_of_each(items) {
         let mut r = reader(item, HOST_CLASS_ATTRS, HOST_CLASS_BLOCKS, eval, diags);
         let count = r.uint("count", true, 0);
-        let cpu = r.uint("cpu", true, 0);
+        let cpu = r.cpu("cpu", true);
         let memory = r.size("memory", MEMORY_UNIT, true);
         let disk = r.size("disk", DISK_UNIT, true);
         let image = r.string("image", true);
@@ -258,7 +340,7 @@ pub(super) fn host_classes<'a>(
                 HostClass {
                     name,
                     count: clamp_u32(count),
-                    cpu: clamp_u32(cpu),
+                    cpu,
                     memory_mib,
                     disk_gib,
                     image,

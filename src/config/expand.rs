@@ -115,6 +115,7 @@ pub(super) fn machines(
                 cpu: mc.cpu,
                 memory_mib: mc.memory_mib,
                 disk_gib: mc.disk_gib,
+                overcommit_cpu: mc.overcommit_cpu,
                 labels: g.labels.clone(),
                 driver: g.driver.clone(),
                 connect,

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::{Cpu, Overcommit};
+
 /// A loaded config directory.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -54,9 +56,11 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineClass {
     pub name: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// `overcommit = { cpu = N }`: the cpu placement may hand out is `cpu` × N.
+    pub overcommit_cpu: Overcommit,
 }
 
 /// A `machines "NAME"` block: `count` machines of one class, in one place.
@@ -71,6 +75,17 @@ pub struct MachineGroup {
     pub connect_template: String,
 }
 
+fn no_overcommit(o: &Overcommit) -> bool {
+    o.is_none()
+}
+
+impl Machine {
+    /// The cpu placement may hand out on this machine: its cpu times its overcommit factor.
+    pub fn schedulable_cpu(&self) -> Cpu {
+        self.overcommit_cpu.apply(self.cpu)
+    }
+}
+
 /// One physical machine, expanded from a [`MachineGroup`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
@@ -78,9 +93,12 @@ pub struct Machine {
     pub name: String,
     pub group: String,
     pub class: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// Its class's cpu overcommit factor (1 unless the class sets one).
+    #[serde(default, skip_serializing_if = "no_overcommit")]
+    pub overcommit_cpu: Overcommit,
     pub labels: BTreeMap<String, String>,
     pub driver: String,
     /// `local` or `ssh://user@host[:port]`.
@@ -131,7 +149,7 @@ pub enum Solver {
 pub struct HostClass {
     pub name: String,
     pub count: u32,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,
@@ -153,7 +171,7 @@ pub struct DesiredHost {
     pub class: String,
     /// 1-based position within its class.
     pub index: u32,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,

@@ -26,12 +26,13 @@ use super::load::{checked_driver, clamp_u32, first_of_each, reader, undefined, I
 use super::model::Placement;
 use super::reader::{header_span, Reader};
 use super::schema::{DISK_UNIT, MEMORY_UNIT, OFFER_ATTRS, OFFER_BLOCKS, OFFER_LOGIN_ATTRS};
+use crate::Cpu;
 
 /// A decoded offer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
     pub name: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,
@@ -72,7 +73,7 @@ fn offer(
     diags: &mut Diagnostics,
 ) -> Option<Offer> {
     let mut r = reader(item, OFFER_ATTRS, OFFER_BLOCKS, eval, diags);
-    let cpu = r.uint("cpu", true, 0);
+    let cpu = r.cpu("cpu", true);
     let memory = r.size("memory", MEMORY_UNIT, true);
     let disk = r.size("disk", DISK_UNIT, true);
     let image = r.string("image", true);
@@ -100,7 +101,7 @@ fn offer(
     let sudo = login_sudo(item, eval, diags);
     Some(Offer {
         name: item.label().to_string(),
-        cpu: clamp_u32(cpu?),
+        cpu: cpu?,
         memory_mib: memory?,
         disk_gib: disk?,
         image: image?,

@@ -15,6 +15,7 @@ use hcl_edit::Span;
 use super::diag::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
 use super::eval::{to_json, type_name, Evaluator};
 use crate::size::{self, Unit};
+use crate::{Cpu, CpuError};
 
 /// The header of a block (`host_class "web"`), for diagnostics about the block as a whole.
 pub fn header_span(block: &Block) -> Range<usize> {
@@ -323,6 +324,49 @@ impl<'a> Reader<'a> {
             hcl::Value::Number(_) => self.as_uint(name, &v, span, 0),
             other => {
                 self.wrong_type(name, span, "a size such as \"8GiB\"", other);
+                None
+            }
+        }
+    }
+
+    /// A cpu quantity: a number of cores (`2`, `0.5`) or a millicore string (`"500m"`).
+    pub fn cpu(&mut self, name: &str, required: bool) -> Option<Cpu> {
+        let (v, span) = if required {
+            self.required_value(name, "1")?
+        } else {
+            self.value(name)?
+        };
+        let parsed = match &v {
+            hcl::Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+                (Some(u), _) => u32::try_from(u)
+                    .ok()
+                    .and_then(|c| c.checked_mul(1000))
+                    .map(Cpu::from_millis)
+                    .ok_or_else(|| CpuError::Overflow(n.to_string())),
+                (None, Some(f)) if f < 0.0 => Err(CpuError::Negative(n.to_string())),
+                (None, Some(f)) => Cpu::from_f64(f),
+                (None, None) => Err(CpuError::Syntax(n.to_string())),
+            },
+            hcl::Value::String(s) => Cpu::parse(s),
+            other => {
+                self.wrong_type(name, span, "a number of cores such as 2 or 0.5", other);
+                return None;
+            }
+        };
+        match parsed {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::new(
+                        "kloud::config::bad_cpu",
+                        format!("`{name}` is not a valid cpu: {e}"),
+                    )
+                    .at(self.file, span)
+                    .label("bad cpu")
+                    .help(format!(
+                        "write `{name}` as a number of cores (2, 0.5, 1.25) or of millicores (\"500m\"), at least 0 and in steps of 0.001"
+                    )),
+                );
                 None
             }
         }

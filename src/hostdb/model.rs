@@ -3,6 +3,7 @@
 //! These types are also the JSON shapes of the HTTP API, so they derive serde, skip absent
 //! optional fields and reject unknown fields on input.
 
+use crate::{Cpu, Overcommit};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +91,10 @@ pub struct Host {
     pub state: Option<State>,
     /// Size of a container, capacity of a machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<u32>,
+    pub cpu: Option<Cpu>,
+    /// A machine's cpu overcommit factor: placement may hand out `cpu` × this (absent: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_overcommit: Option<Overcommit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,6 +132,7 @@ impl Host {
             roles: Vec::new(),
             state: None,
             cpu: None,
+            cpu_overcommit: None,
             memory_mib: None,
             disk_gib: None,
             labels: BTreeMap::new(),

@@ -28,12 +28,13 @@ pub enum Violation {
         driver: String,
         actual: String,
     },
+    /// `used` and `capacity` as the configuration writes them (`2.5 cpus`, `4 GiB of memory`).
     #[error("machine `{machine}` is over capacity in {resource}: {used} used of {capacity}")]
     Capacity {
         machine: String,
         resource: String,
-        used: u64,
-        capacity: u64,
+        used: String,
+        capacity: String,
     },
     #[error("class `{class}` has {count} hosts on {key} `{value}`, max_per {key} = {limit}")]
     MaxPer {
@@ -147,8 +148,8 @@ pub fn check(problem: &Problem, placement: &Placement) -> Vec<Violation> {
                 out.push(Violation::Capacity {
                     machine: machine.to_string(),
                     resource: super::fleet::DIM_NAMES[d].to_string(),
-                    used: used[d],
-                    capacity: cap[d],
+                    used: super::explain::amount(d, used[d]),
+                    capacity: super::explain::amount(d, cap[d]),
                 });
             }
         }

@@ -12,6 +12,7 @@
 use super::bounds::{rules_allow, DriverDemand, Slots};
 use super::fleet::{Fleet, DIM_NAMES, MACHINE_KEY};
 use super::stages::{feasible, Group, Reason};
+use crate::Cpu;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What the bounds say about a group, measured before any new host was placed.
@@ -282,11 +283,15 @@ fn machine_room(fleet: &Fleet, group: &Group, proof: &Proof, with_driver: &[u32]
     }
 }
 
-/// A quantity in the dimension's unit, the way the configuration writes it.
+/// A quantity in the dimension's unit, the way the configuration writes it (cpu comes in
+/// millicores and is written in cores: `0.5 cpus`).
 pub(crate) fn amount(d: usize, n: u64) -> String {
     match DIM_NAMES[d] {
-        "cpu" if n == 1 => "1 cpu".to_string(),
-        "cpu" => format!("{n} cpus"),
+        "cpu" if n == 1000 => "1 cpu".to_string(),
+        "cpu" => match u32::try_from(n) {
+            Ok(m) => format!("{} cpus", Cpu::from_millis(m)),
+            Err(_) => format!("{n} millicores"),
+        },
         "memory" if n.is_multiple_of(1024) => format!("{} GiB of memory", n / 1024),
         "memory" => format!("{n} MiB of memory"),
         _ => format!("{n} GiB of disk"),
@@ -328,6 +333,8 @@ mod tests {
         assert_eq!(plural("rack"), "racks");
         assert_eq!(amount(1, 65536), "64 GiB of memory");
         assert_eq!(amount(1, 1500), "1500 MiB of memory");
-        assert_eq!(amount(0, 1), "1 cpu");
+        assert_eq!(amount(0, 1000), "1 cpu");
+        assert_eq!(amount(0, 500), "0.5 cpus");
+        assert_eq!(amount(0, 16000), "16 cpus");
     }
 }

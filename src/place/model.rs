@@ -1,19 +1,20 @@
 //! The placement problem and its answer as plain data: what the plan hands to [`super::place`]
 //! and what it gets back. No behaviour lives here.
 
+use crate::Cpu;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A resource vector: what a machine offers or what a host needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Resources {
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
 }
 
 impl Resources {
-    pub fn new(cpu: u32, memory_mib: u64, disk_gib: u64) -> Self {
+    pub fn new(cpu: Cpu, memory_mib: u64, disk_gib: u64) -> Self {
         Resources {
             cpu,
             memory_mib,
@@ -21,9 +22,10 @@ impl Resources {
         }
     }
 
-    /// The vector in the dimension order used everywhere inside the engine (cpu, memory, disk).
+    /// The vector in the dimension order used everywhere inside the engine (cpu in millicores,
+    /// memory, disk).
     pub(crate) fn vector(&self) -> [u64; 3] {
-        [u64::from(self.cpu), self.memory_mib, self.disk_gib]
+        [u64::from(self.cpu.millis()), self.memory_mib, self.disk_gib]
     }
 }
 

@@ -27,7 +27,7 @@ pub fn check(plan: &Plan, config: &Config, outside: &[Host]) -> Vec<Violation> {
             .iter()
             .map(|m| place::Machine {
                 name: m.name.clone(),
-                capacity: place::Resources::new(m.cpu, m.memory_mib, m.disk_gib),
+                capacity: place::Resources::new(m.schedulable_cpu(), m.memory_mib, m.disk_gib),
                 labels: m.labels.clone(),
                 driver: m.driver.clone(),
             })
@@ -40,7 +40,7 @@ pub fn check(plan: &Plan, config: &Config, outside: &[Host]) -> Vec<Violation> {
                     class: foreign_class(h, config),
                     machine: h.machine.clone()?,
                     size: place::Resources::new(
-                        h.cpu.unwrap_or(0),
+                        h.cpu.unwrap_or_default(),
                         h.memory_mib.unwrap_or(0),
                         h.disk_gib.unwrap_or(0),
                     ),

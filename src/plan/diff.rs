@@ -397,7 +397,7 @@ impl<'a> Planner<'a> {
             old,
             new,
         );
-        u.cpu <= m.cpu && u.memory_mib <= m.memory_mib && u.disk_gib <= m.disk_gib
+        u.cpu <= m.schedulable_cpu() && u.memory_mib <= m.memory_mib && u.disk_gib <= m.disk_gib
     }
 
     /// A host stays on machine `m` (resized in place from `old` to `new` when they differ).
@@ -528,6 +528,9 @@ impl<'a> Planner<'a> {
             != (after.cpu, after.memory_mib, after.disk_gib)
         {
             what.push("capacity changed");
+        }
+        if before.cpu_overcommit != after.cpu_overcommit {
+            what.push("cpu overcommit changed");
         }
         if before.labels != after.labels {
             what.push("labels changed");
@@ -685,7 +688,7 @@ impl<'a> Planner<'a> {
                 .iter()
                 .map(|m| place::Machine {
                     name: m.name.clone(),
-                    capacity: place::Resources::new(m.cpu, m.memory_mib, m.disk_gib),
+                    capacity: place::Resources::new(m.schedulable_cpu(), m.memory_mib, m.disk_gib),
                     labels: m.labels.clone(),
                     driver: m.driver.clone(),
                 })
@@ -797,7 +800,7 @@ fn rules_of(c: &crate::config::HostClass) -> place::Rules {
 /// A recorded host's size; missing values count as 0.
 fn recorded_size(h: &Host) -> place::Resources {
     place::Resources::new(
-        h.cpu.unwrap_or(0),
+        h.cpu.unwrap_or_default(),
         h.memory_mib.unwrap_or(0),
         h.disk_gib.unwrap_or(0),
     )
@@ -941,7 +944,7 @@ fn recorded_state(
     HostState {
         name: r.name.clone(),
         class: r.class.clone().unwrap_or_default(),
-        cpu: r.cpu.unwrap_or(0),
+        cpu: r.cpu.unwrap_or_default(),
         memory_mib: r.memory_mib.unwrap_or(0),
         disk_gib: r.disk_gib.unwrap_or(0),
         image: r.image.clone().unwrap_or_default(),
@@ -964,6 +967,7 @@ fn machine_state(m: &Machine) -> MachineState {
         cpu: m.cpu,
         memory_mib: m.memory_mib,
         disk_gib: m.disk_gib,
+        cpu_overcommit: (!m.overcommit_cpu.is_none()).then_some(m.overcommit_cpu),
         labels: m.labels.clone(),
         driver: m.driver.clone(),
         connect: m.connect.clone(),
@@ -973,9 +977,10 @@ fn machine_state(m: &Machine) -> MachineState {
 fn recorded_machine_state(r: &Host) -> MachineState {
     MachineState {
         name: r.name.clone(),
-        cpu: r.cpu.unwrap_or(0),
+        cpu: r.cpu.unwrap_or_default(),
         memory_mib: r.memory_mib.unwrap_or(0),
         disk_gib: r.disk_gib.unwrap_or(0),
+        cpu_overcommit: r.cpu_overcommit.filter(|o| !o.is_none()),
         labels: r.labels.clone(),
         driver: r.driver.clone().unwrap_or_default(),
         connect: r.connect.clone().unwrap_or_default(),

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod reason;
 pub mod render;
 
+use crate::{Cpu, Overcommit};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ impl Action {
 pub struct HostState {
     pub name: String,
     pub class: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,
@@ -91,9 +92,12 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineState {
     pub name: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// The cpu overcommit factor (`overcommit = { cpu = N }`); absent when 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_overcommit: Option<Overcommit>,
     pub labels: BTreeMap<String, String>,
     pub driver: String,
     pub connect: String,

@@ -1,6 +1,7 @@
 //! Why a change is planned, as data: the diff builds these, and they become the plan's
 //! `reason` text (display only: apply never branches on it) at the edge of the planner.
 
+use crate::Cpu;
 use std::fmt;
 
 use crate::hostdb::State;
@@ -70,7 +71,7 @@ pub enum UpdateCause {
 /// One dimension of a resize.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resize {
-    Cpu { from: u32, to: u32 },
+    Cpu { from: Cpu, to: Cpu },
     Memory { from: u64, to: u64 },
     Disk { from: u64, to: u64 },
 }
@@ -166,7 +167,10 @@ mod tests {
         let r = Reason::Replace(vec![
             ReplaceCause::Requested,
             ReplaceCause::ResizedBeyondFree(vec![
-                Resize::Cpu { from: 1, to: 8 },
+                Resize::Cpu {
+                    from: Cpu::from_cores(1),
+                    to: Cpu::from_cores(8),
+                },
                 Resize::Memory {
                     from: 512,
                     to: 2048,

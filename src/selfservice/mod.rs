@@ -21,6 +21,7 @@ pub mod reserve;
 pub mod routes;
 pub mod worker;
 
+use crate::Cpu;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ pub const OWNER_PREFIX: &str = "user:";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OfferView {
     pub name: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub image: String,

@@ -98,7 +98,10 @@ fn desired_of(base: &Config, user: &str, h: &Host) -> Option<DesiredHost> {
         name: h.name.clone(),
         index: index_of(&h.name, &offer_name, user).unwrap_or(0),
         class: offer_name,
-        cpu: h.cpu.or(offer.map(|o| o.cpu)).unwrap_or(1),
+        cpu: h
+            .cpu
+            .or(offer.map(|o| o.cpu))
+            .unwrap_or(crate::Cpu::from_cores(1)),
         memory_mib: h.memory_mib.or(offer.map(|o| o.memory_mib)).unwrap_or(0),
         disk_gib: h.disk_gib.or(offer.map(|o| o.disk_gib)).unwrap_or(0),
         image: h.image.clone().or(offer.map(|o| o.image.clone()))?,

@@ -5,6 +5,7 @@
 //! labels, derived properties: the same record the integrations get, built by
 //! [`crate::hostdb::records::record`]) plus what templates also need: owner, state, size.
 
+use crate::Cpu;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kloud_provider_api::integration::HostRecord;
@@ -92,7 +93,7 @@ pub struct HostView {
     /// Derived config: its tags' properties merged (nearest wins), then its own.
     pub properties: Map<String, Value>,
     pub image: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
 }
@@ -105,7 +106,7 @@ pub struct MachineView {
     pub class: String,
     pub labels: BTreeMap<String, String>,
     pub driver: String,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub properties: Map<String, Value>,
@@ -177,7 +178,7 @@ fn host_view(host: &Host, rec: HostRecord) -> HostView {
         roles: rec.roles,
         properties: rec.properties,
         image: host.image.clone().unwrap_or_default(),
-        cpu: host.cpu.unwrap_or(0),
+        cpu: host.cpu.unwrap_or_default(),
         memory_mib: host.memory_mib.unwrap_or(0),
         disk_gib: host.disk_gib.unwrap_or(0),
     }
@@ -190,7 +191,7 @@ fn machine_view(m: &Host) -> MachineView {
         class: m.class.clone().unwrap_or_default(),
         labels: m.labels.clone(),
         driver: m.driver.clone().unwrap_or_default(),
-        cpu: m.cpu.unwrap_or(0),
+        cpu: m.cpu.unwrap_or_default(),
         memory_mib: m.memory_mib.unwrap_or(0),
         disk_gib: m.disk_gib.unwrap_or(0),
         properties: m.properties.clone(),

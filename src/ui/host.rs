@@ -122,7 +122,7 @@ fn fields(h: &Host) -> Vec<(&'static str, String)> {
         ("machine", opt(&h.machine)),
         ("ip", opt(&h.ip)),
         ("image", opt(&h.image)),
-        ("cpu", num(h.cpu.map(u64::from))),
+        ("cpu", h.cpu.map(|c| c.to_string())),
         ("memory", h.memory_mib.map(crate::size::format_mib)),
         ("disk", h.disk_gib.map(crate::size::format_gib)),
         ("driver", opt(&h.driver)),

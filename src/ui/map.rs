@@ -22,6 +22,7 @@ use super::session::require;
 use super::Ui;
 use crate::hostdb::model::{Host, Kind};
 use crate::hostdb::{Store, StoreError};
+use crate::Cpu;
 
 /// The label naming a machine's switch.
 pub const SWITCH_LABEL: &str = "switch";
@@ -58,12 +59,35 @@ impl Use {
     }
 }
 
+/// Cpu used against total: like [`Use`], in cores that may be fractional (`0.5/2`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CpuUse {
+    pub used: Cpu,
+    pub total: Cpu,
+    pub tenths: u64,
+}
+
+impl CpuUse {
+    pub fn new(used: Cpu, total: Cpu) -> CpuUse {
+        let u = Use::new(u64::from(used.millis()), u64::from(total.millis()));
+        CpuUse {
+            used,
+            total,
+            tenths: u.tenths,
+        }
+    }
+
+    pub fn over(&self) -> bool {
+        self.used > self.total
+    }
+}
+
 /// One machine as the map draws it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MachineUse {
     pub name: String,
     pub class: Option<String>,
-    pub cpu: Use,
+    pub cpu: CpuUse,
     pub memory_mib: Use,
     pub disk_gib: Use,
     /// Containers placed on it.
@@ -95,11 +119,11 @@ pub struct MachineMap {
 /// The map of `machines` with the use of `containers` (any container naming a machine that
 /// is not in `machines` is ignored).
 pub fn machine_map(machines: &[Host], containers: &[Host]) -> MachineMap {
-    let mut used: BTreeMap<&str, (u64, u64, u64, usize)> = BTreeMap::new();
+    let mut used: BTreeMap<&str, (Cpu, u64, u64, usize)> = BTreeMap::new();
     for c in containers.iter().filter(|c| c.kind == Kind::Container) {
         if let Some(m) = c.machine.as_deref() {
             let e = used.entry(m).or_default();
-            e.0 += u64::from(c.cpu.unwrap_or(0));
+            e.0 = e.0.saturating_add(c.cpu.unwrap_or_default());
             e.1 += c.memory_mib.unwrap_or(0);
             e.2 += c.disk_gib.unwrap_or(0);
             e.3 += 1;
@@ -140,8 +164,13 @@ pub fn machine_map(machines: &[Host], containers: &[Host]) -> MachineMap {
 }
 
 /// Machine `m` using `cpu`, `mem` and `disk` for `hosts` containers.
-fn machine_use(m: &Host, cpu: u64, mem: u64, disk: u64, hosts: usize) -> MachineUse {
-    let cpu = Use::new(cpu, u64::from(m.cpu.unwrap_or(0)));
+fn machine_use(m: &Host, cpu: Cpu, mem: u64, disk: u64, hosts: usize) -> MachineUse {
+    // Against what placement may hand out: the cpu times its overcommit factor.
+    let total = m
+        .cpu_overcommit
+        .unwrap_or_default()
+        .apply(m.cpu.unwrap_or_default());
+    let cpu = CpuUse::new(cpu, total);
     let memory_mib = Use::new(mem, m.memory_mib.unwrap_or(0));
     let disk_gib = Use::new(disk, m.disk_gib.unwrap_or(0));
     MachineUse {
@@ -210,7 +239,7 @@ mod tests {
 
     fn machine(name: &str, switch: &str, rack: &str) -> Host {
         let mut m = Host::machine(name);
-        m.cpu = Some(2);
+        m.cpu = Some(Cpu::from_cores(2));
         m.memory_mib = Some(2048);
         m.disk_gib = Some(20);
         m.labels.insert("switch".into(), switch.into());
@@ -222,7 +251,7 @@ mod tests {
         let mut c = Host::container(name);
         c.machine = Some(on.into());
         c.owner = Some(owner.into());
-        c.cpu = Some(1);
+        c.cpu = Some(Cpu::from_cores(1));
         c.memory_mib = Some(256);
         c.disk_gib = Some(2);
         c
@@ -269,9 +298,9 @@ mod tests {
         let a1 = &map.switches[1].racks[0].machines[0];
         assert_eq!(
             a1.cpu,
-            Use {
-                used: 2,
-                total: 2,
+            CpuUse {
+                used: Cpu::from_cores(2),
+                total: Cpu::from_cores(2),
                 tenths: 10
             }
         );
@@ -289,7 +318,7 @@ mod tests {
             machine("node-b1", "sw-b", "r2"),
         ];
         let mut big = container("db-1", "node-b1", "dc1");
-        big.cpu = Some(3);
+        big.cpu = Some(Cpu::from_cores(3));
         let containers = [container("web-1", "node-a1", "quickstart"), big];
         let map = machine_map(&machines, &containers);
         let html = crate::ui::render::Templates::new()

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use kloud::Cpu;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ pub fn roundtrip(s: &dyn Store) {
     h.image = Some("debian-12".into());
     h.roles = vec!["role::nginx".into()];
     h.state = Some(State::Creating);
-    h.cpu = Some(4);
+    h.cpu = Some(Cpu::from_cores(4));
     h.memory_mib = Some(8192);
     h.disk_gib = Some(40);
     h.driver_id = Some("101".into());
@@ -89,7 +90,7 @@ pub fn roundtrip(s: &dyn Store) {
 
     let mut m = Host::machine("hw-1.dc1.example.internal");
     m.labels.insert("rack".into(), "r1".into());
-    m.cpu = Some(32);
+    m.cpu = Some(Cpu::from_cores(32));
     m.driver = Some("lxc".into());
     m.connect = Some("local".into());
     put(s, m.clone());

@@ -128,7 +128,7 @@ impl ComputeDriver for FakeDriver {
         &self,
         m: &MachineRef,
         name: &str,
-        cpu: u32,
+        cpu: kloud::Cpu,
         memory_mib: u64,
         disk_gib: u64,
     ) -> Result<Response, DriverError> {

@@ -190,7 +190,7 @@ mod tests {
             name: "web-1.dc1.test".into(),
             hostname: "web-1".into(),
             image: "debian-12".into(),
-            cpu: 1,
+            cpu: crate::Cpu::from_cores(1),
             memory_mib: 256,
             disk_gib: 1,
             network: NetworkSpec {

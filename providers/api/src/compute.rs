@@ -21,7 +21,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Diagnostic;
+use crate::{Cpu, Diagnostic};
 
 /// A machine a driver acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +189,8 @@ pub struct ContainerSpec {
     pub hostname: String,
     /// Image name from the config (`busybox`, `debian-12`); see [`ComputeDriver::images`].
     pub image: String,
-    pub cpu: u32,
+    /// Cores, in millicores (`0.5` is half a core's time).
+    pub cpu: Cpu,
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub network: NetworkSpec,
@@ -413,12 +414,12 @@ pub trait ComputeDriver: Send + Sync {
     /// remakes a container, as it loses the container's data.
     fn can_resize_live(&self) -> bool;
 
-    /// Sets the container's cpu count, memory and disk; the new values survive restarts.
+    /// Sets the container's cpu, memory and disk; the new values survive restarts.
     fn resize(
         &self,
         m: &MachineRef,
         name: &str,
-        cpu: u32,
+        cpu: Cpu,
         memory_mib: u64,
         disk_gib: u64,
     ) -> Result<Response, DriverError>;

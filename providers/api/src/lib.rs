@@ -13,10 +13,12 @@
 
 pub mod boot;
 pub mod compute;
+pub mod cpu;
 pub mod diag;
 pub mod integration;
 pub mod registry;
 
+pub use cpu::{Cpu, Overcommit};
 pub use diag::{Diagnostic, Severity};
 
 /// Whether this runs under CI, where a test whose component is missing must fail rather than

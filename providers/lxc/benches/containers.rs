@@ -115,7 +115,7 @@ fn run(count: usize, workers: usize, run_id: usize, warm: bool) -> Result<Figure
                 hostname: name.clone(),
                 name,
                 image: "busybox".into(),
-                cpu: 1,
+                cpu: kloud_provider_api::Cpu::from_cores(1),
                 memory_mib: 64,
                 disk_gib: 1,
                 network: NetworkSpec {

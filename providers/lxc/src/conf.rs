@@ -13,6 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use kloud_provider_api::compute::ContainerState;
+use kloud_provider_api::Cpu;
 
 /// The start of the ownership mark's first line; the driver's scripts grep for it
 /// (`^# kloud\.owner = `).
@@ -52,10 +53,23 @@ pub enum Cgroup {
 /// CFS period: quota = cpus x period gives a container `cpu` cores worth of time.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
+/// The smallest CFS quota the kernel takes (1 ms); a few millicores are raised to it.
+pub const CPU_QUOTA_MIN_US: u64 = 1_000;
+
+/// The CFS quota of `cpu` over [`CPU_PERIOD_US`]: 100 µs per millicore (`0.5` → 50000).
+pub fn cpu_quota(cpu: Cpu) -> u64 {
+    let quota = u64::from(cpu.millis()) * CPU_PERIOD_US / 1000;
+    if cpu.is_zero() {
+        quota
+    } else {
+        quota.max(CPU_QUOTA_MIN_US)
+    }
+}
+
 /// cgroup limit (file, value) pairs for a size: used both in the config and by `lxc-cgroup`.
-pub fn limits(cg: Cgroup, cpu: u32, memory_mib: u64) -> Vec<(&'static str, String)> {
+pub fn limits(cg: Cgroup, cpu: Cpu, memory_mib: u64) -> Vec<(&'static str, String)> {
     let bytes = memory_mib.saturating_mul(1024 * 1024);
-    let quota = u64::from(cpu).saturating_mul(CPU_PERIOD_US);
+    let quota = cpu_quota(cpu);
     match cg {
         Cgroup::V1 => vec![
             ("memory.limit_in_bytes", bytes.to_string()),
@@ -87,7 +101,7 @@ pub struct Block<'a> {
     /// Host path of kloud's busybox `rcS`, bound over the container's.
     pub busybox_rcs: Option<String>,
     pub cgroup: Cgroup,
-    pub cpu: u32,
+    pub cpu: Cpu,
     pub memory_mib: u64,
 }
 
@@ -159,7 +173,7 @@ pub fn merge(config: &str, block: &str) -> String {
 }
 
 /// `config` with only the cgroup limits replaced (resize).
-pub fn set_limits(config: &str, cg: Cgroup, cpu: u32, memory_mib: u64) -> String {
+pub fn set_limits(config: &str, cg: Cgroup, cpu: Cpu, memory_mib: u64) -> String {
     let mut out: String = config
         .lines()
         .filter(|l| {
@@ -260,7 +274,7 @@ mod tests {
             gateway: Some(Ipv4Addr::new(10, 40, 0, 1)),
             busybox_rcs: Some("/p/web-1.dc1/kloud-rcS".into()),
             cgroup: cg,
-            cpu: 2,
+            cpu: Cpu::from_cores(2),
             memory_mib: 512,
         }
     }
@@ -304,7 +318,7 @@ mod tests {
     #[test]
     fn set_limits_rewrites_only_cgroup_keys() {
         let merged = merge("lxc.rootfs.path = dir:/r\n", &render(&block(Cgroup::V1)));
-        let resized = set_limits(&merged, Cgroup::V1, 1, 256);
+        let resized = set_limits(&merged, Cgroup::V1, Cpu::from_cores(1), 256);
         assert!(resized.contains("lxc.cgroup.memory.limit_in_bytes = 268435456\n"));
         assert!(resized.contains("lxc.cgroup.cpu.cfs_quota_us = 100000\n"));
         assert!(!resized.contains("536870912"));
@@ -317,7 +331,7 @@ mod tests {
     #[test]
     fn set_limits_writes_v2_keys_and_drops_v1_ones() {
         let merged = merge("lxc.rootfs.path = dir:/r\n", &render(&block(Cgroup::V1)));
-        let resized = set_limits(&merged, Cgroup::V2, 3, 1024);
+        let resized = set_limits(&merged, Cgroup::V2, Cpu::from_cores(3), 1024);
         assert!(
             resized.contains("lxc.cgroup2.memory.max = 1073741824\n"),
             "{resized}"
@@ -328,14 +342,14 @@ mod tests {
         );
         assert!(!resized.contains("lxc.cgroup."), "{resized}");
         assert_eq!(
-            limits(Cgroup::V2, 3, 1024),
+            limits(Cgroup::V2, Cpu::from_cores(3), 1024),
             vec![
                 ("memory.max", "1073741824".to_string()),
                 ("cpu.max", "300000 100000".to_string())
             ]
         );
         assert_eq!(
-            limits(Cgroup::V1, 3, 1024),
+            limits(Cgroup::V1, Cpu::from_cores(3), 1024),
             vec![
                 ("memory.limit_in_bytes", "1073741824".to_string()),
                 ("cpu.cfs_period_us", "100000".to_string()),
@@ -357,5 +371,22 @@ mod tests {
         assert!(rows[1].ipv4.is_empty());
         assert_eq!(rows[2].state, ContainerState::Other("FROZEN".into()));
         assert!(parse_ls("").is_empty());
+    }
+
+    #[test]
+    fn fractional_cpu_sets_a_fractional_quota_on_v1_and_v2() {
+        let half = Cpu::from_millis(500);
+        assert_eq!(
+            limits(Cgroup::V2, half, 256)[1],
+            ("cpu.max", "50000 100000".to_string())
+        );
+        assert_eq!(
+            limits(Cgroup::V1, Cpu::from_millis(1250), 256)[2],
+            ("cpu.cfs_quota_us", "125000".to_string())
+        );
+        // Below the kernel's minimum quota, a tiny share is raised to 1 ms.
+        assert_eq!(cpu_quota(Cpu::from_millis(1)), CPU_QUOTA_MIN_US);
+        assert_eq!(cpu_quota(Cpu::from_millis(10)), 1_000);
+        assert_eq!(cpu_quota(Cpu::from_millis(25)), 2_500);
     }
 }

@@ -27,7 +27,7 @@ use kloud_provider_api::compute::{
     ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, FirstBoot,
     ListResponse, MachineRef, Observed, Response,
 };
-use kloud_provider_api::Diagnostic;
+use kloud_provider_api::{Cpu, Diagnostic};
 use kloud_provider_exec::{failed, quote_argv, Runner, SshOptions};
 
 use conf::Cgroup;
@@ -551,7 +551,7 @@ impl LxcDriver {
                 net.prefix_len
             )));
         }
-        if spec.cpu == 0 || spec.memory_mib == 0 {
+        if spec.cpu.is_zero() || spec.memory_mib == 0 {
             return Err(invalid("cpu and memory must be above zero".into()));
         }
         if !names::is_safe_component(&spec.hostname) {
@@ -803,12 +803,12 @@ impl ComputeDriver for LxcDriver {
         &self,
         m: &MachineRef,
         name: &str,
-        cpu: u32,
+        cpu: Cpu,
         memory_mib: u64,
         disk_gib: u64,
     ) -> Result<Response, DriverError> {
         Self::check_name(m, name)?;
-        if cpu == 0 || memory_mib == 0 {
+        if cpu.is_zero() || memory_mib == 0 {
             return Err(DriverError::Invalid {
                 machine: m.name.clone(),
                 name: name.to_string(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kloud_provider_api::compute::{
     ComputeDriver, Connect, ContainerState, DriverError, MachineRef,
 };
-use kloud_provider_api::Severity;
+use kloud_provider_api::{Cpu, Severity};
 use kloud_provider_lxc::{ImageMap, LxcConfig, LxcDriver};
 use support::*;
 
@@ -45,7 +45,7 @@ fn lifecycle_create_list_ping_resize_stop_start_destroy() {
         s.hostname
     );
 
-    d.resize(&m, &name, 2, 256, 1).unwrap();
+    d.resize(&m, &name, Cpu::from_cores(2), 256, 1).unwrap();
     assert_eq!(
         cgroup_value(&guard.root, &m, &name, "memory.limit_in_bytes"),
         (256u64 << 20).to_string()
@@ -53,6 +53,12 @@ fn lifecycle_create_list_ping_resize_stop_start_destroy() {
     assert_eq!(
         cgroup_value(&guard.root, &m, &name, "cpu.cfs_quota_us"),
         "200000"
+    );
+    // Half a core: half of each CFS period.
+    d.resize(&m, &name, Cpu::from_millis(500), 256, 1).unwrap();
+    assert_eq!(
+        cgroup_value(&guard.root, &m, &name, "cpu.cfs_quota_us"),
+        "50000"
     );
 
     d.stop(&m, &name).unwrap();
@@ -140,7 +146,7 @@ fn calls_on_a_missing_container_say_not_found() {
     for r in [
         d.start(&m, "nope.test"),
         d.stop(&m, "nope.test"),
-        d.resize(&m, "nope.test", 1, 64, 1),
+        d.resize(&m, "nope.test", Cpu::from_cores(1), 64, 1),
     ] {
         assert!(matches!(r, Err(DriverError::NotFound { .. })), "{r:?}");
     }
@@ -300,7 +306,7 @@ fn containers_on_a_machine_reached_over_ssh() {
     let ip = s.network.address.to_string();
     assert_eq!(listed[0].ip.as_deref(), Some(ip.as_str()));
     assert!(pings(&ip, Duration::from_secs(5)));
-    d.resize(&m, &name, 1, 192, 1).unwrap();
+    d.resize(&m, &name, Cpu::from_cores(1), 192, 1).unwrap();
     assert_eq!(
         cgroup_value(&guard.root, &m, &name, "memory.limit_in_bytes"),
         (192u64 << 20).to_string()
@@ -348,7 +354,7 @@ fn loop_backing_enforces_the_disk_size() {
         Duration::from_secs(5)
     ));
     // Growing a loop disk is not done in place, and the driver says so.
-    let r = d.resize(&m, &name, 1, 128, 2).unwrap();
+    let r = d.resize(&m, &name, Cpu::from_cores(1), 128, 2).unwrap();
     assert!(
         r.diagnostics
             .iter()

@@ -5,8 +5,9 @@
 //! recorded in HostDB), gives the container the host's FQDN as its OpenVZ name and hostname,
 //! and returns the CTID as the `driver_id` to record. Addresses go on venet (`--ipadd`), which
 //! routes a single address per container, so the network's gateway and prefix are not used.
-//! `vzctl set --ram/--diskspace/--cpus --save` applies to a running container, so resizes are
-//! live.
+//! `vzctl set --ram/--diskspace/--cpus/--cpulimit --save` applies to a running container, so
+//! resizes are live. A fractional cpu (`0.5`) is `--cpus` rounded up (the cores the container
+//! sees) and `--cpulimit` in percent of one core (`50`): the time it may use.
 //!
 //! Each container kloud creates is marked as kloud's in its OpenVZ description
 //! (`vzctl set CTID --description "kloud owner=OWNER record=FQDN" --save`, read back with
@@ -26,7 +27,7 @@ use kloud_provider_api::compute::{
     ComputeDriver, ContainerSpec, ContainerState, CreateResponse, DriverError, FirstBoot,
     ListResponse, MachineRef, Observed, Response,
 };
-use kloud_provider_api::Diagnostic;
+use kloud_provider_api::{Cpu, Diagnostic};
 use kloud_provider_exec::{failed, Output, Runner, SshOptions};
 use vzlist::{is_marked, mark, MARK_PREFIX};
 
@@ -250,14 +251,15 @@ impl OpenVzDriver {
         &self,
         m: &MachineRef,
         ctid: &str,
-        cpu: u32,
+        cpu: Cpu,
         memory_mib: u64,
         disk_gib: u64,
     ) -> Result<(), DriverError> {
-        let (ram, disk, cpus) = (
+        let (ram, disk, cpus, cpulimit) = (
             format!("{memory_mib}M"),
             format!("{disk_gib}G"),
-            cpu.to_string(),
+            cpu.ceil_cores().to_string(),
+            cpu_limit_percent(cpu).to_string(),
         );
         self.vz(
             m,
@@ -271,6 +273,8 @@ impl OpenVzDriver {
                 &disk,
                 "--cpus",
                 &cpus,
+                "--cpulimit",
+                &cpulimit,
                 "--save",
             ],
         )
@@ -328,7 +332,7 @@ impl ComputeDriver for OpenVzDriver {
         if spec.name.is_empty() || spec.name.chars().any(|c| c.is_whitespace() || c == '/') {
             return Err(invalid("not a usable OpenVZ container name"));
         }
-        if spec.cpu == 0 || spec.memory_mib == 0 || spec.disk_gib == 0 {
+        if spec.cpu.is_zero() || spec.memory_mib == 0 || spec.disk_gib == 0 {
             return Err(invalid("cpu, memory and disk must be above zero"));
         }
 
@@ -429,7 +433,7 @@ impl ComputeDriver for OpenVzDriver {
         &self,
         m: &MachineRef,
         name: &str,
-        cpu: u32,
+        cpu: Cpu,
         memory_mib: u64,
         disk_gib: u64,
     ) -> Result<Response, DriverError> {
@@ -492,5 +496,25 @@ impl ComputeDriver for OpenVzDriver {
 
     fn images(&self) -> Vec<String> {
         self.config.images.keys().cloned().collect()
+    }
+}
+
+/// `vzctl --cpulimit`: the cpu time a container may use, in percent of one core (`0.5` → 50,
+/// `2` → 200); at least 1, as 0 means no limit to OpenVZ.
+pub fn cpu_limit_percent(cpu: Cpu) -> u32 {
+    cpu.millis().div_ceil(10).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpulimit_is_percent_of_a_core() {
+        assert_eq!(cpu_limit_percent(Cpu::from_cores(2)), 200);
+        assert_eq!(cpu_limit_percent(Cpu::from_millis(500)), 50);
+        assert_eq!(cpu_limit_percent(Cpu::from_millis(1250)), 125);
+        assert_eq!(cpu_limit_percent(Cpu::from_millis(5)), 1);
+        assert_eq!(Cpu::from_millis(500).ceil_cores(), 1);
     }
 }

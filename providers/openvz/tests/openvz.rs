@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use kloud_provider_api::compute::{
     ComputeDriver, Connect, ContainerSpec, ContainerState, DriverError, MachineRef, NetworkSpec,
 };
+use kloud_provider_api::Cpu;
 use kloud_provider_exec::SshOptions;
 use kloud_provider_openvz::{OpenVzConfig, OpenVzDriver};
 
@@ -99,7 +100,7 @@ fn spec(name: &str, host: u8) -> ContainerSpec {
         name: name.to_string(),
         hostname: name.to_string(),
         image: "debian-12".into(),
-        cpu: 2,
+        cpu: Cpu::from_cores(2),
         memory_mib: 512,
         disk_gib: 10,
         network: NetworkSpec {
@@ -127,7 +128,7 @@ fn lifecycle_through_vzctl_over_ssh() {
     let calls = vz.calls();
     for expected in [
         "vzctl create 101 --ostemplate debian-12-x86_64 --hostname web-1.dc1.test --ipadd 10.40.1.7 --name web-1.dc1.test",
-        "vzctl set 101 --ram 512M --diskspace 10G --cpus 2 --save",
+        "vzctl set 101 --ram 512M --diskspace 10G --cpus 2 --cpulimit 200 --save",
         "vzctl start 101",
     ] {
         assert!(calls.iter().any(|c| c == expected), "no `{expected}` in {calls:#?}");
@@ -141,10 +142,18 @@ fn lifecycle_through_vzctl_over_ssh() {
     assert_eq!(listed[0].driver_id.as_deref(), Some("101"));
 
     assert!(d.can_resize_live());
-    d.resize(m, "web-1.dc1.test", 4, 1024, 20).unwrap();
+    d.resize(m, "web-1.dc1.test", Cpu::from_cores(4), 1024, 20)
+        .unwrap();
     assert_eq!(
         vz.calls().last().map(String::as_str),
-        Some("vzctl set 101 --ram 1024M --diskspace 20G --cpus 4 --save")
+        Some("vzctl set 101 --ram 1024M --diskspace 20G --cpus 4 --cpulimit 400 --save")
+    );
+    // Half a core: one core seen, half its time allowed.
+    d.resize(m, "web-1.dc1.test", Cpu::from_millis(500), 1024, 20)
+        .unwrap();
+    assert_eq!(
+        vz.calls().last().map(String::as_str),
+        Some("vzctl set 101 --ram 1024M --diskspace 20G --cpus 1 --cpulimit 50 --save")
     );
 
     d.stop(m, "web-1.dc1.test").unwrap();
@@ -168,7 +177,7 @@ fn lifecycle_through_vzctl_over_ssh() {
     d.destroy(m, "web-1.dc1.test").unwrap();
     for r in [
         d.start(m, "web-1.dc1.test"),
-        d.resize(m, "web-1.dc1.test", 1, 1, 1),
+        d.resize(m, "web-1.dc1.test", Cpu::from_cores(1), 1, 1),
     ] {
         assert!(matches!(r, Err(DriverError::NotFound { .. })), "{r:?}");
     }

@@ -127,7 +127,7 @@ pub fn spec(name: &str, net: &NetworkSpec, host: u8) -> ContainerSpec {
         name: name.to_string(),
         hostname: name.to_string(),
         image: "busybox".into(),
-        cpu: 1,
+        cpu: kloud_provider_api::Cpu::from_cores(1),
         memory_mib: 128,
         disk_gib: 1,
         network: NetworkSpec {
