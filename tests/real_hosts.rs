@@ -559,8 +559,9 @@ impl PuppetServer {
             std::fs::write(p, text).unwrap();
         };
         for f in ["auth.conf", "ca.conf", "metrics.conf", "web-routes.conf"] {
-            let text = std::fs::read_to_string(Path::new("/etc/puppet/puppetserver/conf.d").join(f))
-                .unwrap();
+            let text =
+                std::fs::read_to_string(Path::new("/etc/puppet/puppetserver/conf.d").join(f))
+                    .unwrap();
             w(&format!("conf.d/{f}"), &text);
         }
         let dp = d.display();
@@ -572,7 +573,9 @@ impl PuppetServer {
         );
         w(
             "conf.d/webserver.conf",
-            &format!("webserver: {{\n  client-auth: want\n  ssl-host: {ip}\n  ssl-port: {port}\n}}\n"),
+            &format!(
+                "webserver: {{\n  client-auth: want\n  ssl-host: {ip}\n  ssl-port: {port}\n}}\n"
+            ),
         );
         w(
             "conf.d/global.conf",
@@ -648,7 +651,9 @@ impl PuppetServer {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("puppetserver exited ({status}):\n{}", self.log());
             }
-            if self.log().contains("Puppet Server has successfully started")
+            if self
+                .log()
+                .contains("Puppet Server has successfully started")
                 && std::net::TcpStream::connect((self.ip.as_str(), self.port)).is_ok()
             {
                 return started.elapsed();

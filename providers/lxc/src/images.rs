@@ -91,7 +91,8 @@ impl ImageSpec {
     pub fn debian_12_puppet() -> Self {
         let mut spec = Self::debian_12();
         if let Some(d) = spec.debootstrap.as_mut() {
-            d.include.extend(PUPPET_PACKAGES.iter().map(|p| p.to_string()));
+            d.include
+                .extend(PUPPET_PACKAGES.iter().map(|p| p.to_string()));
         }
         spec
     }
@@ -218,7 +219,12 @@ mod tests {
         }
         assert!(!deb.include.iter().any(|i| i == "puppet-agent"));
         // The variant is the same recipe plus the agent.
-        let v = m.get("debian-12+puppet").unwrap().debootstrap.as_ref().unwrap();
+        let v = m
+            .get("debian-12+puppet")
+            .unwrap()
+            .debootstrap
+            .as_ref()
+            .unwrap();
         assert_eq!(v.include[..deb.include.len()], deb.include[..]);
         assert_eq!(v.include[deb.include.len()..], ["puppet-agent"]);
     }
