@@ -511,3 +511,302 @@ fn kill_9_during_first_boot_converges_on_the_next_apply() {
         text(&who)
     );
 }
+
+/// A private puppetserver (Debian's, run with java directly): its own conf/code/var/run/log
+/// dirs in a temp dir, autosign, certname `puppet.kloud.test` with the address it listens on
+/// as an IP SAN, classification by `kloud enc` run in a lab's config directory. Killed by its
+/// pid on drop.
+struct PuppetServer {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    ip: String,
+    port: u16,
+}
+
+/// The puppetserver jar, when it and java are installed.
+fn puppetserver_jar() -> Option<PathBuf> {
+    let jar = std::env::var_os("KLOUD_TEST_PUPPETSERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/puppetserver/puppetserver.jar"));
+    (jar.exists() && Path::new("/usr/bin/java").exists()).then_some(jar)
+}
+
+/// A TCP port nothing listens on at `ip` now.
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Catalog of `role::web`: a file saying the node's role, FQDN and class (from the ENC).
+const PUPPET_ROLE_WEB: &str = r#"class role::web {
+  file { '/etc/kloud-puppet-ran':
+    content => "role::web ${kloud_fqdn} ${kloud_class}\n",
+  }
+}
+"#;
+
+impl PuppetServer {
+    /// Starts it on `ip:port`; `config_dir` is the kloud config whose HostDB the ENC reads.
+    fn start(jar: &Path, ip: &str, port: u16, config_dir: &Path) -> PuppetServer {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let w = |rel: &str, text: &str| {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        for f in ["auth.conf", "ca.conf", "metrics.conf", "web-routes.conf"] {
+            let text =
+                std::fs::read_to_string(Path::new("/etc/puppet/puppetserver/conf.d").join(f))
+                    .unwrap();
+            w(&format!("conf.d/{f}"), &text);
+        }
+        let dp = d.display();
+        w(
+            "conf.d/puppetserver.conf",
+            &format!(
+                "jruby-puppet: {{\n  ruby-load-path: [/usr/lib/puppetserver/ruby/vendor_ruby]\n  gem-home: {dp}/var/jruby-gems\n  gem-path: [${{jruby-puppet.gem-home}}, \"/usr/lib/puppetserver/vendored-jruby-gems\"]\n  server-conf-dir: {dp}/etc\n  server-code-dir: {dp}/code\n  server-var-dir: {dp}/var\n  server-run-dir: {dp}/run\n  server-log-dir: {dp}/log\n  max-active-instances: 1\n}}\nhttp-client: {{}}\nprofiler: {{}}\n"
+            ),
+        );
+        w(
+            "conf.d/webserver.conf",
+            &format!(
+                "webserver: {{\n  client-auth: want\n  ssl-host: {ip}\n  ssl-port: {port}\n}}\n"
+            ),
+        );
+        w(
+            "conf.d/global.conf",
+            &format!("global: {{\n  logging-config: {dp}/logback.xml\n}}\n"),
+        );
+        w(
+            "logback.xml",
+            "<configuration><appender name=\"STDOUT\" class=\"ch.qos.logback.core.ConsoleAppender\"><encoder><pattern>%d %-5p [%c{2}] %m%n</pattern></encoder></appender><root level=\"info\"><appender-ref ref=\"STDOUT\"/></root></configuration>\n",
+        );
+        w(
+            "enc",
+            &format!(
+                "#!/bin/sh\ncd '{}' && exec env -u KLOUD_HOSTDB '{}' enc \"$1\"\n",
+                config_dir.display(),
+                env!("CARGO_BIN_EXE_kloud")
+            ),
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("enc"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        w(
+            "etc/puppet.conf",
+            &format!(
+                "[main]\ncertname = puppet.kloud.test\ndns_alt_names = puppet.kloud.test,IP:{ip}\nssldir = {dp}/etc/ssl\ncodedir = {dp}/code\n[server]\ncadir = {dp}/ca\nautosign = true\nnode_terminus = exec\nexternal_nodes = {dp}/enc\n"
+            ),
+        );
+        w(
+            "code/environments/production/manifests/site.pp",
+            "node default { }\n",
+        );
+        w(
+            "code/environments/production/modules/role/manifests/web.pp",
+            PUPPET_ROLE_WEB,
+        );
+        for sub in ["var", "run", "log"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let log = std::fs::File::create(d.join("server.log")).unwrap();
+        let child = Command::new("/usr/bin/java")
+            .args([
+                "-Xms512m",
+                "-Xmx512m",
+                "-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger",
+                "-Djruby.lib=/usr/share/jruby/lib",
+                "-XX:+CrashOnOutOfMemoryError",
+                "-jar",
+            ])
+            .arg(jar)
+            .arg("--config")
+            .arg(d.join("conf.d"))
+            .args(["--bootstrap-config", "/etc/puppet/puppetserver/services.d"])
+            .current_dir(jar.parent().unwrap())
+            .env_remove("KLOUD_HOSTDB")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        PuppetServer {
+            dir,
+            child,
+            ip: ip.to_string(),
+            port,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Waits until it says it is ready and takes connections; returns how long that took.
+    fn wait_ready(&mut self, started: Instant, limit: Duration) -> Duration {
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("puppetserver exited ({status}):\n{}", self.log());
+            }
+            if self
+                .log()
+                .contains("Puppet Server has successfully started")
+                && std::net::TcpStream::connect((self.ip.as_str(), self.port)).is_ok()
+            {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "puppetserver not ready after {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for PuppetServer {
+    fn drop(&mut self) {
+        // Our child, by its pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A host with `provider "puppet" { server = ... }` is made from `debian-12+puppet` and ends
+/// first boot with one agent run against a real puppetserver, classified by `kloud enc`:
+/// (a) with no server at the address the host is `failed` at step `puppet` with the agent's
+/// output; (b) with the server up the next apply finishes it `running`, the catalog of its
+/// role wrote its file, and the steps before were not run again; (c) a further apply does not
+/// run the agent again.
+#[test]
+fn a_puppet_host_runs_its_agent_once_against_a_real_puppetserver() {
+    if !ready("puppet") {
+        return;
+    }
+    let Some(jar) = puppetserver_jar() else {
+        let why = "puppetserver or java is missing (source scripts/setup/puppet.sh as root)";
+        if kloud_provider_api::under_ci() {
+            panic!("puppet: {why}");
+        }
+        eprintln!("puppet: skipped, {why}");
+        return;
+    };
+    let class = format!("{LOGIN}  first_boot = [\"echo ran >> /root/ran\"]\n");
+    let lab = Lab::new(84, &class);
+    // The bridge and its gateway address first, so the server can listen there (the driver
+    // adopts an existing bridge).
+    let gw = format!("10.253.{}.1", lab.net);
+    for args in [
+        vec!["link", "add", "name", &lab.bridge, "type", "bridge"],
+        vec!["addr", "replace", &format!("{gw}/24"), "dev", &lab.bridge],
+        vec!["link", "set", "dev", &lab.bridge, "up"],
+    ] {
+        let out = Command::new("ip").args(&args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", text(&out));
+    }
+    let port = free_port(&gw);
+    let down = free_port(&gw);
+    let started = Instant::now();
+    let mut server = PuppetServer::start(&jar, &gw, port, lab.dir.path());
+    let main = lab.dir.path().join("main.hcl");
+    let base = std::fs::read_to_string(&main).unwrap();
+    let with_server = |p: u16| {
+        std::fs::write(
+            &main,
+            format!("{base}\nprovider \"puppet\" {{\n  server = \"{gw}:{p}\"\n}}\n"),
+        )
+        .unwrap()
+    };
+
+    // (a) Nothing listens at the address the config names: the agent cannot run.
+    with_server(down);
+    let out = lab.apply(&[]);
+    assert!(!out.status.success(), "apply should fail: {}", text(&out));
+    let h = lab.record();
+    assert_eq!(h.state, Some(State::Failed), "{}", text(&out));
+    let fb = &h.properties["kloud_first_boot"];
+    assert_eq!(fb["step"], "puppet", "{fb}");
+    assert_eq!(fb["exit"], 1, "{fb}");
+    let said = fb["output"].as_str().unwrap();
+    assert!(
+        said.contains("Connection refused") || said.contains("Failed to open TCP"),
+        "{said}"
+    );
+    assert!(said.contains("puppet agent exited 1"), "{said}");
+    // Made from the variant, whose agent daemon never starts by itself.
+    assert_eq!(
+        lab.attach_stdout("systemctl is-enabled puppet.service || true")
+            .trim(),
+        "masked"
+    );
+    assert!(!lab.attach("test -e /etc/kloud-puppet-ran").status.success());
+
+    // (b) The server is up and the config names it: the next apply finishes the host.
+    let ready_after = server.wait_ready(started, Duration::from_secs(900));
+    eprintln!("puppetserver ready after {ready_after:?}");
+    with_server(port);
+    let t = Instant::now();
+    let out = lab.apply(&[]);
+    eprintln!("apply with the agent run took {:?}", t.elapsed());
+    assert!(
+        out.status.success(),
+        "{}\nserver log:\n{}",
+        text(&out),
+        server.log()
+    );
+    let h = lab.record();
+    assert_eq!(h.state, Some(State::Running));
+    assert!(!h.properties.contains_key("kloud_first_boot"));
+    assert_eq!(
+        lab.attach_stdout("cat /etc/kloud-puppet-ran"),
+        format!("role::web {} web\n", lab.host())
+    );
+    assert_eq!(
+        lab.attach_stdout("cat /root/ran"),
+        "ran\n",
+        "first boot's command ran once"
+    );
+    let runs = || {
+        lab.attach_stdout("ls /var/lib/kloud/first-boot/ | grep -c '^puppet-.*done$' || true")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(runs(), "1");
+    let log_of = || lab.attach_stdout("cat /var/lib/kloud/first-boot/puppet-*.log");
+    let agent_log = log_of();
+    assert!(agent_log.contains("Applied catalog"), "{agent_log}");
+    let who = lab.ssh("ops", true, &[], "hostname -f");
+    assert_eq!(String::from_utf8_lossy(&who.stdout).trim(), lab.host());
+
+    // (c) A further apply, even of a host marked failed (which adopts the container and runs
+    // first boot again), does not run the agent again.
+    lab.ok(&["apply", ".", "--auto-approve"]);
+    let store = lab.store();
+    let mut h = lab.record();
+    h.state = Some(State::Failed);
+    store
+        .put_host(
+            h,
+            Expect::Any,
+            &kloud::hostdb::Actor {
+                name: "test".into(),
+                message: None,
+            },
+        )
+        .unwrap();
+    lab.attach_stdout("rm /etc/kloud-puppet-ran");
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.record().state, Some(State::Running));
+    assert!(
+        !lab.attach("test -e /etc/kloud-puppet-ran").status.success(),
+        "the agent ran again"
+    );
+    assert_eq!(log_of(), agent_log);
+    assert_eq!(lab.attach_stdout("cat /root/ran"), "ran\n");
+    drop(server);
+}

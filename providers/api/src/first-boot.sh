@@ -87,12 +87,24 @@ step_command() {
   KLOUD_FQDN="$FQDN" KLOUD_CLASS="$CLASS" KLOUD_ROLES="$ROLES" exec sh -c "$1"
 }
 
+# One agent run against $PUPPET (HOST[:PORT], port 8140 by default), as the host's FQDN. With
+# --detailed-exitcodes the agent exits 0 (nothing to change) or 2 (changes applied) on success,
+# 4 or 6 when resources failed, 1 when it could not run (no server, no certificate): only 0 and
+# 2 finish the step. --waitforcert 0: one try for the certificate (the server signs at once or
+# the step fails now rather than hang); no cached catalog stands in for one the server refused.
 step_puppet() {
   if ! command -v puppet >/dev/null 2>&1; then
-    echo "puppet is not installed in the container: add its install to first_boot"
+    echo "puppet is not installed in the container: make the host from an image with the agent (debian-12+puppet)"
     exit 127
   fi
   host=${PUPPET%:*}; port=8140
   [ "$host" != "$PUPPET" ] && port=${PUPPET##*:}
-  exec puppet agent --onetime --no-daemonize --verbose --server "$host" --serverport "$port" --certname "$FQDN"
+  puppet agent --onetime --no-daemonize --verbose --no-splay --no-usecacheonfailure \
+    --detailed-exitcodes --waitforcert 0 --color false \
+    --server "$host" --serverport "$port" --certname "$FQDN"
+  s=$?
+  case $s in
+    0|2) exit 0 ;;
+    *) echo "puppet agent exited $s"; exit "$s" ;;
+  esac
 }

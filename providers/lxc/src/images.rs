@@ -1,8 +1,10 @@
 //! Which LXC template builds which image name, and how operators add their own.
 //!
-//! Two images are known out of the box: `busybox` (the offline LXC template: seconds to build,
-//! nobody logs in) and `debian-12`, a real Debian 12 system built by debootstrap from the
-//! machine's own apt sources (see [`crate::debian`]). Operators map more names in a JSON file
+//! Three images are known out of the box: `busybox` (the offline LXC template: seconds to build,
+//! nobody logs in), `debian-12`, a real Debian 12 system built by debootstrap from the
+//! machine's own apt sources (see [`crate::debian`]), and `debian-12+puppet`, the same with
+//! Debian's `puppet-agent` in it: the driver makes a `debian-12` host from it when the config
+//! names a puppet server, since containers cannot download the agent at first boot. Operators map more names in a JSON file
 //! (`KLOUD_LXC_IMAGES`): to an LXC template (`local` with a rootfs tarball they keep, say) or to
 //! another debootstrap recipe.
 
@@ -54,6 +56,13 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "less",
 ];
 
+/// What `debian-12+puppet` adds to `debian-12`: the agent first boot runs once. Its own
+/// `puppet.service` is masked in the image (kloud runs the agent, once).
+pub const PUPPET_PACKAGES: &[&str] = &["puppet-agent"];
+
+/// The suffix of an image's puppet variant: `debian-12` → `debian-12+puppet`.
+pub const PUPPET_VARIANT: &str = "+puppet";
+
 impl ImageSpec {
     pub fn uses_busybox_init(&self) -> bool {
         self.busybox_init.unwrap_or(self.template == "busybox")
@@ -75,6 +84,17 @@ impl ImageSpec {
                 include: DEBIAN_PACKAGES.iter().map(|p| p.to_string()).collect(),
             }),
         }
+    }
+
+    /// `debian-12+puppet`: [`ImageSpec::debian_12`] plus [`PUPPET_PACKAGES`], from the same
+    /// debootstrap (its own recipe, so its own base name and generations in the cache).
+    pub fn debian_12_puppet() -> Self {
+        let mut spec = Self::debian_12();
+        if let Some(d) = spec.debootstrap.as_mut() {
+            d.include
+                .extend(PUPPET_PACKAGES.iter().map(|p| p.to_string()));
+        }
+        spec
     }
 }
 
@@ -114,6 +134,10 @@ impl Default for ImageMap {
             },
         );
         m.insert("debian-12".to_string(), ImageSpec::debian_12());
+        m.insert(
+            format!("debian-12{PUPPET_VARIANT}"),
+            ImageSpec::debian_12_puppet(),
+        );
         ImageMap(m)
     }
 }
@@ -154,6 +178,22 @@ impl ImageMap {
         self.0.get(image)
     }
 
+    /// The image a host of `image` is made from: its puppet variant (`<image>+puppet`) when
+    /// the host runs a puppet agent at first boot and the map has a debootstrap variant, else
+    /// `image` itself.
+    pub fn resolve<'a>(&'a self, image: &'a str, puppet: bool) -> (&'a str, Option<&'a ImageSpec>) {
+        if puppet && !image.ends_with(PUPPET_VARIANT) {
+            if let Some((name, spec)) = self
+                .0
+                .get_key_value(&format!("{image}{PUPPET_VARIANT}"))
+                .filter(|(_, s)| s.boots())
+            {
+                return (name.as_str(), Some(spec));
+            }
+        }
+        (image, self.0.get(image))
+    }
+
     /// Sorted image names.
     pub fn names(&self) -> Vec<String> {
         self.0.keys().cloned().collect()
@@ -167,7 +207,7 @@ mod tests {
     #[test]
     fn defaults_know_busybox_and_debian() {
         let m = ImageMap::default();
-        assert_eq!(m.names(), vec!["busybox", "debian-12"]);
+        assert_eq!(m.names(), vec!["busybox", "debian-12", "debian-12+puppet"]);
         assert!(m.get("busybox").unwrap().uses_busybox_init());
         assert!(!m.get("busybox").unwrap().boots());
         let d = m.get("debian-12").unwrap();
@@ -177,6 +217,26 @@ mod tests {
         for p in ["systemd-sysv", "openssh-server", "sudo"] {
             assert!(deb.include.iter().any(|i| i == p), "{p}");
         }
+        assert!(!deb.include.iter().any(|i| i == "puppet-agent"));
+        // The variant is the same recipe plus the agent.
+        let v = m
+            .get("debian-12+puppet")
+            .unwrap()
+            .debootstrap
+            .as_ref()
+            .unwrap();
+        assert_eq!(v.include[..deb.include.len()], deb.include[..]);
+        assert_eq!(v.include[deb.include.len()..], ["puppet-agent"]);
+    }
+
+    #[test]
+    fn hosts_with_a_puppet_server_get_the_puppet_variant() {
+        let m = ImageMap::default();
+        assert_eq!(m.resolve("debian-12", false).0, "debian-12");
+        assert_eq!(m.resolve("debian-12", true).0, "debian-12+puppet");
+        assert_eq!(m.resolve("debian-12+puppet", true).0, "debian-12+puppet");
+        assert_eq!(m.resolve("busybox", true).0, "busybox");
+        assert!(m.resolve("nope", true).1.is_none());
     }
 
     #[test]
@@ -187,7 +247,7 @@ mod tests {
             "test",
         )
         .unwrap();
-        assert_eq!(m.names(), vec!["busybox", "debian-12"]);
+        assert_eq!(m.names(), vec!["busybox", "debian-12", "debian-12+puppet"]);
         let d = m.get("debian-12").unwrap();
         assert_eq!(d.template, "local");
         assert!(!d.boots(), "the file's entry replaces the built-in recipe");

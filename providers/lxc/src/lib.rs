@@ -696,15 +696,18 @@ impl ComputeDriver for LxcDriver {
     }
 
     fn create(&self, m: &MachineRef, spec: &ContainerSpec) -> Result<CreateResponse, DriverError> {
-        let image =
-            self.config
-                .images
-                .get(&spec.image)
-                .ok_or_else(|| DriverError::UnknownImage {
-                    driver: "lxc".into(),
-                    image: spec.image.clone(),
-                    known: self.config.images.names(),
-                })?;
+        // A host whose first boot ends with a puppet agent run is made from the image's
+        // puppet variant (`debian-12+puppet`), which has the agent: containers cannot
+        // download it at first boot.
+        let (image_name, image) = self
+            .config
+            .images
+            .resolve(&spec.image, spec.boot.puppet_server.is_some());
+        let image = image.ok_or_else(|| DriverError::UnknownImage {
+            driver: "lxc".into(),
+            image: spec.image.clone(),
+            known: self.config.images.names(),
+        })?;
         Self::check_name(m, &spec.name)?;
         let path = self.machine_path(m)?;
         let mut p = self.prepare(m, &path, spec, image)?;
@@ -712,7 +715,7 @@ impl ComputeDriver for LxcDriver {
         // A debootstrap image is built once per computer in the image cache (waiting for a
         // build another apply runs), and copied from its current generation.
         let images = if image.boots() {
-            p.base = self.ensure_image(m, &spec.image, image, false)?;
+            p.base = self.ensure_image(m, image_name, image, false)?;
             self.image_cache()
         } else {
             self.images_path()

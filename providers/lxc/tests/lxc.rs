@@ -163,14 +163,11 @@ fn unknown_image_is_a_clear_error_listing_known_images() {
     match d.create(&local_machine("hw"), &s) {
         Err(DriverError::UnknownImage { image, known, .. }) => {
             assert_eq!(image, "centos-7");
-            assert_eq!(known, vec!["busybox".to_string(), "debian-12".to_string()]);
+            assert_eq!(known, ["busybox", "debian-12", "debian-12+puppet"]);
         }
         other => panic!("expected UnknownImage, got {other:?}"),
     }
-    assert_eq!(
-        d.images(),
-        vec!["busybox".to_string(), "debian-12".to_string()]
-    );
+    assert_eq!(d.images(), ["busybox", "debian-12", "debian-12+puppet"]);
 }
 
 #[test]

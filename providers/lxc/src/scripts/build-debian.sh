@@ -67,6 +67,11 @@ for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.
          getty@tty3.service getty@tty4.service systemd-timesyncd.service; do
   ln -sf /dev/null "$R/etc/systemd/system/$u"
 done
+# An image with the puppet agent (debian-12+puppet): kloud runs the agent once at first boot;
+# its daemon never starts by itself.
+if [ -e "$R/lib/systemd/system/puppet.service" ]; then
+  ln -sf /dev/null "$R/etc/systemd/system/puppet.service"
+fi
 mkdir -p "$R/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=8M\n' > "$R/etc/systemd/journald.conf.d/kloud.conf"
 : > "$R/etc/hostname"
