@@ -106,21 +106,36 @@ fn heuristic(base: &Fleet, hosts: &Hosts, problem: &Problem, options: &Options) 
     let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
     improve::improve(base, hosts, &mut best, budget as u64, options.work_budget);
     // Whatever is left unplaced is explained against the final state of the fleet.
-    let placed = finish(base, hosts, &best);
-    if placed.unplaced.is_empty() || problem.requests.len() > EXACT_FALLBACK_REQUESTS {
-        return placed;
+    // Fewer machines is the aim only when every class packs; spread classes want more.
+    let all_pack = hosts
+        .groups
+        .iter()
+        .all(|g| base.classes[g.class as usize].strategy == Strategy::Pack);
+    let complete = best.cost().0 == 0;
+    if problem.requests.len() > EXACT_FALLBACK_REQUESTS || (complete && !all_pack) {
+        return finish(base, hosts, &best);
     }
-    // A small problem the heuristic could not finish: an exact search, within a budget,
-    // finds a complete placement whenever one exists (or proves there is none).
+    // A small problem: an exact search, within a budget, finds a complete placement whenever
+    // one exists (or proves there is none), and packs tighter than the heuristic where it can.
+    // Its answer is taken only when strictly better, so the heuristic's stays otherwise.
     match exact::solve(base, hosts, EXACT_FALLBACK_NODES) {
-        exact::Outcome::Complete { solution, .. } => finish(base, hosts, &solution),
-        exact::Outcome::Infeasible | exact::Outcome::Unknown => placed,
+        exact::Outcome::Complete { solution, .. } if better(&solution, &best, all_pack) => {
+            finish(base, hosts, &solution)
+        }
+        _ => finish(base, hosts, &best),
     }
 }
 
-/// Up to this many new hosts, a placement the heuristic leaves incomplete is searched exactly.
+/// Whether `candidate` places more hosts than `best`, or as many on fewer machines when
+/// machines are what is minimised.
+fn better(candidate: &Solution, best: &Solution, fewer_machines: bool) -> bool {
+    let ((cu, cm), (bu, bm)) = (candidate.cost(), best.cost());
+    cu < bu || (fewer_machines && cu == bu && cm < bm)
+}
+
+/// Up to this many new hosts, the heuristic's placement is checked against an exact search.
 const EXACT_FALLBACK_REQUESTS: usize = 64;
-/// The search budget of that fallback, in nodes (well under a second).
+/// The search budget of that search, in nodes (well under a second).
 const EXACT_FALLBACK_NODES: u64 = 200_000;
 
 /// The requests, grouped, with the order they are considered in.
