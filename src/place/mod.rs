@@ -111,8 +111,11 @@ fn heuristic(base: &Fleet, hosts: &Hosts, problem: &Problem, options: &Options) 
         .groups
         .iter()
         .all(|g| base.classes[g.class as usize].strategy == Strategy::Pack);
-    let complete = best.cost().0 == 0;
-    if problem.requests.len() > EXACT_FALLBACK_REQUESTS || (complete && !all_pack) {
+    // Existing hosts never move, so the machines in use before are a floor no search goes under.
+    let (unplaced, used) = best.cost();
+    let floor = base.hosts_on.iter().filter(|&&n| n > 0).count();
+    let settled = unplaced == 0 && (!all_pack || used == floor);
+    if problem.requests.len() > EXACT_FALLBACK_REQUESTS || settled {
         return finish(base, hosts, &best);
     }
     // A small problem: an exact search, within a budget, finds a complete placement whenever
