@@ -163,6 +163,22 @@ host_class "web" {{
         self.store().get_host(&self.host()).unwrap().unwrap()
     }
 
+    /// Record the host `failed` in HostDB, as a broken apply would have left it.
+    fn mark_failed(&self) {
+        let mut h = self.record();
+        h.state = Some(State::Failed);
+        self.store()
+            .put_host(
+                h,
+                Expect::Any,
+                &kloud::hostdb::Actor {
+                    name: "test".into(),
+                    message: None,
+                },
+            )
+            .unwrap();
+    }
+
     fn machine_path(&self) -> PathBuf {
         self.lxc_root
             .join(format!("hm{}-1.{}", self.net, self.domain))
@@ -338,19 +354,7 @@ fn a_debian_host_takes_its_login_runs_first_boot_once_and_resizes_live() {
 
     // Once across two applies, and once after a create that adopts the running container.
     lab.ok(&["apply", ".", "--auto-approve"]);
-    let store = lab.store();
-    let mut h = lab.record();
-    h.state = Some(State::Failed);
-    store
-        .put_host(
-            h,
-            Expect::Any,
-            &kloud::hostdb::Actor {
-                name: "test".into(),
-                message: None,
-            },
-        )
-        .unwrap();
+    lab.mark_failed();
     let pid = lab.attach_stdout("cat /proc/1/stat | cut -d' ' -f22");
     let out = lab.apply(&[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -785,19 +789,7 @@ fn a_puppet_host_runs_its_agent_once_against_a_real_puppetserver() {
     // (c) A further apply, even of a host marked failed (which adopts the container and runs
     // first boot again), does not run the agent again.
     lab.ok(&["apply", ".", "--auto-approve"]);
-    let store = lab.store();
-    let mut h = lab.record();
-    h.state = Some(State::Failed);
-    store
-        .put_host(
-            h,
-            Expect::Any,
-            &kloud::hostdb::Actor {
-                name: "test".into(),
-                message: None,
-            },
-        )
-        .unwrap();
+    lab.mark_failed();
     lab.attach_stdout("rm /etc/kloud-puppet-ran");
     let out = lab.apply(&[]);
     assert!(out.status.success(), "{}", text(&out));

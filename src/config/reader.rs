@@ -337,15 +337,12 @@ impl<'a> Reader<'a> {
             self.value(name)?
         };
         let parsed = match &v {
-            hcl::Value::Number(n) => match (n.as_u64(), n.as_f64()) {
-                (Some(u), _) => u32::try_from(u)
-                    .ok()
-                    .and_then(|c| c.checked_mul(1000))
-                    .map(Cpu::from_millis)
-                    .ok_or_else(|| CpuError::Overflow(n.to_string())),
-                (None, Some(f)) if f < 0.0 => Err(CpuError::Negative(n.to_string())),
-                (None, Some(f)) => Cpu::from_f64(f),
-                (None, None) => Err(CpuError::Syntax(n.to_string())),
+            hcl::Value::Number(n) => match n.as_u64() {
+                Some(whole) => Cpu::from_whole(whole),
+                None => n
+                    .as_f64()
+                    .ok_or_else(|| CpuError::Syntax(n.to_string()))
+                    .and_then(Cpu::from_f64),
             },
             hcl::Value::String(s) => Cpu::parse(s),
             other => {

@@ -91,6 +91,15 @@ impl Cpu {
             .map_err(|_| CpuError::Overflow(text.to_string()))
     }
 
+    /// A whole number of cores, as JSON and HCL integers are read.
+    pub fn from_whole(cores: u64) -> Result<Cpu, CpuError> {
+        u32::try_from(cores)
+            .ok()
+            .and_then(|c| c.checked_mul(MILLIS_PER_CORE))
+            .map(Cpu)
+            .ok_or_else(|| CpuError::Overflow(cores.to_string()))
+    }
+
     /// A JSON or HCL number of cores. Numbers are read through their shortest decimal form, so
     /// `0.1` is exactly 100 millicores.
     pub fn from_f64(cores: f64) -> Result<Cpu, CpuError> {
@@ -197,11 +206,7 @@ impl serde::de::Visitor<'_> for CpuVisitor {
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Cpu, E> {
-        u32::try_from(v)
-            .ok()
-            .and_then(|c| c.checked_mul(MILLIS_PER_CORE))
-            .map(Cpu)
-            .ok_or_else(|| E::custom(CpuError::Overflow(v.to_string())))
+        Cpu::from_whole(v).map_err(E::custom)
     }
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Cpu, E> {
