@@ -9,7 +9,7 @@
 #[path = "../tests/place_support.rs"]
 mod support;
 
-use kloud::place::{place, Problem};
+use kloud::place::{place_with, Options, Problem};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,6 +17,7 @@ use std::time::Instant;
 struct Out {
     dir: Option<PathBuf>,
     rows: Vec<String>,
+    options: Options,
 }
 
 impl Out {
@@ -26,9 +27,10 @@ impl Out {
             std::fs::write(dir.join(format!("{name}.json")), text).expect("fleet written");
         }
         let t = Instant::now();
-        let p = place(problem);
+        let p = place_with(problem, &self.options);
         let secs = t.elapsed().as_secs_f64();
         support::assert_sound(problem, &p);
+        report_unplaced(name, problem, &p);
         let used = support::machines_used(&p);
         self.rows.push(format!(
             "{name}\t{}\t{}\t{}\t{used}\t{secs:.4}",
@@ -37,6 +39,35 @@ impl Out {
             p.unplaced.len()
         ));
         (p.unplaced.len(), used, secs)
+    }
+}
+
+/// With `KLOUD_PLACE_WHY=1`: per class left with unplaced hosts, how many and the first
+/// explanation, to see what binds in an incomplete fleet.
+fn report_unplaced(name: &str, problem: &Problem, p: &kloud::place::Placement) {
+    if std::env::var_os("KLOUD_PLACE_WHY").is_none() || p.unplaced.is_empty() {
+        return;
+    }
+    let sum = |v: Vec<[u64; 3]>| {
+        v.iter()
+            .fold([0u64; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]])
+    };
+    let need = sum(problem.requests.iter().map(|r| r.size.vector()).collect());
+    let have = sum(problem
+        .machines
+        .iter()
+        .map(|m| m.capacity.vector())
+        .collect());
+    println!("{name}: asked {need:?} of {have:?}");
+    let mut by_class: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
+    for u in &p.unplaced {
+        by_class
+            .entry(u.class.as_str())
+            .or_insert((0, &u.explanation))
+            .0 += 1;
+    }
+    for (class, (n, why)) in by_class {
+        println!("{name}: {class}: {n} unplaced: {why}");
     }
 }
 
@@ -54,9 +85,21 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let mut options = Options::default();
+    if let Some(work) = std::env::var("KLOUD_PLACE_WORK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        options.work_budget = work;
+    }
+    // Only these seeds of each size (all of 0..seeds by default), to look at one fleet again.
+    let only: Option<Vec<u64>> = std::env::var("KLOUD_PLACE_SEED_LIST")
+        .ok()
+        .map(|s| s.split(',').filter_map(|s| s.parse().ok()).collect());
     let mut out = Out {
         dir,
         rows: Vec::new(),
+        options,
     };
     let mut sizes = vec![1_000, 10_000, 20_000];
     if std::env::var_os("KLOUD_PLACE_BIG").is_some() {
@@ -74,6 +117,9 @@ fn main() {
         let shape = support::TightShape::standard(hosts);
         let (mut unplaced, mut incomplete, mut times) = (0, 0, Vec::new());
         for seed in 0..seeds {
+            if only.as_ref().is_some_and(|o| !o.contains(&seed)) {
+                continue;
+            }
             let problem = support::tight_fleet(shape, seed);
             let (u, _, secs) = out.record(&format!("tight-{hosts}-{seed}"), &problem);
             unplaced += u;

@@ -6,7 +6,7 @@
 #[path = "place_support.rs"]
 mod support;
 
-use kloud::place::place;
+use kloud::place::{place, place_with, Options};
 
 #[test]
 fn tight_fleets_of_a_thousand_hosts_are_placed_completely() {
@@ -32,4 +32,26 @@ fn tight_fleets_of_a_thousand_hosts_are_placed_completely() {
             p.unplaced.len()
         );
     }
+}
+
+#[test]
+fn an_infeasible_fleet_stops_repairing_when_it_stops_gaining_whatever_the_budget() {
+    // small fleet 28 asks for 442 cpus of 248: no budget can place it all. Repair must stop when
+    // it stops gaining, not spend a budget this size cycling.
+    let problem = support::small_fleet(28);
+    let options = Options {
+        work_budget: u64::MAX / 1024,
+        ..Options::default()
+    };
+    let t = std::time::Instant::now();
+    let p = place_with(&problem, &options);
+    support::assert_sound(&problem, &p);
+    assert!(!p.unplaced.is_empty());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
+    // The same answer as the default budget: the extra budget went unused.
+    assert_eq!(p, place(&problem));
 }

@@ -36,7 +36,8 @@ use std::collections::{BTreeMap, HashSet};
 pub struct Options {
     /// Feasibility checks the improvement phase may spend on a plan of up to 2,000 new hosts;
     /// larger plans get proportionally less (a tenth of it for 20,000), so the phase stays
-    /// bounded in time. Counting work rather than time keeps the result the same on a slow
+    /// bounded in time. Repair of hosts left unplaced ([`repair`]) gets this much per 2,000 new
+    /// hosts, and stops early when it stops gaining. Counting work rather than time keeps the result the same on a slow
     /// computer as on a fast one. Zero turns the phase off.
     pub work_budget: u64,
     /// Exact mode (`solver = "exact"`): search nodes the exact branch and bound may spend
@@ -104,7 +105,13 @@ fn heuristic(base: &Fleet, hosts: &Hosts, problem: &Problem, options: &Options) 
     // emptying the least used machines.
     let n = problem.requests.len().max(1) as u128;
     let budget = (u128::from(options.work_budget) * 2_000 / n).min(u128::from(options.work_budget));
-    improve::improve(base, hosts, &mut best, budget as u64, options.work_budget);
+    // Repair gets the whole budget up to 2,000 new hosts and proportionally more beyond: a
+    // large fleet left incomplete needs as many chains as it has hosts unplaced, and each
+    // chain prices more machines.
+    let repair = options
+        .work_budget
+        .saturating_mul((problem.requests.len() / 2_000).max(1) as u64);
+    improve::improve(base, hosts, &mut best, budget as u64, repair);
     // Whatever is left unplaced is explained against the final state of the fleet.
     // Fewer machines is the aim only when every class packs; spread classes want more.
     let all_pack = hosts

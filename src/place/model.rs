@@ -24,7 +24,7 @@ impl Resources {
 
     /// The vector in the dimension order used everywhere inside the engine (cpu in millicores,
     /// memory, disk).
-    pub(crate) fn vector(&self) -> [u64; 3] {
+    pub fn vector(&self) -> [u64; 3] {
         [u64::from(self.cpu.millis()), self.memory_mib, self.disk_gib]
     }
 }

@@ -12,14 +12,21 @@
 //! chain does not cycle. Existing hosts are never ejected. Every placement passes the same
 //! stages as the first pass.
 //!
-//! The search stops when nothing is pending or a budget of machine evaluations is spent; the
-//! assignment with the fewest unplaced hosts seen is kept. The random tenure comes from a fixed
+//! The search stops when nothing is pending, a budget of machine evaluations is spent, or
+//! [`STALL_STEPS`] steps pass without fewer hosts unplaced; the assignment with the fewest
+//! unplaced hosts seen is kept. Pricing a step looks at the machines in the order of a lower
+//! bound of their cost and stops where the bound cannot beat the best found, so on a large fleet
+//! a step prices a fraction of the machines, with the same answer. The random tenure comes from a fixed
 //! seed: the result is deterministic.
 
 use super::fleet::{FastMap, Fleet};
 use super::score::{self, Fit};
 use super::stages::{feasible, Group};
 use super::{Hosts, Solution};
+
+/// Steps without fewer unplaced hosts after which repair stops (at least; more when many hosts
+/// are pending at the start or the fleet is small).
+const STALL_STEPS: u64 = 2_000;
 
 /// Ejection candidates behind one label value of one rule, lightest first.
 type ByValue = Vec<Vec<usize>>;
@@ -134,39 +141,56 @@ impl<'a, 'p> Repair<'a, 'p> {
     }
 
     fn run(&mut self) {
-        while !self.pending.is_empty() && self.left > 0 {
-            self.step += 1;
-            let k = self.heaviest();
-            let p = self.pending.swap_remove(k);
-            if let Some(m) = self.direct(p) {
-                self.put(p, m);
-            } else if let Some((m, out)) = self.cheapest_ejection(p) {
-                let from: Vec<Option<u32>> = out.iter().map(|&e| self.take(e)).collect();
-                if feasible(&self.sol.fleet, self.group(p), m).is_err() {
-                    // The pricing and the stages disagree: undo rather than break a rule.
-                    for (&e, f) in out.iter().zip(from) {
-                        if let Some(f) = f {
-                            self.put(e, f);
-                        }
-                    }
-                    self.stuck.push(p);
-                    continue;
-                }
-                for &e in &out {
-                    self.weight[e] += self.base_weight[e];
-                    self.pending.push(e);
-                }
-                self.put(p, m);
-                let tenure = 3 + self.next_random() % 8;
-                self.tabu.insert(p, self.step + tenure);
-            } else {
-                self.stuck.push(p);
-            }
+        // Steps without a new best after which the search gives up: chains that keep cycling
+        // on a fleet with no room left would otherwise spend the whole budget.
+        // Steps are cheap on a small fleet: there it gets as many as 5,000,000 machine
+        // evaluations allow.
+        let machines = self.sol.fleet.hosts_on.len().max(1) as u64;
+        let stall = (4 * self.pending.len() as u64)
+            .max(STALL_STEPS)
+            .max(5_000_000 / machines);
+        let mut last_gain = 0;
+        while !self.pending.is_empty() && self.left > 0 && self.step - last_gain < stall {
+            self.step();
             if self.unplaced() < self.best_unplaced {
+                last_gain = self.step;
                 self.best_unplaced = self.unplaced();
                 self.best.clone_from(&self.sol.assign);
             }
         }
+    }
+
+    /// One step: the heaviest pending host goes where it fits, or where it ejects the least.
+    fn step(&mut self) {
+        self.step += 1;
+        let k = self.heaviest();
+        let p = self.pending.swap_remove(k);
+        if let Some(m) = self.direct(p) {
+            self.put(p, m);
+            return;
+        }
+        let Some((m, out)) = self.cheapest_ejection(p) else {
+            self.stuck.push(p);
+            return;
+        };
+        let from: Vec<Option<u32>> = out.iter().map(|&e| self.take(e)).collect();
+        if feasible(&self.sol.fleet, self.group(p), m).is_err() {
+            // The pricing and the stages disagree: undo rather than break a rule.
+            for (&e, f) in out.iter().zip(from) {
+                if let Some(f) = f {
+                    self.put(e, f);
+                }
+            }
+            self.stuck.push(p);
+            return;
+        }
+        for &e in &out {
+            self.weight[e] += self.base_weight[e];
+            self.pending.push(e);
+        }
+        self.put(p, m);
+        let tenure = 3 + self.next_random() % 8;
+        self.tabu.insert(p, self.step + tenure);
     }
 
     /// The pending host with the highest weight; ties to the first name.
@@ -259,16 +283,36 @@ impl<'a, 'p> Repair<'a, 'p> {
             .collect()
     }
 
-    /// The machine where host `p` costs the least weight of ejected hosts, and those hosts.
+    /// The machine where host `p` costs the least weight of ejected hosts, and those hosts (ties
+    /// to the lowest machine id).
+    ///
+    /// Machines are priced in the order of a lower bound of their cost ([`Repair::least_cost`]),
+    /// and pricing stops at the first whose bound cannot beat the best found: the answer is the
+    /// one pricing every machine gives, at a fraction of the work on a large fleet.
     fn cheapest_ejection(&mut self, p: usize) -> Option<(u32, Vec<usize>)> {
         let candidates = self.rule_candidates(p);
         let group = self.group(p);
+        let class_least = self.of_class[group.class as usize]
+            .iter()
+            .map(|&e| self.weight[e])
+            .min();
+        let fleet = &self.sol.fleet;
+        let mut order: Vec<(u64, u32)> = (0..fleet.hosts_on.len() as u32)
+            .filter(|&m| fleet.statics.machines[m as usize].driver == group.driver)
+            .filter_map(|m| Some((self.least_cost(p, m, class_least, false)?, m)))
+            .collect();
+        order.sort_unstable();
         let mut best: Option<(u64, u32, Vec<usize>)> = None;
-        for m in 0..self.sol.fleet.hosts_on.len() as u32 {
-            self.left = self.left.saturating_sub(1);
-            if self.sol.fleet.statics.machines[m as usize].driver != group.driver {
+        for (bound, m) in order {
+            if best.as_ref().is_some_and(|b| (bound, m) >= (b.0, b.1)) {
+                break;
+            }
+            // A finer bound, too dear to compute for every machine up front.
+            let finer = self.least_cost(p, m, class_least, true);
+            if finer.is_none_or(|f| best.as_ref().is_some_and(|b| (f, m) >= (b.0, b.1))) {
                 continue;
             }
+            self.left = self.left.saturating_sub(1);
             let Some(out) = self.ejection(p, m, &candidates) else {
                 continue;
             };
@@ -278,6 +322,65 @@ impl<'a, 'p> Repair<'a, 'p> {
             }
         }
         best.map(|(_, m, out)| (m, out))
+    }
+
+    /// A lower bound of the weight host `p` ejects to go on machine `m`, or `None` when no
+    /// ejection can make room there. A rule at its limit behind the machine's label value takes
+    /// at least one placed host of the class (`class_least` is the lightest); a machine short of
+    /// room takes at least one of its own new hosts. One host may do both, so the bound is the
+    /// larger of the two, not their sum. `fine` counts how many of the machine's hosts the
+    /// shortfall takes ([`Repair::least_to_free`]); otherwise one, the lightest.
+    fn least_cost(&self, p: usize, m: u32, class_least: Option<u64>, fine: bool) -> Option<u64> {
+        let fleet = &self.sol.fleet;
+        let group = self.group(p);
+        let mut bound = 0;
+        for rule in &fleet.classes[group.class as usize].rules {
+            let v = fleet.statics.value(m, rule.key)?;
+            if rule.counts[v as usize] >= rule.limit {
+                bound = class_least?;
+            }
+        }
+        let free = fleet.free(m);
+        if (0..3).any(|d| free[d] < group.size[d]) {
+            let own = if fine {
+                self.least_to_free(m, free, group.size)?
+            } else {
+                self.on[m as usize].iter().map(|&e| self.weight[e]).min()?
+            };
+            bound = bound.max(own);
+        }
+        Some(bound)
+    }
+
+    /// A lower bound of the weight of new hosts that must leave machine `m` for `size` to fit in
+    /// `free` (`None`: all of them would not do). Freeing a shortfall takes at least as many
+    /// hosts as the largest hosts in that dimension cover it with, and those weigh at least the
+    /// same number of the machine's lightest hosts.
+    fn least_to_free(&self, m: u32, free: [u64; 3], size: [u64; 3]) -> Option<u64> {
+        let on = &self.on[m as usize];
+        let mut needed = 0;
+        for d in 0..3 {
+            let Some(mut short) = size[d].checked_sub(free[d]).filter(|&s| s > 0) else {
+                continue;
+            };
+            let mut sizes: Vec<u64> = on.iter().map(|&e| self.group(e).size[d]).collect();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            let mut k = 0;
+            for s in sizes {
+                if short == 0 {
+                    break;
+                }
+                short = short.saturating_sub(s);
+                k += 1;
+            }
+            if short > 0 {
+                return None;
+            }
+            needed = needed.max(k);
+        }
+        let mut weights: Vec<u64> = on.iter().map(|&e| self.weight[e]).collect();
+        weights.sort_unstable();
+        Some(weights.iter().take(needed).sum())
     }
 
     /// The new hosts that must leave for host `p` to go on machine `m`, or `None` when no such
@@ -376,5 +479,109 @@ impl<'a, 'p> Repair<'a, 'p> {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fleet::{Fleet, Statics};
+    use super::super::model::{Machine, Problem, Request, Resources, Rules, Strategy};
+    use super::super::{construct, Hosts, Order};
+    use super::Repair;
+    use crate::Cpu;
+    use std::collections::BTreeMap;
+
+    /// 60 machines in 6 racks behind 3 switches, asked for more than they hold, with rules on
+    /// machine, rack and switch: the first pass leaves hosts unplaced.
+    fn crowded() -> Problem {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut below = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let machines = (0..60)
+            .map(|i| Machine {
+                name: format!("m{i:02}"),
+                capacity: Resources::new(Cpu::from_cores(8 + 8 * (i % 3)), 32 * 1024, 500),
+                labels: BTreeMap::from([
+                    ("rack".to_string(), format!("r{}", i / 10)),
+                    ("switch".to_string(), format!("s{}", i / 20)),
+                ]),
+                driver: "lxc".into(),
+            })
+            .collect();
+        let mut rules = BTreeMap::new();
+        let mut requests = Vec::new();
+        for c in 0..6u32 {
+            let class = format!("c{c}");
+            let max_per = BTreeMap::from([
+                ("machine".to_string(), 1 + below(3) as u32),
+                ("rack".to_string(), 6 + below(6) as u32),
+                ("switch".to_string(), 14 + below(8) as u32),
+            ]);
+            rules.insert(
+                class.clone(),
+                Rules {
+                    max_per,
+                    strategy: Strategy::Pack,
+                },
+            );
+            let cpu = [1, 2, 4, 8][below(4) as usize];
+            for i in 0..40 {
+                requests.push(Request {
+                    name: format!("{class}-{i:02}"),
+                    class: class.clone(),
+                    size: Resources::new(Cpu::from_cores(cpu), 1024 * u64::from(cpu), 20),
+                    driver: "lxc".into(),
+                });
+            }
+        }
+        Problem {
+            machines,
+            existing: vec![],
+            rules,
+            requests,
+        }
+    }
+
+    /// Pricing every machine, the way the bounded pricing must agree with.
+    fn cheapest_everywhere(r: &Repair, p: usize) -> Option<(u32, Vec<usize>)> {
+        let candidates = r.rule_candidates(p);
+        let mut best: Option<(u64, u32, Vec<usize>)> = None;
+        for m in 0..r.sol.fleet.hosts_on.len() as u32 {
+            let Some(out) = r.ejection(p, m, &candidates) else {
+                continue;
+            };
+            let cost: u64 = out.iter().map(|&e| r.weight[e]).sum();
+            if best.as_ref().is_none_or(|b| (cost, m) < (b.0, b.1)) {
+                best = Some((cost, m, out));
+            }
+        }
+        best.map(|(_, m, out)| (m, out))
+    }
+
+    #[test]
+    fn bounded_pricing_chooses_what_pricing_every_machine_chooses() {
+        let problem = crowded();
+        let (statics, classes) = Statics::build(&problem);
+        let base = Fleet::new(&problem, &statics, classes);
+        let hosts = Hosts::new(&problem, &base);
+        let first = construct(&base, &hosts, Order::Tight);
+        assert!(first.cost().0 > 0, "the fleet must leave hosts unplaced");
+        let mut r = Repair::new(&hosts, first, u64::MAX);
+        let mut compared = 0;
+        for _ in 0..400 {
+            let Some(&p) = r.pending.get(r.heaviest()) else {
+                break;
+            };
+            if r.direct(p).is_none() {
+                assert_eq!(r.cheapest_ejection(p), cheapest_everywhere(&r, p));
+                compared += 1;
+            }
+            r.step();
+        }
+        assert!(compared > 50, "only {compared} ejections compared");
     }
 }
