@@ -4,7 +4,8 @@
 //! `KLOUD_PLACE_FLEETS=DIR` every fleet is also written as a JSON problem for the referee
 //! (`scripts/place-referee.py`), and one line per fleet goes to `DIR/kloud.tsv`:
 //! `name  hosts  machines  unplaced  used  seconds`. `scripts/bench-place.sh` runs both and
-//! joins them.
+//! joins them. `KLOUD_PLACE_BUDGET`, `KLOUD_PLACE_SIZES`, `KLOUD_PLACE_SEEDS`,
+//! `KLOUD_PLACE_SEED_LIST` and `KLOUD_PLACE_WHY` are described in `docs/placement.md`.
 
 #[path = "../tests/place_support.rs"]
 mod support;
@@ -86,7 +87,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let mut options = Options::default();
-    if let Some(work) = std::env::var("KLOUD_PLACE_WORK")
+    if let Some(work) = std::env::var("KLOUD_PLACE_BUDGET")
         .ok()
         .and_then(|s| s.parse().ok())
     {
