@@ -49,16 +49,11 @@ fn report_unplaced(name: &str, problem: &Problem, p: &kloud::place::Placement) {
     if std::env::var_os("KLOUD_PLACE_WHY").is_none() || p.unplaced.is_empty() {
         return;
     }
-    let sum = |v: Vec<[u64; 3]>| {
-        v.iter()
-            .fold([0u64; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]])
-    };
-    let need = sum(problem.requests.iter().map(|r| r.size.vector()).collect());
-    let have = sum(problem
-        .machines
-        .iter()
-        .map(|m| m.capacity.vector())
-        .collect());
+    fn sum(v: impl Iterator<Item = [u64; 3]>) -> [u64; 3] {
+        v.fold([0; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]])
+    }
+    let need = sum(problem.requests.iter().map(|r| r.size.vector()));
+    let have = sum(problem.machines.iter().map(|m| m.capacity.vector()));
     println!("{name}: asked {need:?} of {have:?}");
     let mut by_class: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
     for u in &p.unplaced {

@@ -37,8 +37,8 @@ pub struct Options {
     /// Feasibility checks the improvement phase may spend on a plan of up to 2,000 new hosts;
     /// larger plans get proportionally less (a tenth of it for 20,000), so the phase stays
     /// bounded in time. Repair of hosts left unplaced ([`repair`]) gets this much per 2,000 new
-    /// hosts, and stops early when it stops gaining. Counting work rather than time keeps the result the same on a slow
-    /// computer as on a fast one. Zero turns the phase off.
+    /// hosts, and stops early when it stops gaining. Counting work rather than time keeps the
+    /// result the same on a slow computer as on a fast one. Zero turns the phase off.
     pub work_budget: u64,
     /// Exact mode (`solver = "exact"`): search nodes the exact branch and bound may spend
     /// ([`exact`]) before falling back to the heuristic with a note; `None` is the heuristic.

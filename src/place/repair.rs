@@ -15,13 +15,13 @@
 //! The search stops when nothing is pending, a budget of machine evaluations is spent, or
 //! [`STALL_STEPS`] steps pass without fewer hosts unplaced; the assignment with the fewest
 //! unplaced hosts seen is kept. Pricing a step looks at the machines in the order of a lower
-//! bound of their cost and stops where the bound cannot beat the best found, so on a large fleet
-//! a step prices a fraction of the machines, with the same answer. The random tenure comes from a fixed
-//! seed: the result is deterministic.
+//! bound of their cost and stops where the bound cannot beat the best found, so on a large
+//! fleet a step prices a fraction of the machines, with the same answer. The random tenure
+//! comes from a fixed seed: the result is deterministic.
 
 use super::fleet::{FastMap, Fleet};
 use super::score::{self, Fit};
-use super::stages::{feasible, Group};
+use super::stages::{capacity, feasible, Group};
 use super::{Hosts, Solution};
 
 /// Steps without fewer unplaced hosts after which repair stops (at least; more when many hosts
@@ -142,9 +142,8 @@ impl<'a, 'p> Repair<'a, 'p> {
 
     fn run(&mut self) {
         // Steps without a new best after which the search gives up: chains that keep cycling
-        // on a fleet with no room left would otherwise spend the whole budget.
-        // Steps are cheap on a small fleet: there it gets as many as 5,000,000 machine
-        // evaluations allow.
+        // on a fleet with no room left would otherwise spend the whole budget. Steps are cheap
+        // on a small fleet, which gets as many as 5,000,000 machine evaluations allow.
         let machines = self.sol.fleet.hosts_on.len().max(1) as u64;
         let stall = (4 * self.pending.len() as u64)
             .max(STALL_STEPS)
@@ -340,10 +339,9 @@ impl<'a, 'p> Repair<'a, 'p> {
                 bound = class_least?;
             }
         }
-        let free = fleet.free(m);
-        if (0..3).any(|d| free[d] < group.size[d]) {
+        if capacity(fleet, group, m).is_err() {
             let own = if fine {
-                self.least_to_free(m, free, group.size)?
+                self.least_to_free(m, fleet.free(m), group.size)?
             } else {
                 self.on[m as usize].iter().map(|&e| self.weight[e]).min()?
             };
